@@ -1,0 +1,35 @@
+# Every target works from a fresh clone: the virtual environment is made on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := test,lsl,edf
+
+.PHONY: run test bench-core clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m core.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench-core: $(STAMP)
+	$(BIN)/python bench/bench_core.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
+
+.PHONY: container-test bench
+container-test:
+	bash scripts/container-test.sh
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_service.py
