@@ -1,0 +1,1 @@
+"""lrr-service: the FastAPI/uvicorn streaming server around the core LRR engine."""

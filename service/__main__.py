@@ -1,0 +1,87 @@
+"""`python -m service serve [--host ...] [--port ...] [--state-dir ...]`: run the server with uvicorn.
+
+Every `LRR_*` setting has a flag (`--max-channels`, `--ridge-lambda`, ...); flags override the
+environment. SIGTERM/SIGINT shut down gracefully and checkpoint every session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.config import ServiceSettings
+from service.logs import configure_logging
+
+#: Settings whose flag value is JSON rather than a scalar.
+_JSON_FLAGS = {"channel_groups"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `serve` command line: one flag per ServiceSettings field, named after it."""
+    parser = argparse.ArgumentParser(prog="python -m service", description="Run the lrr-service websocket server.")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the server (the default command)")
+    for target in (parser, serve):
+        _add_setting_flags(target)
+    return parser
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """Add `--field-name VALUE` for every setting, with its env variable and default in the help."""
+    for name, field in ServiceSettings.model_fields.items():
+        default = "unset" if field.default is None else field.default
+        if name == "api_token":
+            default = "unset"
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=argparse.SUPPRESS,
+            metavar=name.upper(),
+            help=f"{field.description} (env LRR_{name.upper()}, default {default})",
+        )
+
+
+def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
+    """Environment first, then the flags that were given; raises ValidationError if invalid."""
+    overrides: dict[str, Any] = {}
+    for name in ServiceSettings.model_fields:
+        if hasattr(args, name):
+            value = getattr(args, name)
+            overrides[name] = json.loads(value) if name in _JSON_FLAGS and value.strip() else value
+    return ServiceSettings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, validate the settings and run uvicorn until a signal stops it."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        settings.session_defaults()
+    except (ValidationError, ValueError) as exc:
+        print(f"lrr-service: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="auto",
+        http="auto",
+        ws="websockets",
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Service configuration: every `LRR_*` environment variable, validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.settings import LRRSettings
+
+MIB = 1024 * 1024
+
+#: ServiceSettings fields that are the default engine settings of a new session.
+SESSION_SETTING_FIELDS = (
+    "ridge_lambda", "channel_groups", "block_size", "incremental",
+    "check_finite", "min_group_size", "init_default", "half_life_samples",
+)
+
+
+class ServiceSettings(BaseSettings):
+    """The server's configuration; each field is read from `LRR_<FIELD>` (CLI flags override)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRR_", extra="ignore", frozen=True)
+
+    # -- network & security ------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    api_token: SecretStr | None = Field(
+        None, description="When set, every REST route but /health and every websocket needs this token."
+    )
+    # -- limits ------------------------------------------------------------------------------
+    max_frame_bytes: int = Field(16 * MIB, ge=1024, description="Largest websocket message; larger closes with 1009.")
+    max_channels: int = Field(4096, ge=1, description="Most channels a chunk or weight matrix may have.")
+    max_sessions: int = Field(1024, ge=1, description="Most stream sessions; new ones beyond are refused.")
+    max_csv_bytes: int = Field(256 * MIB, ge=1024, description="Largest weights CSV upload (413 beyond).")
+    # -- state & scheduling -------------------------------------------------------------------
+    state_dir: Path = Field(Path("lrr-state"), description="Directory holding one checkpoint file per session.")
+    checkpoint_seconds: float = Field(
+        30.0, gt=0, description="Sessions changed by fit traffic or solves are checkpointed at most this often."
+    )
+    solve_every_samples: int = Field(
+        3000, ge=1, description="Start a background solve once this many new fit samples have been accumulated."
+    )
+    solve_threads: int = Field(1, ge=1, description="BLAS threads for solves (threadpoolctl), so the loop keeps a core.")
+    shutdown_timeout_seconds: float = Field(
+        5.0, gt=0, description="On SIGTERM/SIGINT, how long open connections get before being closed."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Logging threshold of the structured (JSON lines) log."
+    )
+    # -- default settings of new sessions (core.LRRSettings) --------------------------------
+    ridge_lambda: float = Field(0.0, description="Default ridge penalty (>= 0).")
+    channel_groups: list[list[int]] | None = Field(
+        None, description="Default channel groups as JSON, e.g. [[0,1,2],[3,4,5]]; none = block_size or one group."
+    )
+    block_size: int | None = Field(None, description="Default consecutive block size when no groups are given.")
+    incremental: bool = Field(True, description="Accumulate statistics across fit chunks (false: each chunk replaces).")
+    check_finite: bool = Field(True, description="Refuse fit chunks holding NaN or infinity.")
+    min_group_size: int = Field(3, description="Groups smaller than this pass through untouched.")
+    init_default: Literal["identity", "car"] = Field("identity", description="Output before any weights exist.")
+    half_life_samples: float | None = Field(None, description="Exponential forgetting half-life in samples; none = off.")
+
+    @field_validator("api_token", "channel_groups", "block_size", "half_life_samples", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: Any) -> Any:
+        """An empty or `none`/`null` value of an optional variable means "not set"."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+            return None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        """Accept `info` as well as `INFO`."""
+        return value.upper() if isinstance(value, str) else value
+
+    def session_defaults(self) -> LRRSettings:
+        """The engine settings a session gets when nobody configured it; raises SettingsError if invalid."""
+        return LRRSettings.from_dict(self.session_default_dict())
+
+    def session_default_dict(self) -> dict[str, Any]:
+        """The default engine settings as a plain dict (the PUT /streams/{key} base)."""
+        return {name: getattr(self, name) for name in SESSION_SETTING_FIELDS}
+
+    def token(self) -> str | None:
+        """The API token in clear, or None when authentication is off."""
+        return self.api_token.get_secret_value() if self.api_token else None
