@@ -1,0 +1,345 @@
+"""LRR: the Linear Regression Rereferencing estimator.
+
+Each channel is predicted by ridge regression from the other channels of its group,
+fitted on the data itself, and the prediction is subtracted: y = X @ (I - W).
+Accumulating statistics (cheap, every chunk) and solving for W (expensive, O(n³))
+are separate steps so that a real-time caller decides when to solve, and where.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .apply import ApplyPlan
+from .errors import ChannelCountError, ShapeError, SnapshotError, WeightsError
+from .groups import resolve_groups
+from .settings import LRRSettings
+from .solver import default_weights, solve_weights
+from .statistics import DEFAULT_STAGING_BYTES, CovarianceAccumulator, Statistics
+
+WeightsSource = Literal["none", "default", "fitted", "uploaded"]
+
+SNAPSHOT_FORMAT = "lrr-engine/1"
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Weights solved from a statistics copy, to be installed by the engine that made it."""
+
+    weights: np.ndarray
+    n_samples: int
+    generation: int
+
+
+class LRR:
+    """Self-supervised channel regression with LRR applied as X @ (I - W).
+
+    The channel count is bound by the first chunk (or by ``load_weights``); a chunk
+    with another count raises ``ChannelCountError`` until ``reset()``. Every invalid
+    call raises a ``ValueError`` subclass and leaves the engine exactly as it was.
+    """
+
+    def __init__(self, settings: LRRSettings | None = None, *, staging_bytes: int = DEFAULT_STAGING_BYTES) -> None:
+        self._settings = settings if settings is not None else LRRSettings()
+        self._staging_bytes = staging_bytes
+        self._n_channels: int | None = None
+        self._groups: list[np.ndarray] = []
+        self._accumulator: CovarianceAccumulator | None = None
+        self._weights: np.ndarray | None = None
+        self._source: WeightsSource = "none"
+        self._version = 0
+        self._generation = 0
+        self._n_samples_solved = 0
+        self._plans: dict[np.dtype, ApplyPlan] = {}
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def settings(self) -> LRRSettings:
+        return self._settings
+
+    @property
+    def n_channels(self) -> int | None:
+        return self._n_channels
+
+    @property
+    def n_samples(self) -> int:
+        """Samples accepted into the statistics since the last reset."""
+        return self._accumulator.n_samples if self._accumulator is not None else 0
+
+    @property
+    def n_samples_solved(self) -> int:
+        """How many of those samples the current fitted weights reflect."""
+        return self._n_samples_solved
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """The W being applied (read-only float64), or None while it is the identity."""
+        return self._weights
+
+    @property
+    def weights_version(self) -> int:
+        """Increases by one every time the applied weights change."""
+        return self._version
+
+    @property
+    def weights_source(self) -> WeightsSource:
+        return self._source
+
+    @property
+    def groups(self) -> list[np.ndarray]:
+        """The resolved channel groups (empty until a channel count is bound)."""
+        return list(self._groups)
+
+    # -- fitting -------------------------------------------------------------
+
+    def accumulate(self, chunk: Any) -> bool:
+        """Fold a (samples, channels) chunk into the statistics without solving.
+
+        Returns False, changing nothing, when ``check_finite`` is on and the chunk
+        holds NaN or infinity.
+        """
+        X = _as_samples(chunk)
+        if self._settings.check_finite and not _all_finite(X):
+            return False
+        self._bind(X.shape[1])
+        assert self._accumulator is not None
+        if not self._settings.incremental:
+            self._accumulator.clear()
+        self._accumulator.add(X)
+        return True
+
+    def statistics(self) -> Statistics:
+        """A copy of the statistics that ``solve_statistics`` can use in another thread."""
+        if self._accumulator is None:
+            raise ShapeError("no data yet: accumulate a chunk before asking for statistics")
+        return self._accumulator.statistics()
+
+    def solve_statistics(self, stats: Statistics) -> Solution:
+        """Solve W from ``stats``; reads only immutable inputs, so it is thread-safe."""
+        if self._n_channels != stats.n_channels:
+            raise ChannelCountError(self._n_channels or 0, stats.n_channels, what="statistics")
+        W = solve_weights(stats, self._groups, self._settings)
+        W.flags.writeable = False
+        return Solution(W, stats.n_samples, self._generation)
+
+    def install(self, solution: Solution, *, replace_uploaded: bool = False) -> bool:
+        """Apply solved weights unless they are stale; True when they were applied.
+
+        Stale means: the engine was reset, refitted or given weights since the statistics
+        were copied, a newer solution is already applied, or (unless ``replace_uploaded``)
+        the current weights were uploaded and are pinned.
+        """
+        if solution.generation != self._generation:
+            return False
+        if self._source == "uploaded" and not replace_uploaded:
+            return False
+        if self._source == "fitted" and solution.n_samples < self._n_samples_solved:
+            return False
+        self._set_weights(solution.weights, "fitted")
+        self._n_samples_solved = solution.n_samples
+        return True
+
+    def solve(self) -> None:
+        """Solve W from every sample accepted so far and apply it (replaces uploaded weights)."""
+        if self._accumulator is None:
+            return
+        self.install(self.solve_statistics(self.statistics()), replace_uploaded=True)
+
+    def partial_fit(self, chunk: Any) -> "LRR":
+        """Accumulate a chunk and re-solve; uploaded weights stay pinned (statistics still grow)."""
+        if self.accumulate(chunk) and self._source != "uploaded":
+            self.solve()
+        return self
+
+    def fit(self, X: Any) -> "LRR":
+        """Replace the statistics by those of X and solve; raises on non-finite X."""
+        X = _as_samples(X)
+        if self._settings.check_finite and not _all_finite(X):
+            raise ShapeError("X contains NaN or infinity; expected finite samples (drop or interpolate them)")
+        self._bind(X.shape[1])
+        assert self._accumulator is not None
+        self._accumulator.clear()
+        self._accumulator.add(X)
+        self._generation += 1
+        self.solve()
+        return self
+
+    # -- applying --------------------------------------------------------------
+
+    def transform(self, chunk: Any) -> np.ndarray:
+        """y = X @ (I - W) in the chunk's float dtype (integer input gives float32)."""
+        X = _as_samples(chunk)
+        self._bind(X.shape[1])
+        dtype = _output_dtype(X.dtype)
+        plan = self._plans.get(dtype)
+        if plan is None:
+            plan = self._plans[dtype] = ApplyPlan(self._weights, X.shape[1], dtype)
+        if X.dtype != dtype:
+            X = X.astype(dtype)
+        return plan(X)
+
+    def partial_fit_transform(self, chunk: Any) -> np.ndarray:
+        """partial_fit then transform, on the same chunk."""
+        return self.partial_fit(chunk).transform(chunk)
+
+    def load_weights(self, W: Any) -> None:
+        """Apply a pre-computed W (not I - W); it stays until reset, fit or solve."""
+        weights = _validated_weights(W)
+        n = weights.shape[0]
+        if self._n_channels is not None and n != self._n_channels:
+            raise ChannelCountError(self._n_channels, n, what="weights")
+        self._bind(n)
+        self._generation += 1
+        self._set_weights(weights, "uploaded")
+
+    def reset(self) -> None:
+        """Forget statistics, weights and the channel count; keep the settings."""
+        self._n_channels = None
+        self._groups = []
+        self._accumulator = None
+        self._generation += 1
+        self._n_samples_solved = 0
+        if self._weights is not None or self._source != "none":
+            self._version += 1
+        self._weights = None
+        self._source = "none"
+        self._plans = {}
+
+    # -- persistence -------------------------------------------------------------
+
+    def snapshot(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The complete state as JSON-able metadata plus float64 arrays (no pickling needed)."""
+        meta: dict[str, Any] = {
+            "format": SNAPSHOT_FORMAT,
+            "settings": self._settings.to_dict(),
+            "n_channels": self._n_channels,
+            "weights_version": self._version,
+            "weights_source": self._source,
+            "n_samples_solved": self._n_samples_solved,
+        }
+        arrays: dict[str, np.ndarray] = {}
+        if self._accumulator is not None:
+            stats = self._accumulator.statistics()
+            meta["n_samples"] = stats.n_samples
+            meta["stats_weight"] = stats.weight
+            arrays["cxx"] = np.array(stats.cxx)
+            arrays["col_sum"] = np.array(stats.col_sum)
+        if self._weights is not None:
+            arrays["weights"] = np.array(self._weights)
+        return meta, arrays
+
+    @classmethod
+    def restore(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                *, staging_bytes: int = DEFAULT_STAGING_BYTES) -> "LRR":
+        """Rebuild an engine from ``snapshot()`` output, validating every part."""
+        try:
+            if meta.get("format") != SNAPSHOT_FORMAT:
+                raise SnapshotError(f"snapshot format {meta.get('format')!r}; expected {SNAPSHOT_FORMAT!r}")
+            engine = cls(LRRSettings.from_dict(dict(meta["settings"])), staging_bytes=staging_bytes)
+            n = meta["n_channels"]
+            source = meta["weights_source"]
+            if source not in ("none", "default", "fitted", "uploaded"):
+                raise SnapshotError(f"unknown weights_source {source!r}")
+            if n is not None:
+                engine._bind(int(n))
+                if "cxx" in arrays:
+                    stats = _restored_statistics(meta, arrays, int(n))
+                    assert engine._accumulator is not None
+                    engine._accumulator.load(stats)
+            weights = arrays.get("weights")
+            if weights is not None:
+                W = _validated_weights(weights)
+                if n is None or W.shape[0] != n:
+                    raise SnapshotError(f"weights are {W.shape}, expected ({n}, {n})")
+                engine._set_weights(W, source)
+            elif source not in ("none", "default"):
+                raise SnapshotError(f"weights_source is {source!r} but the snapshot holds no weights")
+            engine._version = int(meta["weights_version"])
+            engine._n_samples_solved = int(meta.get("n_samples_solved", 0))
+            return engine
+        except SnapshotError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"snapshot is inconsistent: {exc}") from exc
+
+    # -- internals -----------------------------------------------------------------
+
+    def _bind(self, n_channels: int) -> None:
+        """Bind the channel count on first use; refuse another one until reset."""
+        if self._n_channels is not None:
+            if n_channels != self._n_channels:
+                raise ChannelCountError(self._n_channels, n_channels)
+            return
+        groups = resolve_groups(self._settings, n_channels)  # raises before any state changes
+        self._n_channels = n_channels
+        self._groups = groups
+        self._accumulator = CovarianceAccumulator(n_channels, self._settings.half_life_samples, self._staging_bytes)
+        default = default_weights(groups, n_channels, self._settings)
+        if default is not None:
+            default.flags.writeable = False
+            self._set_weights(default, "default")
+
+    def _set_weights(self, W: np.ndarray, source: WeightsSource) -> None:
+        self._weights = W
+        self._source = source
+        self._version += 1
+        self._plans = {}
+
+
+_FLOAT32_INPUTS = {np.dtype(t) for t in ("float16", "float32", "int8", "uint8", "int16", "uint16", "int32", "uint32")}
+
+
+def _output_dtype(dtype: np.dtype) -> np.dtype:
+    """float64 stays float64; float32, float16 and integers up to 32 bits compute in float32."""
+    return np.dtype(np.float32) if dtype in _FLOAT32_INPUTS else np.dtype(np.float64)
+
+
+def _as_samples(chunk: Any) -> np.ndarray:
+    """The chunk as a 2-D real numeric array (no copy when it already is one)."""
+    X = np.asarray(chunk)
+    if X.ndim != 2:
+        raise ShapeError(f"expected a 2-D (samples, channels) array, got {X.ndim}-D with shape {X.shape}")
+    if X.dtype.kind not in "fiu":
+        raise ShapeError(f"expected real numbers (float or integer samples), got dtype {X.dtype}")
+    return X
+
+
+def _all_finite(X: np.ndarray) -> bool:
+    """True when X holds no NaN or infinity; one float64 sum in the common case."""
+    if X.dtype.kind != "f" or X.size == 0:
+        return True
+    if math.isfinite(float(np.sum(X, dtype=np.float64))):
+        return True
+    return bool(np.isfinite(X).all())
+
+
+def _validated_weights(W: Any) -> np.ndarray:
+    """A read-only float64 copy of W after checking it is a finite square matrix."""
+    try:
+        arr = np.array(W, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"weights must be a numeric matrix: {exc}") from exc
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise WeightsError(f"weights must be a square (channels, channels) matrix, got shape {arr.shape}")
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size:
+        r, c = bad[0]
+        raise WeightsError(f"weights must be finite; W[{r}, {c}] is {arr[r, c]}")
+    arr.flags.writeable = False
+    return arr
+
+
+def _restored_statistics(meta: dict[str, Any], arrays: dict[str, np.ndarray], n: int) -> Statistics:
+    cxx = np.asarray(arrays["cxx"], dtype=np.float64)
+    col_sum = np.asarray(arrays.get("col_sum", np.zeros(n)), dtype=np.float64)
+    if cxx.shape != (n, n) or col_sum.shape != (n,):
+        raise SnapshotError(f"statistics have shapes {cxx.shape} and {col_sum.shape}, expected ({n}, {n}) and ({n},)")
+    if not (np.isfinite(cxx).all() and np.isfinite(col_sum).all()):
+        raise SnapshotError("statistics contain NaN or infinity")
+    weight = float(meta.get("stats_weight", meta.get("n_samples", 0)))
+    return Statistics(cxx, col_sum, weight, int(meta.get("n_samples", 0)))
