@@ -12,11 +12,11 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m core.demo
+	$(BIN)/python -m service serve --host 127.0.0.1 --port 8000 --state-dir ./lrr-state
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
