@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.settings import LRRSettings
+from core.weights_csv import max_csv_bytes
 
 MIB = 1024 * 1024
 
@@ -34,7 +35,9 @@ class ServiceSettings(BaseSettings):
     max_frame_bytes: int = Field(16 * MIB, ge=1024, description="Largest websocket message; larger closes with 1009.")
     max_channels: int = Field(4096, ge=1, description="Most channels a chunk or weight matrix may have.")
     max_sessions: int = Field(1024, ge=1, description="Most stream sessions; new ones beyond are refused.")
-    max_csv_bytes: int = Field(256 * MIB, ge=1024, description="Largest weights CSV upload (413 beyond).")
+    max_csv_bytes: int | None = Field(
+        None, ge=1024, description="Largest weights CSV upload, 413 beyond; unset = what max_channels needs."
+    )
     # -- state & scheduling -------------------------------------------------------------------
     state_dir: Path = Field(Path("lrr-state"), description="Directory holding one checkpoint file per session.")
     checkpoint_seconds: float = Field(
@@ -43,7 +46,9 @@ class ServiceSettings(BaseSettings):
     solve_every_samples: int = Field(
         3000, ge=1, description="Start a background solve once this many new fit samples have been accumulated."
     )
-    solve_threads: int = Field(1, ge=1, description="BLAS threads for solves (threadpoolctl), so the loop keeps a core.")
+    blas_threads: int = Field(
+        1, ge=1, description="BLAS threads numpy may use (threadpoolctl); 1 keeps a core free for the event loop."
+    )
     shutdown_timeout_seconds: float = Field(
         5.0, gt=0, description="On SIGTERM/SIGINT, how long open connections get before being closed."
     )
@@ -62,7 +67,7 @@ class ServiceSettings(BaseSettings):
     init_default: Literal["identity", "car"] = Field("identity", description="Output before any weights exist.")
     half_life_samples: float | None = Field(None, description="Exponential forgetting half-life in samples; none = off.")
 
-    @field_validator("api_token", "channel_groups", "block_size", "half_life_samples", mode="before")
+    @field_validator("api_token", "max_csv_bytes", "channel_groups", "block_size", "half_life_samples", mode="before")
     @classmethod
     def _empty_means_none(cls, value: Any) -> Any:
         """An empty or `none`/`null` value of an optional variable means "not set"."""
@@ -83,6 +88,10 @@ class ServiceSettings(BaseSettings):
     def session_default_dict(self) -> dict[str, Any]:
         """The default engine settings as a plain dict (the PUT /streams/{key} base)."""
         return {name: getattr(self, name) for name in SESSION_SETTING_FIELDS}
+
+    def csv_limit_bytes(self) -> int:
+        """The weights upload size limit: LRR_MAX_CSV_BYTES, or the size a max_channels matrix can need."""
+        return self.max_csv_bytes or max_csv_bytes(self.max_channels)
 
     def token(self) -> str | None:
         """The API token in clear, or None when authentication is off."""

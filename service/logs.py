@@ -14,6 +14,10 @@ logger = logging.getLogger(LOGGER_NAME)
 _STANDARD_RECORD_KEYS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
+_PLAIN_TYPES = (str, int, float, bool, type(None), list, tuple, dict)
+"""Extra fields of these types are logged; others (e.g. uvicorn's protocol objects) are dropped."""
+
+
 class JsonLineFormatter(logging.Formatter):
     """Formats a record as `{"ts", "level", "logger", "event", ...fields}` on a single line."""
 
@@ -25,7 +29,7 @@ class JsonLineFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD_RECORD_KEYS:
+            if key not in _STANDARD_RECORD_KEYS and isinstance(value, _PLAIN_TYPES):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
@@ -45,8 +49,8 @@ def configure_logging(level: str) -> None:
         uvicorn_logger.propagate = True
 
 
-def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
+def log_event(event: str, level: int = logging.INFO, *, exc_info: bool = False, **fields: Any) -> None:
     """Log one structured event, e.g. `log_event("session_created", key="rig1", n_channels=64)`."""
     if logger.isEnabledFor(level):
         safe = {(f"{k}_" if k in _STANDARD_RECORD_KEYS else k): v for k, v in fields.items()}
-        logger.log(level, event, extra=safe)
+        logger.log(level, event, extra=safe, exc_info=exc_info)

@@ -1,0 +1,72 @@
+"""When sessions are written to disk: on demand (REST changes), periodically when dirty, and at shutdown.
+
+The snapshot is taken on the event loop (consistent, cheap copies); the file is written in a
+worker thread so the loop never waits on fsync. A per-key lock keeps writes and deletes of one key
+in order, even across a DELETE and a re-creation of the same key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+from service.logs import log_event
+from service.metrics import ServiceMetrics
+from service.persistence import CheckpointStore
+from service.sessions import Session, SessionRegistry
+
+
+class Checkpointer:
+    """Writes session checkpoints through a CheckpointStore and keeps the metrics and log."""
+
+    def __init__(self, store: CheckpointStore, registry: SessionRegistry, metrics: ServiceMetrics) -> None:
+        self.store = store
+        self.registry = registry
+        self.metrics = metrics
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def checkpoint(self, session: Session, reason: str) -> None:
+        """Write `session` durably; raises OSError (and keeps it dirty) if the write fails."""
+        async with self._locks[session.key]:
+            if session.closed:
+                return
+            record = session.to_record()
+            session.dirty = False
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self.store.save, record)
+            except Exception as exc:
+                session.dirty = True
+                self.metrics.checkpoints.labels("failed").inc()
+                log_event("checkpoint_failed", logging.ERROR, key=session.key, reason=reason, error=str(exc))
+                raise
+        self.metrics.checkpoints.labels("ok").inc()
+        log_event("checkpoint", key=session.key, reason=reason, n_samples=record.engine_meta.get("n_samples", 0),
+                  weights_version=record.engine_meta["weights_version"],
+                  seconds=round(time.perf_counter() - started, 6))  # fmt: skip
+
+    async def checkpoint_dirty(self, reason: str, everything: bool = False) -> int:
+        """Checkpoint every session changed since its last checkpoint (or all); returns how many were written."""
+        written = 0
+        for session in self.registry.all():
+            if session.dirty or everything:
+                try:
+                    await self.checkpoint(session, reason)
+                    written += 1
+                except Exception:  # logged and counted in checkpoint(); the others still get written
+                    pass
+        return written
+
+    async def run_periodically(self, interval_seconds: float) -> None:
+        """Every `interval_seconds`, checkpoint the dirty sessions (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            await self.checkpoint_dirty("periodic")
+
+    async def delete(self, session: Session) -> None:
+        """Remove the checkpoint of a session that was taken out of the registry."""
+        async with self._locks[session.key]:
+            await asyncio.to_thread(self.store.delete, session.key)
+        log_event("checkpoint_deleted", key=session.key)

@@ -1,0 +1,33 @@
+"""ServiceContext: the objects one app instance shares between its routes, injected as a dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from service.auth import TokenChecker
+from service.checkpoints import Checkpointer
+from service.config import ServiceSettings
+from service.metrics import ServiceMetrics
+from service.sessions import SessionRegistry
+from service.solver import SolveScheduler
+
+
+@dataclass
+class ServiceContext:
+    """Everything a route needs; one per app, so tests can run several apps side by side."""
+
+    settings: ServiceSettings
+    metrics: ServiceMetrics
+    registry: SessionRegistry
+    scheduler: SolveScheduler
+    checkpointer: Checkpointer
+    auth: TokenChecker
+    ready: bool = False
+
+
+def get_context(connection: HTTPConnection) -> ServiceContext:
+    """FastAPI dependency: the context of the app serving this request or websocket."""
+    context: ServiceContext = connection.app.state.context
+    return context

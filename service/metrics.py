@@ -1,0 +1,60 @@
+"""Prometheus metrics with one CollectorRegistry per app, so several apps can live in one process.
+
+Children for fixed labels (routes) are bound once, so the per-frame cost is one counter
+increment, one sample-counter increment and one histogram observe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
+
+ROUTES = ("fit", "transform", "fit_transform")
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+SOLVE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+__all__ = ["PROMETHEUS_CONTENT_TYPE", "RouteMetrics", "ServiceMetrics"]
+
+
+@dataclass(frozen=True)
+class RouteMetrics:
+    """The pre-bound children one websocket route updates per frame."""
+
+    frames: Counter
+    samples: Counter
+    latency: Histogram
+
+
+class ServiceMetrics:
+    """Every metric the service exports, registered in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._frames = Counter("lrr_frames", "Chunks answered with a chunk or ack reply, per route.", ["route"], registry=r)
+        self._samples = Counter("lrr_samples", "Samples in answered chunks, per route.", ["route"], registry=r)
+        self._latency = Histogram(
+            "lrr_reply_latency_seconds", "Time from a chunk's arrival to its reply being handed to the socket.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.errors = Counter("lrr_errors", "Error replies and refused requests, by error code.", ["code"], registry=r)
+        self.resets = Counter("lrr_session_resets", "Session resets, by reason.", ["reason"], registry=r)
+        self.sessions = Gauge("lrr_sessions", "Sessions currently held.", registry=r)
+        self.connections = Gauge("lrr_websocket_connections", "Open websocket connections, per route.", ["route"], registry=r)
+        self.solve_seconds = Histogram(
+            "lrr_solve_duration_seconds", "Wall time of one weights solve in the worker thread.",
+            buckets=SOLVE_BUCKETS, registry=r,
+        )
+        self.solves = Counter("lrr_solves", "Solves by outcome (installed, stale, failed).", ["outcome"], registry=r)
+        self.checkpoints = Counter("lrr_checkpoints", "Session checkpoints by outcome (ok, failed).", ["outcome"], registry=r)
+        self.uploads = Counter("lrr_weights_uploads", "Weight matrices uploaded and applied.", registry=r)
+        self.routes = {
+            route: RouteMetrics(self._frames.labels(route), self._samples.labels(route), self._latency.labels(route))
+            for route in ROUTES
+        }
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

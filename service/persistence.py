@@ -1,0 +1,145 @@
+"""Session checkpoints: one `<key>.lrr.npz` file per session under the state dir, written atomically.
+
+A file is an uncompressed `.npz` (zip of `.npy`) holding the engine's float64 arrays as
+`engine__<name>` and a JSON document as the 0-d unicode array `__meta__`. It is read with
+`np.load(allow_pickle=False)`: nothing is unpickled. Writes go to a temporary file in the
+same directory, are fsynced, renamed over the old file, and the directory is fsynced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.keys import validate_key
+
+FILE_FORMAT = "lrr-service-session/1"
+SUFFIX = ".lrr.npz"
+TEMP_SUFFIX = ".tmp"
+CORRUPT_SUFFIX = ".corrupt"
+META_ENTRY = "__meta__"
+ARRAY_PREFIX = "engine__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read back as a session."""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """Everything persisted about one session: the engine snapshot plus service-side facts."""
+
+    key: str
+    engine_meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    service_meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What `CheckpointStore.load_all` found: readable records and files moved aside (with reasons)."""
+
+    records: list[SessionRecord]
+    moved_aside: list[tuple[Path, str]]
+
+
+class CheckpointStore:
+    """Reads and writes session checkpoint files in one directory. Blocking: call from a worker thread."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+
+    def ensure_dir(self) -> None:
+        """Create the state dir and remove temporary files a crash may have left behind."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.state_dir.glob(f"*{SUFFIX}.*{TEMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
+
+    def path_for(self, key: str) -> Path:
+        """The checkpoint path of `key` (keys are validated, so they are safe file names)."""
+        return self.state_dir / f"{validate_key(key)}{SUFFIX}"
+
+    def save(self, record: SessionRecord) -> Path:
+        """Atomically replace the checkpoint of `record.key`; the old file stays intact on failure."""
+        final = self.path_for(record.key)
+        temp = final.with_name(f"{final.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+        meta = {
+            "format": FILE_FORMAT,
+            "key": record.key,
+            "engine": record.engine_meta,
+            "service": record.service_meta,
+            "arrays": sorted(record.arrays),
+        }
+        entries = {ARRAY_PREFIX + name: np.ascontiguousarray(arr) for name, arr in record.arrays.items()}
+        entries[META_ENTRY] = np.array(json.dumps(meta))
+        try:
+            with open(temp, "wb") as handle:
+                np.savez(handle, **entries)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        self._fsync_dir()
+        return final
+
+    def delete(self, key: str) -> None:
+        """Remove the checkpoint of `key` if there is one (durably)."""
+        path = self.path_for(key)
+        if path.exists():
+            path.unlink()
+            self._fsync_dir()
+
+    def load(self, path: Path) -> SessionRecord:
+        """Read one checkpoint file; raises CheckpointError saying what is wrong with it."""
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                meta = json.loads(str(archive[META_ENTRY][()]))
+                if not isinstance(meta, dict) or meta.get("format") != FILE_FORMAT:
+                    raise CheckpointError(f"format is not {FILE_FORMAT!r}")
+                key = validate_key(str(meta["key"]))
+                if path.name != f"{key}{SUFFIX}":
+                    raise CheckpointError(f"file name does not match the key {key!r} it holds")
+                arrays = {name: np.array(archive[ARRAY_PREFIX + name]) for name in meta["arrays"]}
+        except CheckpointError:
+            raise
+        except Exception as exc:  # OSError, BadZipFile, JSON, KeyError...: any failure means unreadable
+            raise CheckpointError(f"unreadable checkpoint: {type(exc).__name__}: {exc}") from exc
+        return SessionRecord(key, dict(meta["engine"]), arrays, dict(meta.get("service") or {}))
+
+    def load_all(self) -> LoadReport:
+        """Read every checkpoint; a file that cannot be read is moved aside to `*.corrupt`."""
+        records: list[SessionRecord] = []
+        moved: list[tuple[Path, str]] = []
+        for path in sorted(self.state_dir.glob(f"*{SUFFIX}")):
+            try:
+                records.append(self.load(path))
+            except CheckpointError as exc:
+                moved.append((self.move_aside(path), str(exc)))
+        return LoadReport(records, moved)
+
+    def move_aside(self, path: Path) -> Path:
+        """Rename a bad checkpoint to `<name>.corrupt` (numbered if taken) so start-up can go on."""
+        target = path.with_name(path.name + CORRUPT_SUFFIX)
+        n = 1
+        while target.exists():
+            target = path.with_name(f"{path.name}{CORRUPT_SUFFIX}.{n}")
+            n += 1
+        os.replace(path, target)
+        self._fsync_dir()
+        return target
+
+    def _fsync_dir(self) -> None:
+        """Make renames and unlinks in the state dir durable."""
+        fd = os.open(self.state_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,249 @@
+"""REST routes: health, readiness, sessions, weights as CSV, explicit solves and metrics.
+
+Handlers are thin: validate, call the registry / scheduler / checkpointer, answer. Errors are
+`{"detail": {"code", "message", ...}}` (pydantic body errors keep FastAPI's 422 field list).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, NoReturn
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from core.errors import ChannelCountError, SettingsError, WeightsError
+from core.settings import LRRSettings
+from core.weights_csv import WeightsCsvError, format_weights_csv, parse_weights_csv
+from service.context import ServiceContext, get_context
+from service.keys import InvalidKeyError, validate_key
+from service.metrics import PROMETHEUS_CONTENT_TYPE
+from service.schemas import SessionSettingsBody
+from service.sessions import Session, SessionLimitError, UnknownSessionError
+from service.uploads import UploadError, read_csv_upload
+
+Context = Annotated[ServiceContext, Depends(get_context)]
+
+
+def api_error(context: ServiceContext, status_code: int, code: str, message: str, **extra: Any) -> NoReturn:
+    """Raise an HTTP error whose body says what was wrong and what was expected; counted by code."""
+    context.metrics.errors.labels(code).inc()
+    raise HTTPException(status_code, detail={"code": code, "message": message, **extra})
+
+
+def require_token(request: Request, context: Context) -> None:
+    """Dependency of every route but /health: 401 unless the API token is presented (when one is set)."""
+    if not context.auth.accepts_rest(request.headers):
+        context.metrics.errors.labels("unauthorized").inc()
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail={"code": "unauthorized", "message": "missing or wrong API token; send 'Authorization: Bearer <token>'"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def stream_key(key: str, context: Context) -> str:
+    """Dependency: the path's stream key, validated (400 otherwise)."""
+    try:
+        return validate_key(key)
+    except InvalidKeyError as exc:
+        api_error(context, status.HTTP_400_BAD_REQUEST, "bad_key", str(exc))
+
+
+Key = Annotated[str, Depends(stream_key)]
+
+public = APIRouter()
+router = APIRouter(dependencies=[Depends(require_token)])
+
+
+def existing_session(context: ServiceContext, key: str) -> Session:
+    """The session of `key`, or 404 saying how sessions come to exist."""
+    try:
+        return context.registry.require(key)
+    except UnknownSessionError as exc:
+        api_error(context, status.HTTP_404_NOT_FOUND, "unknown_session",
+                  f"{exc}; sessions are created by the first chunk on /ws/{key}/..., "
+                  f"PUT /streams/{key} or PUT /streams/{key}/weights")  # fmt: skip
+
+
+def new_or_existing_session(
+    context: ServiceContext, key: str, settings: LRRSettings | None = None
+) -> tuple[Session, bool]:
+    """(session, created), or 429 when the session limit refuses a new one."""
+    try:
+        return context.registry.get_or_create(key, settings)
+    except SessionLimitError as exc:
+        api_error(context, status.HTTP_429_TOO_MANY_REQUESTS, "too_many_sessions", str(exc))
+
+
+async def persist(context: ServiceContext, session: Session, reason: str) -> None:
+    """Checkpoint before answering; 500 saying the change is live but not yet durable if the write fails."""
+    try:
+        await context.checkpointer.checkpoint(session, reason)
+    except Exception as exc:
+        api_error(context, status.HTTP_500_INTERNAL_SERVER_ERROR, "checkpoint_failed",
+                  f"the change is applied but could not be written to disk ({exc}); "
+                  "it will be retried with the next periodic checkpoint")  # fmt: skip
+
+
+# -- health ----------------------------------------------------------------------------------
+
+
+@public.get("/health", tags=["health"])
+async def health() -> dict[str, str]:
+    """Liveness: the process answers. Never needs a token."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", tags=["health"], responses={503: {"description": "starting or shutting down"}})
+async def ready(context: Context) -> JSONResponse:
+    """Readiness: sessions are restored and the server is not shutting down."""
+    body = {"status": "ready" if context.ready else "unavailable", "sessions": len(context.registry)}
+    return JSONResponse(body, status_code=200 if context.ready else 503)
+
+
+@router.get("/metrics", tags=["health"], response_class=Response)
+async def metrics(context: Context) -> Response:
+    """Prometheus text exposition of this server's metrics."""
+    context.metrics.sessions.set(len(context.registry))
+    return Response(context.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+@router.get("/streams", tags=["streams"])
+async def list_streams(context: Context) -> dict[str, Any]:
+    """Every session, in key order, with its channel count, samples and weights state."""
+    sessions = context.registry.all()
+    return {"streams": [s.summary() for s in sessions], "count": len(sessions),
+            "max_sessions": context.settings.max_sessions}  # fmt: skip
+
+
+@router.get("/streams/{key}", tags=["streams"])
+async def get_stream(key: Key, context: Context) -> dict[str, Any]:
+    """Settings, channel count, samples, weights version and source, and counters of one session."""
+    return existing_session(context, key).describe()
+
+
+@router.put("/streams/{key}", tags=["streams"], responses={201: {"description": "session created"}})
+async def put_stream(key: Key, body: SessionSettingsBody, context: Context, response: Response) -> dict[str, Any]:
+    """Create the session or replace its settings (omitted fields: server defaults).
+
+    New settings start the session over (statistics and weights cleared); the same settings change nothing.
+    """
+    try:
+        settings = body.to_settings(context.settings.session_default_dict())
+    except SettingsError as exc:
+        context.metrics.errors.labels("bad_settings").inc()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=settings_field_errors(str(exc))) from None
+    existing = context.registry.get(key)
+    if existing is not None and existing.engine.settings == settings:
+        return existing.describe() | {"changed": False}
+    if existing is None:
+        session, _ = new_or_existing_session(context, key, settings)
+        response.status_code = status.HTTP_201_CREATED
+    else:
+        session = existing
+        context.registry.replace_settings(session, settings)
+    await persist(context, session, "settings_changed")
+    return session.describe() | {"changed": True}
+
+
+def settings_field_errors(message: str) -> list[dict[str, Any]]:
+    """A SettingsError as FastAPI-style field errors, naming the setting the message is about."""
+    fields = SessionSettingsBody.model_fields
+    named = [name for name in fields if name in message]
+    field = min(named, key=message.index) if named else "body"
+    return [{"loc": ["body", field], "msg": message, "type": "value_error"}]
+
+
+@router.delete("/streams/{key}", tags=["streams"], status_code=status.HTTP_204_NO_CONTENT)
+async def delete_stream(key: Key, context: Context) -> Response:
+    """Forget the session and delete its checkpoint; open connections start a new session on their next chunk."""
+    existing_session(context, key)
+    session = context.registry.remove(key)
+    await context.checkpointer.delete(session)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/streams/{key}/reset", tags=["streams"])
+async def reset_stream(key: Key, context: Context) -> dict[str, Any]:
+    """Clear statistics, weights and channel count; keep the settings."""
+    session = existing_session(context, key)
+    context.registry.reset(session, "rest")
+    await persist(context, session, "reset")
+    return session.describe()
+
+
+@router.post("/streams/{key}/solve", tags=["weights"])
+async def solve_stream(key: Key, context: Context) -> dict[str, Any]:
+    """Solve on every fit chunk accepted so far and apply the weights (replacing uploaded ones)."""
+    session = existing_session(context, key)
+    replaced = session.engine.weights_source == "uploaded"
+    outcome = await context.scheduler.solve_now(session)
+    if outcome.reason == "no_data":
+        api_error(context, status.HTTP_409_CONFLICT, "no_fit_data",
+                  f"no fit data accepted since the last reset; send chunks to /ws/{key}/fit first")  # fmt: skip
+    if outcome.reason == "stale":
+        api_error(context, status.HTTP_409_CONFLICT, "changed_during_solve",
+                  "the session was reset or given new settings or weights during the solve; retry")  # fmt: skip
+    if not outcome.installed:
+        api_error(context, status.HTTP_500_INTERNAL_SERVER_ERROR, "solve_failed",
+                  "the solve failed; the previous weights stay in use (see the server log)")  # fmt: skip
+    await persist(context, session, "solve_requested")
+    engine = session.engine
+    return {"key": key, "weights_version": engine.weights_version, "n_samples": engine.n_samples,
+            "n_samples_solved": engine.n_samples_solved, "weights_source": engine.weights_source,
+            "replaced_uploaded": replaced, "seconds": outcome.seconds}  # fmt: skip
+
+
+# -- weights -----------------------------------------------------------------------------------
+
+
+@router.get("/streams/{key}/weights", tags=["weights"], response_class=Response,
+            responses={200: {"content": {"text/csv": {}}}})  # fmt: skip
+async def get_weights(key: Key, context: Context) -> Response:
+    """W as CSV (np.loadtxt-compatible); uploading it back gives bit-identical weights."""
+    engine = existing_session(context, key).engine
+    weights = engine.weights
+    if weights is None:
+        api_error(context, status.HTTP_404_NOT_FOUND, "no_weights",
+                  f"session {key!r} has no weights yet (identity); fit it or upload weights first")  # fmt: skip
+    filename = f"{key}-weights-v{engine.weights_version}.csv"
+    return Response(format_weights_csv(weights), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+
+
+@router.put("/streams/{key}/weights", tags=["weights"])
+async def put_weights(
+    key: Key,
+    request: Request,
+    context: Context,
+    replace: Annotated[bool, Query(description="Reset a session bound to another channel count.")] = False,
+) -> dict[str, Any]:
+    """Upload W as CSV (`text/csv` body or multipart field `file`); pinned and durable before the reply."""
+    limit = context.settings.csv_limit_bytes()
+    try:
+        content = await read_csv_upload(request, limit)
+    except UploadError as exc:
+        api_error(context, exc.status_code, exc.code, str(exc))
+    try:
+        weights = parse_weights_csv(content, max_channels=context.settings.max_channels)
+    except WeightsCsvError as exc:
+        api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_csv", str(exc), row=exc.row, column=exc.column)
+    session, created = new_or_existing_session(context, key)
+    bound = session.engine.n_channels
+    n = weights.shape[0]
+    if bound is not None and bound != n and not replace:
+        api_error(context, status.HTTP_409_CONFLICT, "size_mismatch",
+                  f"the weights are {n}x{n} but session {key!r} has {bound} channels; upload a {bound}x{bound} "
+                  f"matrix, or add ?replace=true to reset the session to {n} channels",
+                  n_channels=bound, got=n)  # fmt: skip
+    try:
+        context.registry.load_weights(session, weights, replace)
+    except (ChannelCountError, WeightsError, SettingsError) as exc:
+        if created:
+            context.registry.discard_if_unused(session)
+        api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_weights", str(exc))
+    await persist(context, session, "weights_uploaded")
+    return session.describe()

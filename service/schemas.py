@@ -1,0 +1,42 @@
+"""Request bodies of the REST API (pydantic, validated with field errors -> 422)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.settings import LRRSettings
+
+ChannelIndex = Annotated[int, Field(ge=0)]
+
+
+class SessionSettingsBody(BaseModel):
+    """PUT /streams/{key}: the engine settings; omitted fields take the server's defaults (LRR_*)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    ridge_lambda: float | None = Field(None, ge=0, description="Ridge penalty added to each group's covariance.")
+    channel_groups: list[Annotated[list[ChannelIndex], Field(min_length=1)]] | None = Field(
+        None, description="Explicit disjoint groups of channel indices; null = block_size blocks or one group."
+    )
+    block_size: int | None = Field(None, ge=1, description="Consecutive blocks of this many channels.")
+    incremental: bool | None = Field(None, description="Accumulate statistics across chunks (false: replace).")
+    check_finite: bool | None = Field(None, description="Refuse fit chunks holding NaN or infinity.")
+    min_group_size: int | None = Field(None, ge=1, description="Smaller groups pass through untouched.")
+    init_default: Literal["identity", "car"] | None = Field(None, description="Output before any weights exist.")
+    half_life_samples: float | None = Field(None, gt=0, description="Exponential forgetting half-life (samples).")
+
+    @field_validator("ridge_lambda", "half_life_samples")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        """JSON cannot carry NaN/Infinity portably; refuse them explicitly anyway."""
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    def to_settings(self, defaults: dict[str, Any]) -> LRRSettings:
+        """The engine settings: the given fields over `defaults`; raises SettingsError if inconsistent."""
+        given = self.model_dump(exclude_unset=True)
+        return LRRSettings.from_dict({**defaults, **given})

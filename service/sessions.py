@@ -1,0 +1,233 @@
+"""Sessions: one LRR engine per stream key, plus counters; the registry that owns them all.
+
+Everything here runs on the event loop (no locks needed for engine state); only the
+solve in service/solver.py leaves it, and `epoch` lets it detect that it went stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core import LRR, LRRSettings
+from core.engine import SNAPSHOT_FORMAT
+from core.groups import resolve_groups
+from service.keys import validate_key
+from service.logs import log_event
+from service.metrics import ServiceMetrics
+from service.persistence import SessionRecord
+
+
+class SessionLimitError(Exception):
+    """A new session was refused because the registry holds LRR_MAX_SESSIONS sessions."""
+
+
+class UnknownSessionError(KeyError):
+    """No session exists for the requested key."""
+
+    def __str__(self) -> str:
+        return f"no session for stream key {self.args[0]!r}"
+
+
+@dataclass
+class SessionCounters:
+    """Per-session traffic and event counts, reported by GET /streams/{key} and persisted."""
+
+    fit_frames: int = 0
+    fit_samples: int = 0
+    transform_frames: int = 0
+    transform_samples: int = 0
+    rejected_frames: int = 0
+    resets: int = 0
+    solves: int = 0
+    weights_uploads: int = 0
+
+
+@dataclass(eq=False)
+class Session:
+    """One stream key's engine and bookkeeping; `engine` may be swapped when settings change."""
+
+    key: str
+    engine: LRR
+    counters: SessionCounters = field(default_factory=SessionCounters)
+    created_at: float = field(default_factory=time.time)
+    epoch: int = 0
+    """Bumped on every change that makes an in-flight solve stale (reset, upload, new settings)."""
+    dirty: bool = False
+    """State changed since the last checkpoint."""
+    closed: bool = False
+    """Deleted from the registry; connections holding it look the key up again."""
+    pending_samples: int = 0
+    """Fit samples accepted since the last solve started."""
+    solve_task: asyncio.Task[None] | None = None
+    solve_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON view of GET /streams/{key}."""
+        engine = self.engine
+        return {
+            "key": self.key,
+            "settings": engine.settings.to_dict(),
+            "n_channels": engine.n_channels,
+            "n_samples": engine.n_samples,
+            "n_samples_solved": engine.n_samples_solved,
+            "weights_version": engine.weights_version,
+            "weights_source": engine.weights_source,
+            "solve_in_flight": self.solve_task is not None,
+            "created_at": self.created_at,
+            "counters": asdict(self.counters),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The short JSON view used by GET /streams."""
+        engine = self.engine
+        return {
+            "key": self.key,
+            "n_channels": engine.n_channels,
+            "n_samples": engine.n_samples,
+            "weights_version": engine.weights_version,
+            "weights_source": engine.weights_source,
+        }
+
+    def to_record(self) -> SessionRecord:
+        """A self-contained copy of the state for a checkpoint (arrays are copies, safe in a thread)."""
+        meta, arrays = self.engine.snapshot()
+        service_meta = {"created_at": self.created_at, "counters": asdict(self.counters)}
+        return SessionRecord(self.key, meta, arrays, service_meta)
+
+    def mark_changed(self) -> None:
+        """Invalidate in-flight solves and schedule a checkpoint."""
+        self.epoch += 1
+        self.dirty = True
+
+
+def engine_with_settings(settings: LRRSettings, after_version: int = 0) -> LRR:
+    """A fresh engine whose weights_version continues after `after_version`, so versions never go back."""
+    if after_version <= 0:
+        return LRR(settings)
+    meta = {"format": SNAPSHOT_FORMAT, "settings": settings.to_dict(), "n_channels": None,
+            "weights_version": after_version + 1, "weights_source": "none"}  # fmt: skip
+    return LRR.restore(meta, {})
+
+
+def check_settings_fit(settings: LRRSettings, n_channels: int) -> None:
+    """Raise SettingsError if `settings` cannot be used with `n_channels` (e.g. group index out of range)."""
+    resolve_groups(settings, n_channels)
+
+
+class SessionRegistry:
+    """All sessions by key, with the limit on their number; counts and logs creations and resets."""
+
+    def __init__(self, default_settings: LRRSettings, max_sessions: int, metrics: ServiceMetrics) -> None:
+        self.default_settings = default_settings
+        self.max_sessions = max_sessions
+        self.metrics = metrics
+        self._sessions: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def all(self) -> list[Session]:
+        """Every session, in key order."""
+        return [self._sessions[k] for k in sorted(self._sessions)]
+
+    def get(self, key: str) -> Session | None:
+        """The session of `key`, or None."""
+        return self._sessions.get(key)
+
+    def require(self, key: str) -> Session:
+        """The session of `key`; raises UnknownSessionError."""
+        session = self._sessions.get(key)
+        if session is None:
+            raise UnknownSessionError(key)
+        return session
+
+    def get_or_create(self, key: str, settings: LRRSettings | None = None) -> tuple[Session, bool]:
+        """(session, created): the existing session, or a new one with `settings` or the defaults."""
+        session = self._sessions.get(key)
+        if session is not None:
+            return session, False
+        return self._add(Session(validate_key(key), LRR(settings or self.default_settings)), "created"), True
+
+    def _add(self, session: Session, how: str) -> Session:
+        """Insert a session, enforcing the limit; logs `session_<how>`."""
+        if len(self._sessions) >= self.max_sessions:
+            self.metrics.errors.labels("too_many_sessions").inc()
+            raise SessionLimitError(
+                f"the server holds its maximum of {self.max_sessions} sessions (LRR_MAX_SESSIONS); "
+                f"session {session.key!r} was not created: delete unused sessions or raise the limit"
+            )
+        self._sessions[session.key] = session
+        self.metrics.sessions.set(len(self._sessions))
+        engine = session.engine
+        log_event(f"session_{how}", key=session.key, n_channels=engine.n_channels,
+                  weights_source=engine.weights_source, settings=engine.settings.to_dict())  # fmt: skip
+        return session
+
+    def restore(self, record: SessionRecord) -> Session:
+        """Adopt a session read from a checkpoint; raises SnapshotError if the record is inconsistent."""
+        engine = LRR.restore(record.engine_meta, record.arrays)
+        counters = SessionCounters(**{
+            k: int(v) for k, v in dict(record.service_meta.get("counters") or {}).items()
+            if k in SessionCounters.__dataclass_fields__
+        })  # fmt: skip
+        created_at = float(record.service_meta.get("created_at") or time.time())
+        session = Session(validate_key(record.key), engine, counters, created_at)
+        return self._add(session, "restored")
+
+    def discard_if_unused(self, session: Session) -> None:
+        """Drop a session that was created for a frame that was then rejected (it never held data)."""
+        if session.engine.n_channels is None and self._sessions.get(session.key) is session:
+            self.remove(session.key, log=False)
+
+    def remove(self, key: str, log: bool = True) -> Session:
+        """Take a session out of the registry and mark it closed; raises UnknownSessionError."""
+        session = self._sessions.pop(key, None)
+        if session is None:
+            raise UnknownSessionError(key)
+        session.closed = True
+        session.mark_changed()
+        self.metrics.sessions.set(len(self._sessions))
+        if log:
+            log_event("session_deleted", key=key)
+        return session
+
+    def reset(self, session: Session, reason: str, **details: Any) -> None:
+        """Clear statistics and weights (settings kept); counted by reason and logged."""
+        previous = session.engine.n_channels
+        session.engine.reset()
+        session.pending_samples = 0
+        session.counters.resets += 1
+        session.mark_changed()
+        self.metrics.resets.labels(reason).inc()
+        log_event("session_reset", key=session.key, reason=reason, previous_n_channels=previous, **details)
+
+    def replace_settings(self, session: Session, settings: LRRSettings) -> None:
+        """Give the session a new engine with `settings`: statistics and weights start over."""
+        session.engine = engine_with_settings(settings, session.engine.weights_version)
+        session.pending_samples = 0
+        session.mark_changed()
+        log_event("session_configured", key=session.key, settings=settings.to_dict())
+
+    def load_weights(self, session: Session, weights: np.ndarray, replace: bool) -> None:
+        """Pin uploaded weights; with `replace`, a session bound to another size is reset first.
+
+        Raises ChannelCountError (size differs, no `replace`) or WeightsError, changing nothing.
+        """
+        engine = session.engine
+        n = weights.shape[0] if weights.ndim == 2 else -1
+        if replace and engine.n_channels is not None and engine.n_channels != n:
+            check_settings_fit(engine.settings, n)
+            probe = LRR(engine.settings)
+            probe.load_weights(weights)  # validates before the session is touched
+            self.reset(session, "weights_replace", n_channels=n)
+        engine.load_weights(weights)
+        session.pending_samples = 0
+        session.counters.weights_uploads += 1
+        session.mark_changed()
+        self.metrics.uploads.inc()
+        log_event("weights_uploaded", key=session.key, n_channels=n, weights_version=engine.weights_version)

@@ -1,0 +1,148 @@
+"""The per-connection stream protocol, free of I/O: one binary frame in, one reply frame out.
+
+`StreamChannel.on_binary` is the hot path: decode (zero-copy view), look up the session once,
+accumulate and/or transform on the event loop, encode. A rejected frame changes no session state.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from core.codec import (
+    INTERNAL,
+    NON_FINITE,
+    TEXT_FRAME,
+    TOO_MANY_SESSIONS,
+    Chunk,
+    FrameError,
+    decode_chunk,
+    encode_ack,
+    encode_chunk_reply,
+    encode_error,
+)
+from core.errors import SettingsError
+from service.context import ServiceContext
+from service.logs import log_event
+from service.sessions import Session, SessionLimitError, check_settings_fit
+
+#: Error code for a chunk whose channel count the session's settings cannot take
+#: (e.g. channel_groups naming channel 7 of a 4-channel chunk).
+SETTINGS_MISMATCH = "settings_mismatch"
+
+FIT, TRANSFORM, FIT_TRANSFORM = "fit", "transform", "fit_transform"
+STREAM_ROUTES = (FIT, TRANSFORM, FIT_TRANSFORM)
+
+
+class RejectedChunk(Exception):
+    """A well-formed chunk that the session refuses; carries the protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class StreamChannel:
+    """One websocket connection's protocol state: its stream key, route and cached session."""
+
+    def __init__(self, key: str, route: str, context: ServiceContext) -> None:
+        self.key = key
+        self.route = route
+        self.fits = route in (FIT, FIT_TRANSFORM)
+        self.transforms = route in (TRANSFORM, FIT_TRANSFORM)
+        self.context = context
+        self.registry = context.registry
+        self.scheduler = context.scheduler
+        self.max_channels = context.settings.max_channels
+        self.route_metrics = context.metrics.routes[route]
+        self._session: Session | None = None
+
+    def on_text(self) -> bytes:
+        """Text frames are not part of the protocol: explain, keep the connection."""
+        return self._reject(TEXT_FRAME, "a text message arrived; send each chunk as one binary msgpack map", None)
+
+    def on_binary(self, payload: bytes) -> bytes:
+        """Process one chunk frame and return the reply frame (chunk, ack or error)."""
+        try:
+            chunk = decode_chunk(payload, max_channels=self.max_channels)
+        except FrameError as exc:
+            return self._reject(exc.code, exc.message, exc.seq)
+        session = self._session
+        created = False
+        if session is None or session.closed:
+            try:
+                session, created = self.registry.get_or_create(self.key)
+            except SessionLimitError as exc:
+                return self._reject(TOO_MANY_SESSIONS, str(exc), chunk.seq)
+            self._session = session
+        try:
+            reply = self._process(session, chunk)
+        except RejectedChunk as exc:
+            if created:
+                self.registry.discard_if_unused(session)
+            return self._reject(exc.code, str(exc), chunk.seq)
+        except Exception as exc:  # a bug, not bad input: say so, keep serving
+            log_event("chunk_failed", logging.ERROR, key=self.key, route=self.route, seq=chunk.seq,
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)  # fmt: skip
+            return self._reject(INTERNAL, "the server failed to process this chunk; it was not applied", chunk.seq)
+        metrics = self.route_metrics
+        metrics.frames.inc()
+        metrics.samples.inc(chunk.data.shape[0])
+        return reply
+
+    def _process(self, session: Session, chunk: Chunk) -> bytes:
+        """Reset on a channel-count change, then fit and/or transform; raises RejectedChunk first if refused."""
+        data = chunk.data
+        n_samples, n_channels = data.shape
+        engine = session.engine
+        reset = False
+        if engine.n_channels != n_channels:
+            self._check_acceptable(session, data)
+            if engine.n_channels is not None:
+                self.registry.reset(session, "channel_count", n_channels=n_channels, route=self.route)
+                reset = True
+        counters = session.counters
+        if self.fits:
+            if not engine.accumulate(data):
+                raise RejectedChunk(NON_FINITE, self._non_finite_message(data))
+            counters.fit_frames += 1
+            counters.fit_samples += n_samples
+            session.dirty = True
+            self.scheduler.note_fit(session, n_samples)
+            if not self.transforms:
+                return encode_ack(chunk.seq, n_samples=engine.n_samples,
+                                  weights_version=engine.weights_version, reset=reset)  # fmt: skip
+        output = engine.transform(data)
+        counters.transform_frames += 1
+        counters.transform_samples += n_samples
+        return encode_chunk_reply(
+            chunk.seq, output, weights_version=engine.weights_version, reset=reset, t0=chunk.t0, fs=chunk.fs,
+            n_samples=engine.n_samples if self.fits else None,
+        )
+
+    def _check_acceptable(self, session: Session, data: np.ndarray) -> None:
+        """Before binding or resetting the session for a new channel count, make sure the chunk will be taken."""
+        try:
+            check_settings_fit(session.engine.settings, data.shape[1])
+        except SettingsError as exc:
+            raise RejectedChunk(SETTINGS_MISMATCH, f"{exc}; change the session's settings (PUT /streams/"
+                                f"{session.key}) or send chunks with a matching channel count") from None  # fmt: skip
+        checks_finite = session.engine.settings.check_finite
+        if self.fits and checks_finite and data.dtype.kind == "f" and not np.isfinite(data).all():
+            raise RejectedChunk(NON_FINITE, self._non_finite_message(data))
+
+    @staticmethod
+    def _non_finite_message(data: np.ndarray) -> str:
+        """Where the first NaN/Inf is, so the sender can find it."""
+        bad = np.argwhere(~np.isfinite(data))
+        where = f" (first at sample {bad[0][0]}, channel {bad[0][1]})" if bad.size else ""
+        return (f"the chunk holds NaN or infinity{where}; it was not fitted, nothing changed: "
+                "send finite samples (drop or interpolate bad ones)")  # fmt: skip
+
+    def _reject(self, code: str, message: str, seq: int | None) -> bytes:
+        """An error reply; counted by code (and on the session, if any). Never logged per frame."""
+        self.context.metrics.errors.labels(code).inc()
+        if self._session is not None and not self._session.closed:
+            self._session.counters.rejected_frames += 1
+        return encode_error(code, message, seq)

@@ -1,0 +1,69 @@
+"""Websocket routes /ws/{key}/fit, /ws/{key}/transform and /ws/{key}/fit_transform: the I/O loop only.
+
+Protocol logic lives in service/stream.py. Oversized messages never reach here: uvicorn's
+websockets implementation closes the connection with 1009 (ws_max_size = LRR_MAX_FRAME_BYTES).
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
+
+from core.codec import BAD_KEY, encode_error
+from service.context import ServiceContext
+from service.keys import InvalidKeyError, validate_key
+from service.stream import STREAM_ROUTES, StreamChannel
+
+router = APIRouter()
+
+
+async def serve_stream(websocket: WebSocket, key: str, route: str) -> None:
+    """Authenticate, validate the key, then answer every message in order until the client leaves."""
+    context: ServiceContext = websocket.app.state.context
+    if not context.auth.accepts_websocket(websocket.headers, websocket.query_params):
+        context.metrics.errors.labels("unauthorized").inc()
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: handshake refused (403)
+        return
+    await websocket.accept()
+    try:
+        validate_key(key)
+    except InvalidKeyError as exc:
+        context.metrics.errors.labels(BAD_KEY).inc()
+        await websocket.send_bytes(encode_error(BAD_KEY, str(exc)))
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="invalid stream key")
+        return
+    channel = StreamChannel(key, route, context)
+    latency = channel.route_metrics.latency
+    connections = context.metrics.connections.labels(route)
+    connections.inc()
+    receive, send = websocket.receive, websocket.send
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            started = time.perf_counter()
+            payload = message.get("bytes")
+            reply = channel.on_binary(payload) if payload is not None else channel.on_text()
+            await send({"type": "websocket.send", "bytes": reply})
+            latency.observe(time.perf_counter() - started)
+    except (WebSocketDisconnect, OSError):
+        pass
+    finally:
+        connections.dec()
+
+
+def _add_stream_route(route: str) -> None:
+    """Register /ws/{key}/<route>."""
+
+    async def endpoint(websocket: WebSocket, key: str) -> None:
+        await serve_stream(websocket, key, route)
+
+    endpoint.__name__ = f"ws_{route}"
+    endpoint.__doc__ = f"Websocket stream: every binary msgpack chunk gets one {route} reply (docs/protocol.md)."
+    router.add_api_websocket_route(f"/ws/{{key}}/{route}", endpoint, name=f"ws_{route}")
+
+
+for _route in STREAM_ROUTES:
+    _add_stream_route(_route)
