@@ -310,10 +310,10 @@ def _as_samples(chunk: Any) -> np.ndarray:
 
 
 def _all_finite(X: np.ndarray) -> bool:
-    """True when X holds no NaN or infinity; one float64 sum in the common case."""
+    """True when X holds no NaN or infinity: one sum in the common case, exact check if it overflows."""
     if X.dtype.kind != "f" or X.size == 0:
         return True
-    if math.isfinite(float(np.sum(X, dtype=np.float64))):
+    if math.isfinite(float(X.sum())):
         return True
     return bool(np.isfinite(X).all())
 

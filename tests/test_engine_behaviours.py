@@ -223,3 +223,8 @@ def test_channel_count_mismatch_raises_and_reset_rebinds(rng):
     engine.reset()
     assert engine.transform(np.ones((5, 7))).shape == (5, 7)
     assert engine.n_channels == 7
+
+
+def test_huge_but_finite_chunk_is_not_mistaken_for_non_finite():
+    X = np.full((30, 4), 3e38, dtype=np.float32)  # its float32 sum overflows
+    assert LRR(LRRSettings(incremental=True)).accumulate(X) is True
