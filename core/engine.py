@@ -313,8 +313,9 @@ def _all_finite(X: np.ndarray) -> bool:
     """True when X holds no NaN or infinity: one sum in the common case, exact check if it overflows."""
     if X.dtype.kind != "f" or X.size == 0:
         return True
-    if math.isfinite(float(X.sum())):
-        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(float(X.sum())):
+            return True
     return bool(np.isfinite(X).all())
 
 
