@@ -1,0 +1,278 @@
+"""One websocket channel (/ws/{key}/{mode}) that keeps frames matched to replies across reconnects.
+
+`Channel.submit` numbers and encodes a chunk and returns a future for its reply. A sender task
+writes frames in seq order; a supervisor task reads replies, resolves futures by seq, and when the
+connection drops reconnects with backoff and sends again every frame that has no reply yet.
+A frame is never dropped silently: it gets its reply, a typed ServerError, or ConnectionLost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from core import codec
+from clients.backoff import ReconnectPolicy
+from clients.errors import (
+    AuthenticationError, ConnectionLost, LRRClientError, ProtocolError, ServerError, error_for,
+)
+
+MAX_REPLY_BYTES = 2**28
+"""Largest reply accepted (256 MiB): far above any realistic chunk."""
+
+NOT_SENT = -1
+
+_FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+"""Close codes that mean the server refuses this client, so reconnecting cannot help."""
+
+
+@dataclass
+class _Pending:
+    """A frame awaiting its reply, and the connection generation it was last sent on."""
+
+    frame: bytes
+    future: asyncio.Future[codec.Reply]
+    sent_on: int = NOT_SENT
+
+
+def _mark_retrieved(future: asyncio.Future[codec.Reply]) -> None:
+    """Done-callback: an abandoned future's exception must not be reported as 'never retrieved'."""
+    if not future.cancelled():
+        future.exception()
+
+
+class Channel:
+    """A lazily connected websocket for one mode of one stream key."""
+
+    def __init__(self, url: str, headers: dict[str, str], policy: ReconnectPolicy, *,
+                 resend: bool = True, open_timeout: float = 10.0) -> None:
+        self.url = url
+        self._headers = headers
+        self._policy = policy
+        self._resend = resend
+        self._open_timeout = open_timeout
+        self._pending: dict[int, _Pending] = {}
+        self._next_seq = 0
+        self._generation = 0
+        self._ws: ClientConnection | None = None
+        self._connected = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._closed = False
+        self._retry_delays: Iterator[float] | None = None
+        self.reconnects = 0
+        """How many times the connection was re-established after a drop."""
+
+    @property
+    def in_flight(self) -> int:
+        """Frames submitted whose reply has not arrived yet."""
+        return len(self._pending)
+
+    def submit(self, data: np.ndarray, *, t0: int | float | None = None,
+               fs: int | float | None = None) -> asyncio.Future[codec.Reply]:
+        """Queue `data` as the next frame and return the future of its reply (runs synchronously, in call order).
+
+        Raises ValueError at once for data the wire cannot carry (not 2-D, empty, unsupported dtype).
+        """
+        if self._closed:
+            raise LRRClientError("the client is closed; make a new one")
+        seq = self._next_seq
+        frame = codec.encode_chunk(seq, data, t0=t0, fs=fs)
+        self._next_seq += 1
+        future: asyncio.Future[codec.Reply] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_mark_retrieved)
+        self._pending[seq] = _Pending(frame, future)
+        self._queue.put_nowait(seq)
+        self._ensure_running()
+        return future
+
+    async def aclose(self) -> None:
+        """Close the websocket; frames still waiting fail with ConnectionLost."""
+        self._closed = True
+        for task in (self._sender, self._supervisor):
+            if task is not None:
+                task.cancel()
+        for task in (self._sender, self._supervisor):
+            if task is not None:
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        if self._ws is not None:
+            await self._ws.close()
+        self._fail_all(ConnectionLost("the client was closed", tuple(self._pending)))
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def _ensure_running(self) -> None:
+        """Start the supervisor (connect, read, reconnect) and the sender if they are not running."""
+        if self._supervisor is None or self._supervisor.done():
+            self._supervisor = asyncio.create_task(self._supervise(), name=f"lrr-read {self.url}")
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_queued(), name=f"lrr-send {self.url}")
+
+    async def _supervise(self) -> None:
+        """Connect, read replies until the connection drops, reconnect; fail every waiting frame if that fails."""
+        try:
+            await self._connect(first=True)
+            while True:
+                await self._read_replies()
+                self.reconnects += 1
+                await self._connect(first=False)
+        except LRRClientError as exc:
+            self._connected.clear()
+            self._fail_all(exc)
+
+    async def _send_queued(self) -> None:
+        """Send queued frames in seq order, each at most once per connection."""
+        while True:
+            seq = await self._queue.get()
+            pending = self._pending.get(seq)
+            if pending is None:
+                continue
+            await self._connected.wait()
+            async with self._send_lock:
+                if seq not in self._pending or pending.sent_on == self._generation or self._ws is None:
+                    continue
+                try:
+                    await self._ws.send(pending.frame)
+                    pending.sent_on = self._generation
+                except ConnectionClosed:
+                    pass  # the supervisor reconnects and sends it again
+
+    # -- connecting -------------------------------------------------------------------------
+
+    async def _connect(self, *, first: bool) -> None:
+        """Open the websocket and send every unanswered frame again.
+
+        The first connection is tried once (a server that is not there should fail fast); after a drop,
+        attempts follow the backoff policy, whose budget is renewed only when a reply arrives, so a server
+        that accepts and drops at once cannot keep the client looping forever.
+        """
+        failure: Exception | None = None
+        while True:
+            if not first:
+                if self._retry_delays is None:
+                    self._retry_delays = iter(self._policy.delays())
+                delay = next(self._retry_delays, None)
+                if delay is None:
+                    raise ConnectionLost(f"lost the connection to {self.url} and could not reconnect "
+                                         f"({_describe(failure) if failure else 'reconnecting is disabled'})",
+                                         tuple(self._pending))
+                await asyncio.sleep(delay)
+            try:
+                ws = await connect(self.url, additional_headers=self._headers, max_size=MAX_REPLY_BYTES,
+                                   compression=None, open_timeout=self._open_timeout)
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in (401, 403):
+                    raise AuthenticationError("unauthorized", _handshake_text(exc), status=status) from None
+                if status < 500:
+                    raise error_for("handshake_refused", _handshake_text(exc), status=status) from None
+                failure = exc
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                failure = exc
+            else:
+                break
+            if first:
+                raise ConnectionLost(f"cannot connect to {self.url} ({_describe(failure)})", tuple(self._pending))
+        self._ws = ws
+        self._generation += 1
+        try:
+            await self._send_unanswered(ws)
+        except ConnectionClosed:
+            pass  # dropped again at once: _read_replies returns and we reconnect
+        self._connected.set()
+
+    async def _send_unanswered(self, ws: ClientConnection) -> None:
+        """After a reconnect, send every frame without a reply again, in seq order (or fail it if resend is off)."""
+        async with self._send_lock:
+            for seq, pending in list(self._pending.items()):
+                if pending.sent_on != NOT_SENT and not self._resend:
+                    self._pending.pop(seq)
+                    _settle(pending.future, ConnectionLost(
+                        "the connection dropped before this frame was answered; it may or may not have been applied",
+                        (seq,)))
+                    continue
+                await ws.send(pending.frame)
+                pending.sent_on = self._generation
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def _read_replies(self) -> None:
+        """Resolve futures from replies until the connection closes; raise if the server refuses us for good."""
+        assert self._ws is not None
+        ws = self._ws
+        try:
+            async for message in ws:
+                if isinstance(message, str):
+                    raise ProtocolError(f"the server sent a text message {message[:80]!r}; expected binary msgpack")
+                try:
+                    reply = codec.decode_reply(message)
+                except codec.FrameError as exc:
+                    raise ProtocolError(f"unreadable reply from the server: {exc}") from None
+                self._dispatch(reply)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connected.clear()
+        close = ws.close_rcvd
+        if close is not None and close.code == 1009:
+            raise error_for("frame_too_large", f"the server closed the connection: a frame was over its size "
+                                               f"limit ({close.reason or 'message too big'}); send smaller chunks")
+        if close is not None and close.code in _FATAL_CLOSE_CODES:
+            raise error_for("closed", f"the server closed the connection ({close.code}: {close.reason or 'no reason'})")
+
+    def _dispatch(self, reply: codec.Reply) -> None:
+        """Hand a reply to its frame's future; an error without seq concerns the whole connection."""
+        if isinstance(reply, codec.ErrorReply) and reply.seq is None:
+            self._fail_all(error_for(reply.code, reply.message))
+            return
+        self._retry_delays = None  # progress: a later drop gets a fresh reconnect budget
+        pending = self._pending.pop(reply.seq, None)
+        if pending is None:
+            return  # a late duplicate of a frame answered before a reconnect
+        if isinstance(reply, codec.ErrorReply):
+            _settle(pending.future, error_for(reply.code, reply.message, seq=reply.seq))
+        else:
+            _settle(pending.future, reply)
+
+    def _fail_all(self, exc: LRRClientError) -> None:
+        """Settle every waiting frame with `exc` (ConnectionLost lists them all)."""
+        pending, self._pending = self._pending, {}
+        for seq, item in pending.items():
+            if isinstance(exc, ConnectionLost):
+                error: Exception = ConnectionLost(exc.reason, tuple(pending))
+            elif isinstance(exc, ServerError):
+                error = error_for(exc.code, exc.message, seq=seq, status=exc.status)
+            else:
+                error = type(exc)(*exc.args)
+            _settle(item.future, error)
+
+
+def _settle(future: asyncio.Future[codec.Reply], outcome: codec.Reply | Exception) -> None:
+    """Resolve `future` unless the caller already cancelled it."""
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _handshake_text(exc: InvalidStatus) -> str:
+    """The refused handshake's status and body, for the error message."""
+    body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+    return f"HTTP {exc.response.status_code} at the websocket handshake" + (f": {body[:300]}" if body else "")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:197] + "..."

@@ -1,0 +1,1 @@
+"""The `lrr` subcommands, one module each; every module has `register(subcommands)`."""

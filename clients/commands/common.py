@@ -1,0 +1,66 @@
+"""What every `lrr` subcommand shares: server options, --json, and the result it prints."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from clients.rest import AsyncRestClient
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """A command's outcome: `data` is printed as JSON with --json, `text` for people otherwise."""
+
+    data: Any
+    text: str
+
+
+Command = Callable[[argparse.Namespace], CommandResult]
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (no usage dump) pointing at --help; exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_output_option(parser: argparse.ArgumentParser) -> None:
+    """--json: print machine-readable JSON on stdout instead of text for people."""
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def add_server_options(parser: argparse.ArgumentParser, *, key: bool = True) -> None:
+    """--url, --token (and --key) for commands that talk to a server; defaults from the environment."""
+    parser.add_argument("--url", default=os.environ.get("LRR_URL") or DEFAULT_URL,
+                        help=f"server base URL (default $LRR_URL, else {DEFAULT_URL})")
+    parser.add_argument("--token", default=os.environ.get("LRR_API_TOKEN") or None,
+                        help="API token sent as 'Authorization: Bearer' (default $LRR_API_TOKEN)")
+    if key:
+        parser.add_argument("--key", required=True, help="stream key naming the session on the server")
+    add_output_option(parser)
+
+
+def render(result: CommandResult, as_json: bool) -> str:
+    """The text to print for `result`."""
+    return json.dumps(result.data, indent=None, sort_keys=True) if as_json else result.text
+
+
+def with_rest(args: argparse.Namespace, action: Callable[[AsyncRestClient], Awaitable[T]]) -> T:
+    """Run one REST `action` against --url with --token, closing the connection afterwards."""
+
+    async def call() -> T:
+        async with AsyncRestClient(args.url, args.token) as rest:
+            return await action(rest)
+
+    return asyncio.run(call())

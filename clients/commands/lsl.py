@@ -1,0 +1,43 @@
+"""`lrr lsl --input NAME --key K`: run the LSL bridge (see clients/lsl_bridge.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+
+from clients.commands.common import CommandResult, add_server_options
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:
+    """Add the `lsl` subcommand."""
+    parser = subcommands.add_parser(
+        "lsl", help="bridge an LSL stream through the service to a new LSL stream NAME-lrr",
+        description="Resolve the LSL stream NAME, send its chunks through the service and publish the result as "
+                    "NAME-lrr (same channel count, rate and labels; input timestamps kept). With --fit-seconds S "
+                    "the first S seconds are only fitted (nothing published), then the session is solved and the "
+                    "rest is transformed; without it every chunk goes through fit_transform. Needs pylsl "
+                    "(pip install 'lrr-service[lsl]').")
+    parser.add_argument("--input", required=True, metavar="NAME", help="name of the LSL stream to read")
+    parser.add_argument("--fit-seconds", type=float, default=None, metavar="S",
+                        help="fit on the first S seconds only, then transform (default: fit_transform throughout)")
+    parser.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="stop after S seconds (default: run until interrupted)")
+    parser.add_argument("--resolve-timeout", type=float, default=10.0, metavar="S",
+                        help="how long to look for the input stream (default 10)")
+    add_server_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> CommandResult:
+    """Run the bridge until --duration passes or Ctrl-C; report what went through."""
+    from clients.lsl_bridge import LSLBridge
+
+    bridge = LSLBridge(args.input, args.url, args.key, args.token, fit_seconds=args.fit_seconds,
+                       resolve_timeout=args.resolve_timeout)
+    stats = asyncio.run(bridge.run(args.duration))
+    data = dataclasses.asdict(stats)
+    data.pop("extra")
+    text = (f"{stats.input_name} -> {stats.output_name}: {stats.samples_in} samples in, "
+            f"{stats.samples_fitted} fitted, {stats.samples_out} published")
+    return CommandResult(data, text)

@@ -1,0 +1,38 @@
+"""Server addresses: the REST base URL, websocket endpoint URLs, and the auth header."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit, urlunsplit
+
+MODES = ("fit", "transform", "fit_transform")
+
+_HTTP_FOR = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_WS_FOR = {"http": "ws", "https": "wss"}
+
+
+def http_base(url: str) -> str:
+    """Normalise a server URL (http, https, ws or wss) to its http(s) base without a trailing slash."""
+    parts = urlsplit(url.strip())
+    scheme = _HTTP_FOR.get(parts.scheme.lower())
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"server URL {url!r} is not usable; expected http://HOST:PORT (or https, ws, wss)")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def websocket_url(url: str, key: str, mode: str) -> str:
+    """The websocket endpoint /ws/{key}/{mode} of the server at `url`."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not a websocket channel; expected one of {', '.join(MODES)}")
+    parts = urlsplit(http_base(url))
+    path = f"{parts.path}/ws/{quote(key, safe='')}/{mode}"
+    return urlunsplit((_WS_FOR[parts.scheme], parts.netloc, path, "", ""))
+
+
+def stream_path(key: str, *tail: str) -> str:
+    """REST path /streams/{key}[/tail...] with the key quoted."""
+    return "/".join(["/streams", quote(key, safe=""), *tail])
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """`Authorization: Bearer <token>` when a token is given, else no header."""
+    return {"Authorization": f"Bearer {token}"} if token else {}

@@ -1,0 +1,183 @@
+"""The LSL bridge: an LSL input stream -> lrr-service -> an LSL outlet `NAME-lrr`.
+
+With `fit_seconds` the first S seconds of input (by the input's own timestamps) are only fitted
+(no output), the session is solved, and everything after is transformed and published. Without
+it every chunk goes through fit_transform (the model keeps adapting) and is published.
+The outlet copies the input's channel count, nominal rate, type and channel labels, and every
+output sample carries its input sample's timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clients.client import LRRClient
+
+RESOLVE_TIMEOUT_S = 10.0
+PULL_TIMEOUT_S = 0.05
+OUTPUT_SUFFIX = "-lrr"
+
+
+class BridgeError(RuntimeError):
+    """The bridge cannot run: pylsl missing, input stream not found or not numeric."""
+
+
+@dataclass
+class FitWindow:
+    """Splits incoming samples into the fitting period and the rest, by input timestamps (pure logic)."""
+
+    fit_seconds: float | None
+    start: float | None = None
+
+    def split(self, timestamps: np.ndarray) -> int:
+        """How many leading samples of a chunk with these timestamps still belong to the fitting period."""
+        if self.fit_seconds is None or len(timestamps) == 0:
+            return 0
+        if self.start is None:
+            self.start = float(timestamps[0])
+        return int(np.searchsorted(timestamps, self.start + self.fit_seconds, side="left"))
+
+
+@dataclass
+class BridgeStats:
+    """What went through the bridge."""
+
+    input_name: str
+    output_name: str
+    samples_in: int = 0
+    samples_fitted: int = 0
+    samples_out: int = 0
+    reconnects: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _pylsl() -> Any:
+    """The pylsl module, or a BridgeError saying how to install it."""
+    try:
+        import pylsl
+    except ImportError:
+        raise BridgeError("the LSL bridge needs pylsl; install it with: pip install 'lrr-service[lsl]'") from None
+    return pylsl
+
+
+_WIRE_DTYPE = {"float32": np.float32, "double64": np.float64, "int16": np.int16, "int32": np.int32}
+
+
+def _format_name(pylsl: Any, channel_format: int) -> str:
+    names = {getattr(pylsl, "cf_" + name): name for name in ("float32", "double64", "int16", "int32", "int8",
+                                                               "int64", "string")}
+    return names.get(channel_format, str(channel_format))
+
+
+def resolve_input(name: str, timeout: float = RESOLVE_TIMEOUT_S) -> Any:
+    """The StreamInfo of the LSL stream called `name`; BridgeError if none appears within `timeout`."""
+    pylsl = _pylsl()
+    found = pylsl.resolve_byprop("name", name, 1, timeout)
+    if not found:
+        raise BridgeError(f"no LSL stream named {name!r} found within {timeout:g} s; is the rig publishing?")
+    return found[0]
+
+
+def channel_labels(info: Any) -> list[str]:
+    """The labels under desc/channels/channel/label, in order ('' where a channel has none)."""
+    labels: list[str] = []
+    channel = info.desc().child("channels").child("channel")
+    while not channel.empty() and len(labels) < info.channel_count():
+        labels.append(channel.child_value("label"))
+        channel = channel.next_sibling("channel")
+    return labels
+
+
+def output_info(pylsl: Any, source: Any, labels: list[str]) -> Any:
+    """StreamInfo of the outlet: `NAME-lrr`, same type, channel count, rate and labels; float output."""
+    fmt = pylsl.cf_double64 if source.channel_format() == pylsl.cf_double64 else pylsl.cf_float32
+    info = pylsl.StreamInfo(source.name() + OUTPUT_SUFFIX, source.type(), source.channel_count(),
+                            source.nominal_srate(), fmt, (source.source_id() or source.name()) + OUTPUT_SUFFIX)
+    channels = info.desc().append_child("channels")
+    for label in labels:
+        channel = channels.append_child("channel")
+        channel.append_child_value("label", label)
+    return info
+
+
+class LSLBridge:
+    """Pull chunks from an inlet, send them through the service, push the replies to the outlet."""
+
+    def __init__(self, input_name: str, url: str, key: str, token: str | None = None, *,
+                 fit_seconds: float | None = None, max_in_flight: int = 8,
+                 resolve_timeout: float = RESOLVE_TIMEOUT_S) -> None:
+        if fit_seconds is not None and fit_seconds <= 0:
+            raise ValueError(f"fit_seconds must be > 0 (or omitted for fit_transform), got {fit_seconds}")
+        self.input_name = input_name
+        self.url, self.key, self.token = url, key, token
+        self.window = FitWindow(fit_seconds)
+        self.max_in_flight = max_in_flight
+        self.resolve_timeout = resolve_timeout
+        self.stats = BridgeStats(input_name, input_name + OUTPUT_SUFFIX)
+
+    async def run(self, duration: float | None = None) -> BridgeStats:
+        """Bridge until `duration` seconds have passed (forever if None); returns what went through."""
+        pylsl = _pylsl()
+        source = await asyncio.to_thread(resolve_input, self.input_name, self.resolve_timeout)
+        fmt = _format_name(pylsl, source.channel_format())
+        if fmt not in _WIRE_DTYPE:
+            raise BridgeError(f"stream {self.input_name!r} carries {fmt} samples; expected float32, double64, "
+                              "int16 or int32")
+        inlet = pylsl.StreamInlet(source, max_chunklen=0, recover=True)
+        full_info = await asyncio.to_thread(inlet.info, self.resolve_timeout)
+        outlet = pylsl.StreamOutlet(output_info(pylsl, full_info, channel_labels(full_info)))
+        dtype = _WIRE_DTYPE[fmt]
+        deadline = None if duration is None else time.monotonic() + duration
+        queue: asyncio.Queue[tuple[asyncio.Future[Any], list[float]] | None] = asyncio.Queue(self.max_in_flight)
+        async with LRRClient(self.url, self.key, self.token) as client:
+            publisher = asyncio.create_task(self._publish(queue, outlet))
+            try:
+                await self._pump(inlet, client, queue, dtype, deadline)
+                await queue.put(None)
+                await publisher
+            finally:
+                publisher.cancel()
+                self.stats.reconnects = client.reconnects
+                inlet.close_stream()
+        return self.stats
+
+    async def _pump(self, inlet: Any, client: LRRClient, queue: asyncio.Queue[Any], dtype: type,
+                    deadline: float | None) -> None:
+        """Pull input and submit it: fitting-period samples to fit, then (after a solve) transform or fit_transform."""
+        solved = self.window.fit_seconds is None
+        fit_acks: list[asyncio.Future[Any]] = []
+        while deadline is None or time.monotonic() < deadline:
+            samples, stamps = await asyncio.to_thread(inlet.pull_chunk, PULL_TIMEOUT_S)
+            if not stamps:
+                continue
+            data = np.asarray(samples, dtype=dtype)
+            times = np.asarray(stamps, dtype=np.float64)
+            self.stats.samples_in += len(times)
+            n_fit = self.window.split(times)
+            if n_fit:
+                fit_acks.append(client.channel("fit").submit(data[:n_fit]))
+                self.stats.samples_fitted += n_fit
+            if n_fit == len(times):
+                continue
+            if not solved:
+                await asyncio.gather(*fit_acks)
+                await client.solve()
+                solved, fit_acks = True, []
+            mode = "transform" if self.window.fit_seconds is not None else "fit_transform"
+            future = client.channel(mode).submit(data[n_fit:])
+            await queue.put((future, stamps[n_fit:]))
+        if fit_acks:
+            await asyncio.gather(*fit_acks)
+
+    async def _publish(self, queue: asyncio.Queue[Any], outlet: Any) -> None:
+        """Push each reply, in order, with its input timestamps."""
+        while (item := await queue.get()) is not None:
+            future, stamps = item
+            reply = await future
+            outlet.push_chunk(np.ascontiguousarray(reply.data), stamps)
+            self.stats.samples_out += len(stamps)

@@ -1,0 +1,160 @@
+"""REST helpers (httpx, async): health, sessions, settings, weights upload/download, reset, solve, delete.
+
+Weights travel as CSV text produced and parsed by core.weights_csv, so an array or file round-trips bit for bit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import numpy as np
+
+from core import weights_csv
+from clients.endpoints import auth_headers, http_base, stream_path
+from clients.errors import ConnectionLost, ProtocolError, ServerError, error_for
+
+DEFAULT_TIMEOUT_S = 30.0
+
+_CODE_FOR_STATUS = {401: "unauthorized", 403: "unauthorized", 404: "not_found", 409: "conflict",
+                    413: "too_large", 422: "invalid_request"}
+
+
+class AsyncRestClient:
+    """The server's REST API; every method raises a ServerError subclass when the server refuses."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.base_url = http_base(url)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=auth_headers(token), timeout=timeout)
+
+    async def __aenter__(self) -> "AsyncRestClient":
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._http.aclose()
+
+    # -- server -----------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        """GET /health: the process is up."""
+        return await self._json("GET", "/health")
+
+    async def ready(self) -> dict[str, Any]:
+        """GET /ready: the server accepts work."""
+        return await self._json("GET", "/ready")
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        """GET /streams: one summary dict per session."""
+        reply = await self._json("GET", "/streams")
+        if isinstance(reply, dict):
+            for name in ("streams", "sessions", "items"):
+                if isinstance(reply.get(name), list):
+                    return reply[name]
+        if not isinstance(reply, list):
+            raise ProtocolError(f"GET /streams answered {type(reply).__name__}; expected a list of sessions")
+        return reply
+
+    # -- one session ------------------------------------------------------------------------
+
+    async def session(self, key: str) -> dict[str, Any]:
+        """GET /streams/{key}: the session's settings and state."""
+        return await self._json("GET", stream_path(key))
+
+    async def put_settings(self, key: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """PUT /streams/{key}: create the session or change its settings."""
+        return await self._json("PUT", stream_path(key), json=settings)
+
+    async def delete(self, key: str) -> dict[str, Any]:
+        """DELETE /streams/{key}: drop the session and its checkpoint."""
+        return await self._json("DELETE", stream_path(key))
+
+    async def reset(self, key: str) -> dict[str, Any]:
+        """POST /streams/{key}/reset: clear statistics and weights, keep settings."""
+        return await self._json("POST", stream_path(key, "reset"))
+
+    async def solve(self, key: str) -> dict[str, Any]:
+        """POST /streams/{key}/solve: solve the weights from the current statistics now."""
+        return await self._json("POST", stream_path(key, "solve"))
+
+    # -- weights ----------------------------------------------------------------------------
+
+    async def weights_csv(self, key: str) -> str:
+        """GET /streams/{key}/weights: W as CSV text, exactly as the server wrote it."""
+        response = await self._request("GET", stream_path(key, "weights"))
+        return response.text
+
+    async def get_weights(self, key: str) -> np.ndarray:
+        """W as a float64 (n, n) array, bit-identical to the server's."""
+        text = await self.weights_csv(key)
+        return weights_csv.parse_weights_csv(text, max_channels=max(1, text.count("\n") + 1))
+
+    async def download_weights(self, key: str, path: Path | str) -> Path:
+        """Save W's CSV to `path` unchanged; returns the path."""
+        path = Path(path)
+        path.write_text(await self.weights_csv(key))
+        return path
+
+    async def put_weights_csv(self, key: str, csv_text: str, *, replace: bool = False) -> dict[str, Any]:
+        """PUT /streams/{key}/weights with CSV text; `replace` overrides weights the session already has."""
+        params = {"replace": "true"} if replace else None
+        return await self._json("PUT", stream_path(key, "weights"), content=csv_text.encode(),
+                                headers={"Content-Type": "text/csv"}, params=params)
+
+    async def put_weights(self, key: str, weights: np.ndarray | Path | str, *, replace: bool = False) -> dict[str, Any]:
+        """Upload W from an array (encoded exactly) or from a CSV file path (sent as is)."""
+        if isinstance(weights, (str, Path)):
+            text = Path(weights).read_text()
+        else:
+            text = weights_csv.format_weights_csv(np.asarray(weights))
+        return await self.put_weights_csv(key, text, replace=replace)
+
+    # -- transport --------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one request; refusals become ServerError, network failures ConnectionLost."""
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ConnectionLost(f"{method} {self.base_url}{path} failed: {exc or type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise _refusal(response)
+        return response
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send one request and return its JSON body (None when empty)."""
+        response = await self._request(method, path, **kwargs)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ProtocolError(f"{method} {path} answered {response.content[:80]!r}; expected JSON") from None
+
+
+def _refusal(response: httpx.Response) -> ServerError:
+    """The typed exception for an HTTP error response, from its JSON error body when it has one."""
+    status = response.status_code
+    code, message = _CODE_FOR_STATUS.get(status, "internal" if status >= 500 else "http_error"), ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        detail = body.get("error", body.get("detail", body))
+        if isinstance(detail, dict):
+            code = str(detail.get("code", code))
+            message = str(detail.get("message", detail.get("msg", "")) or "")
+        elif isinstance(detail, str):
+            message = detail
+        elif isinstance(detail, list):
+            message = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
+    if not message:
+        message = response.text.strip()[:300] or response.reason_phrase
+    return error_for(code, message, status=status)

@@ -1,0 +1,160 @@
+"""Blocking wrapper for scripts and notebooks: `LRRClientSync`.
+
+Each runs the async client on its own event loop in a background thread, so it works the same
+inside Jupyter (whose own loop is already running) and in plain scripts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from core import codec
+from clients.backoff import ReconnectPolicy
+from clients.client import DEFAULT_MAX_IN_FLIGHT, LRRClient
+from clients.loop_thread import LoopThread
+
+
+class LRRClientSync:
+    """The blocking twin of LRRClient: same arguments, same methods, streams as plain generators."""
+
+    def __init__(self, url: str, key: str, token: str | None = None, *,
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, reconnect: bool | ReconnectPolicy = True,
+                 resend: bool = True, open_timeout: float = 10.0) -> None:
+        self._thread = LoopThread()
+        try:
+            self._client = self._thread.run(_make_client(url, key, token, max_in_flight=max_in_flight,
+                                                         reconnect=reconnect, resend=resend,
+                                                         open_timeout=open_timeout))
+        except BaseException:
+            self._thread.close()
+            raise
+        self.key = key
+        self.url = url
+
+    def __enter__(self) -> "LRRClientSync":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections and stop the background loop; idempotent."""
+        if not self._thread.loop.is_closed():
+            self._thread.run(self._client.aclose())
+            self._thread.close()
+
+    @property
+    def reconnects(self) -> int:
+        """How many times a websocket was re-established after a drop."""
+        return self._client.reconnects
+
+    # -- one chunk --------------------------------------------------------------------------
+
+    def fit(self, chunk: np.ndarray) -> codec.AckReply:
+        """Fit on `chunk`; returns the acknowledgement."""
+        return self._thread.run(self._client.fit(chunk))
+
+    def transform(self, chunk: np.ndarray) -> np.ndarray:
+        """Rereference `chunk` with the session's current weights."""
+        return self._thread.run(self._client.transform(chunk))
+
+    def fit_transform(self, chunk: np.ndarray) -> np.ndarray:
+        """Fit on `chunk`, then rereference it."""
+        return self._thread.run(self._client.fit_transform(chunk))
+
+    # -- streams ----------------------------------------------------------------------------
+
+    def stream(self, mode: str, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None,
+               timestamps: Iterable[float | None] | None = None) -> Iterator[codec.AckReply | codec.ChunkReply]:
+        """Pipeline `chunks` (iterated in the caller's thread) through `mode`; yields full replies in order.
+
+        `timestamps`, if given, supplies each chunk's t0 (echoed in its reply).
+        """
+        window_size = max_in_flight or self._client.max_in_flight
+        if window_size < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {window_size}")
+        starts = iter(timestamps) if timestamps is not None else None
+        window: deque[Future[Any]] = deque()
+        try:
+            for chunk in chunks:
+                t0 = next(starts, None) if starts is not None else None
+                window.append(self._thread.submit(self._client.request(mode, chunk, t0=t0)))
+                if len(window) >= window_size:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for future in window:
+                future.add_done_callback(_mark_retrieved)
+
+    def fit_stream(self, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None) -> Iterator[codec.AckReply]:
+        """Pipelined fit: yields each acknowledgement in order."""
+        yield from self.stream("fit", chunks, max_in_flight=max_in_flight)  # type: ignore[misc]
+
+    def transform_stream(self, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None) -> Iterator[np.ndarray]:
+        """Pipelined transform: yields each rereferenced chunk in order."""
+        for reply in self.stream("transform", chunks, max_in_flight=max_in_flight):
+            yield reply.data  # type: ignore[union-attr]
+
+    def fit_transform_stream(self, chunks: Iterable[np.ndarray], *,
+                             max_in_flight: int | None = None) -> Iterator[np.ndarray]:
+        """Pipelined fit_transform: yields each rereferenced chunk in order."""
+        for reply in self.stream("fit_transform", chunks, max_in_flight=max_in_flight):
+            yield reply.data  # type: ignore[union-attr]
+
+    # -- REST, bound to this key ------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """The session's settings and state."""
+        return self._thread.run(self._client.info())
+
+    def put_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Create the session with, or change it to, these engine settings."""
+        return self._thread.run(self._client.put_settings(settings))
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Every session on the server."""
+        return self._thread.run(self._client.sessions())
+
+    def reset(self) -> dict[str, Any]:
+        """Clear the session's statistics and weights."""
+        return self._thread.run(self._client.reset())
+
+    def solve(self) -> dict[str, Any]:
+        """Solve the weights from the session's statistics now."""
+        return self._thread.run(self._client.solve())
+
+    def delete(self) -> dict[str, Any]:
+        """Delete the session."""
+        return self._thread.run(self._client.delete())
+
+    def get_weights(self) -> np.ndarray:
+        """The session's W, bit-identical to the server's."""
+        return self._thread.run(self._client.get_weights())
+
+    def download_weights(self, path: Path | str) -> Path:
+        """Save the session's W as CSV at `path`."""
+        return self._thread.run(self._client.download_weights(path))
+
+    def put_weights(self, weights: np.ndarray | Path | str, *, replace: bool = False) -> dict[str, Any]:
+        """Upload W from an array or a CSV path."""
+        return self._thread.run(self._client.put_weights(weights, replace=replace))
+
+
+async def _make_client(url: str, key: str, token: str | None, **options: Any) -> LRRClient:
+    """Build the async client inside the loop thread (its primitives belong to that loop)."""
+    return LRRClient(url, key, token, **options)
+
+
+def _mark_retrieved(future: Future[Any]) -> None:
+    """Done-callback for abandoned stream futures: their exceptions are not worth a warning."""
+    if not future.cancelled():
+        future.exception()
