@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# make container-test: lint, build and run the lrr-service image for real, then the same through compose.
+#
+# Uses a Docker engine when one answers (`docker` + `docker compose`); otherwise sources
+# ../shared/tools/container-env.sh (rootful podman, a local base image, docker-compose on podman's
+# Docker-API socket). Every container, volume and compose project it makes is removed on exit.
+#
+# Environment: CONTAINER_ENV (path of container-env.sh), LRR_TEST_IMAGE (tag to build),
+# BASE_IMAGE (base given to the build), PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_TRUSTED_HOST
+# (passed to the build when set).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+CONTAINER_ENV=${CONTAINER_ENV:-$REPO/../shared/tools/container-env.sh}
+IMAGE=${LRR_TEST_IMAGE:-localhost/lrr-service:container-test}
+RUN_ID="lrrct$$"
+TOKEN="ct-token-$RANDOM$RANDOM$RANDOM"
+PY="$REPO/.venv/bin/python"
+STARTED_AT=$SECONDS
+
+step() { printf '\n==> [%3ss] %s\n' "$((SECONDS - STARTED_AT))" "$*" >&2; }
+fail() { echo "container-test: FAILED: $*" >&2; exit 1; }
+
+# --- the toolchain: a Docker engine, or podman through container-env.sh ------------------------
+ENV_STARTED_HERE=0
+BUILD_FLAGS=()
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  ENGINE=docker
+  if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
+  [ -n "${BASE_IMAGE:-}" ] && BUILD_FLAGS+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+elif [ -f "$CONTAINER_ENV" ]; then
+  step "no Docker engine: sourcing $CONTAINER_ENV (podman)"
+  ce_sock=${CONTAINER_WORKDIR:-/tmp/lrr-containers}/podman.sock
+  if ! { [ -S "$ce_sock" ] && curl -fsS --unix-socket "$ce_sock" http://d/_ping >/dev/null 2>&1; }; then
+    ENV_STARTED_HERE=1
+  fi
+  # shellcheck source=/dev/null
+  source "$CONTAINER_ENV" || fail "could not set up the container toolchain"
+  ENGINE=podman
+  COMPOSE=(docker-compose)
+  # docker format keeps HEALTHCHECK (OCI images drop it)
+  BUILD_FLAGS+=(--format docker --build-arg "BASE_IMAGE=$BASE_IMAGE")
+else
+  fail "no Docker engine answers and $CONTAINER_ENV does not exist: install Docker or set CONTAINER_ENV"
+fi
+for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST; do
+  [ -n "${!var:-}" ] && BUILD_FLAGS+=(--build-arg "$var=${!var}")
+done
+
+CONTAINERS=()
+VOLUMES=()
+PROJECT=""
+WEIGHTS_CSV="$(mktemp -t lrr-ct-weights.XXXXXX)"
+cleanup() {
+  local rc=$?
+  set +e
+  if [ "$rc" -ne 0 ]; then
+    for c in "${CONTAINERS[@]}"; do echo "--- logs of $c (last 40 lines)" >&2; "$ENGINE" logs --tail 40 "$c" >&2 2>&1; done
+    [ -n "$PROJECT" ] && "${COMPOSE[@]}" -p "$PROJECT" logs --tail 40 >&2 2>&1
+  fi
+  [ -n "$PROJECT" ] && "${COMPOSE[@]}" -p "$PROJECT" --profile demo down -v --remove-orphans >/dev/null 2>&1
+  for c in "${CONTAINERS[@]}"; do "$ENGINE" rm -f "$c" >/dev/null 2>&1; done
+  for v in "${VOLUMES[@]}"; do "$ENGINE" volume rm -f "$v" >/dev/null 2>&1; done
+  rm -f "$WEIGHTS_CSV"
+  [ "$ENV_STARTED_HERE" = 1 ] && container_env_stop
+  if [ "$rc" -eq 0 ]; then echo "container-test: PASSED in $((SECONDS - STARTED_AT))s" >&2
+  else echo "container-test: FAILED (exit $rc) after $((SECONDS - STARTED_AT))s" >&2; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# check COMMAND ARGS...: one check of scripts/container_check.py against the server with our token
+check() { "$PY" "$REPO/scripts/container_check.py" "$1" --token "$TOKEN" "${@:2}"; }
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# --- 1. static checks -------------------------------------------------------------------------
+step "project venv (for the websocket check client)"
+make -s .venv/.installed
+
+step "hadolint Dockerfile"
+if command -v hadolint >/dev/null 2>&1; then hadolint Dockerfile
+else "$ENGINE" run --rm -i docker.io/hadolint/hadolint:latest hadolint - < Dockerfile; fi
+
+step "validate docker-compose.yml"
+LRR_API_TOKEN=$TOKEN "${COMPOSE[@]}" -f docker-compose.yml --profile demo config -q
+if LRR_API_TOKEN='' "${COMPOSE[@]}" -f docker-compose.yml config -q >/dev/null 2>&1; then
+  fail "docker-compose.yml accepted an empty LRR_API_TOKEN; it must demand one"
+fi
+if command -v check-jsonschema >/dev/null 2>&1; then
+  check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+fi
+LRR_API_TOKEN=$TOKEN "${COMPOSE[@]}" -f docker-compose.yml config --format json | "$PY" scripts/container_check.py compose-env
+
+# --- 2. the image -----------------------------------------------------------------------------
+step "build $IMAGE ($ENGINE)"
+previous_image=$("$ENGINE" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+"$ENGINE" build "${BUILD_FLAGS[@]}" -t "$IMAGE" .
+if [ -n "$previous_image" ] && [ "$previous_image" != "$("$ENGINE" image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  "$ENGINE" rmi "$previous_image" >/dev/null 2>&1 || true   # the last run's image, now untagged
+fi
+[ "$("$ENGINE" image inspect --format '{{.Config.User}}' "$IMAGE")" != "" ] || fail "image has no USER"
+
+# --- 3. plain run: health, non-root, websocket transform, weights survive stop/start ----------
+PORT=$(free_port)
+CONTAINER="$RUN_ID-run"
+VOLUME="$RUN_ID-state"
+"$ENGINE" volume create "$VOLUME" >/dev/null
+VOLUMES+=("$VOLUME")
+CONTAINERS+=("$CONTAINER")
+step "run $CONTAINER on 127.0.0.1:$PORT"
+"$ENGINE" run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:8000" -e LRR_API_TOKEN="$TOKEN" \
+  -v "$VOLUME:/var/lib/lrr" "$IMAGE" >/dev/null
+URL="http://127.0.0.1:$PORT"
+check wait-healthy --url "$URL"
+
+step "runs as non-root and can write its state volume"
+uid=$("$ENGINE" exec "$CONTAINER" id -u)
+[ "$uid" != "0" ] || fail "the server runs as root (uid 0)"
+"$ENGINE" exec "$CONTAINER" sh -c 'touch "$LRR_STATE_DIR/.write-test" && rm "$LRR_STATE_DIR/.write-test"' \
+  || fail "uid $uid cannot write the state volume"
+echo "uid $uid, state volume writable" >&2
+
+step "token required, weights upload, websocket transform checked against X @ (I - W)"
+check upload-and-transform --url "$URL" --key ct-plain --save "$WEIGHTS_CSV"
+
+step "stop (SIGTERM) and start: weights survive bit-exact"
+"$ENGINE" stop -t 30 "$CONTAINER" >/dev/null
+exit_code=$("$ENGINE" inspect --format '{{.State.ExitCode}}' "$CONTAINER")
+[ "$exit_code" = "0" ] || fail "the server exited with $exit_code on SIGTERM (expected 0: a graceful shutdown)"
+"$ENGINE" start "$CONTAINER" >/dev/null
+check wait-healthy --url "$URL"
+check same-weights --url "$URL" --key ct-plain --expect "$WEIGHTS_CSV"
+
+step "upgrade path: a new container on the same volume keeps the weights"
+"$ENGINE" rm -f "$CONTAINER" >/dev/null
+CONTAINER="$RUN_ID-run2"
+CONTAINERS+=("$CONTAINER")
+"$ENGINE" run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:8000" -e LRR_API_TOKEN="$TOKEN" \
+  -v "$VOLUME:/var/lib/lrr" "$IMAGE" >/dev/null
+check wait-healthy --url "$URL"
+check same-weights --url "$URL" --key ct-plain --expect "$WEIGHTS_CSV"
+"$ENGINE" rm -f "$CONTAINER" >/dev/null
+
+# --- 4. the same through docker compose ---------------------------------------------------------
+PROJECT="$RUN_ID"
+export LRR_IMAGE="$IMAGE" LRR_API_TOKEN="$TOKEN" LRR_PUBLISH="127.0.0.1:$(free_port)"
+URL="http://$LRR_PUBLISH"
+step "compose -p $PROJECT up -d --wait on $LRR_PUBLISH"
+"${COMPOSE[@]}" -p "$PROJECT" up -d --wait --no-build
+check wait-healthy --url "$URL"
+check upload-and-transform --url "$URL" --key ct-compose --save "$WEIGHTS_CSV"
+
+step "compose stop and start: weights survive bit-exact"
+"${COMPOSE[@]}" -p "$PROJECT" stop
+"${COMPOSE[@]}" -p "$PROJECT" start
+check wait-healthy --url "$URL"
+check same-weights --url "$URL" --key ct-compose --expect "$WEIGHTS_CSV"
+
+step "compose down"
+"${COMPOSE[@]}" -p "$PROJECT" --profile demo down -v --remove-orphans
+PROJECT=""
