@@ -143,6 +143,8 @@ class StreamChannel:
     def _reject(self, code: str, message: str, seq: int | None) -> bytes:
         """An error reply; counted by code (and on the session, if any). Never logged per frame."""
         self.context.metrics.errors.labels(code).inc()
-        if self._session is not None and not self._session.closed:
-            self._session.counters.rejected_frames += 1
+        session = self._session if self._session is not None and not self._session.closed else None
+        session = session or self.registry.get(self.key)
+        if session is not None:
+            session.counters.rejected_frames += 1
         return encode_error(code, message, seq)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -53,3 +55,13 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def stream_key(request: pytest.FixtureRequest) -> str:
+    """A valid stream key unique to the test (so tests can share one server)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name)
+    return f"{name[:100]}-{next(_key_counter)}"
+
+
+_key_counter = itertools.count()

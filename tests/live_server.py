@@ -17,6 +17,10 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from core.codec import Reply, decode_reply
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 20.0
@@ -80,6 +84,19 @@ class LiveServer:
     def running(self) -> bool:
         """True while the server process is alive."""
         return self._process is not None and self._process.poll() is None
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        """An httpx client on the base URL, sending the server's token (or `token`) as a Bearer header."""
+        chosen = token if token is not None else self.token
+        headers = {"Authorization": f"Bearer {chosen}"} if chosen else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+    def connect(self, key: str, route: str, token: str | None = None, **kwargs: object) -> websockets.connect:
+        """`async with server.connect("rig1", "fit") as ws:` -- a websocket on /ws/{key}/{route} (token via ?token=)."""
+        chosen = token if token is not None else self.token
+        query = f"?token={chosen}" if chosen else ""
+        kwargs.setdefault("max_size", None)
+        return websockets.connect(f"{self.ws_url}/ws/{key}/{route}{query}", **kwargs)  # type: ignore[arg-type]
 
     def log_text(self) -> str:
         """Everything the server wrote to stdout/stderr so far (all runs on this object)."""
@@ -155,3 +172,9 @@ class LiveServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+async def exchange(ws: ClientConnection, frame: bytes | str) -> Reply:
+    """Send one frame and decode the one reply the server sends for it."""
+    await ws.send(frame)
+    return decode_reply(await ws.recv())
