@@ -28,6 +28,7 @@ TOO_MANY_CHANNELS: Final = "too_many_channels"
 NON_FINITE: Final = "non_finite"
 TOO_MANY_SESSIONS: Final = "too_many_sessions"
 BAD_KEY: Final = "bad_key"
+SETTINGS_MISMATCH: Final = "settings_mismatch"
 INTERNAL: Final = "internal"
 
 ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
@@ -44,6 +45,7 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         NON_FINITE: "a chunk sent for fitting holds NaN or Inf; it was skipped and nothing changed",
         TOO_MANY_SESSIONS: "the server holds its maximum number of sessions; no new session was made",
         BAD_KEY: "the session key is not 1-128 characters of [A-Za-z0-9._-]",
+        SETTINGS_MISMATCH: "the session's settings cannot take the chunk's channel count; nothing changed",
         INTERNAL: "an unexpected server fault; the chunk was not applied",
     }
 )
