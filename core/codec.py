@@ -152,8 +152,14 @@ def _refuse_ext(code: int, data: bytes) -> NoReturn:
 
 
 def _show(value: object) -> str:
-    """A repr short enough to quote a hostile value inside an error message."""
-    text = repr(value)
+    """A short, bounded rendering of a hostile value for an error message (one level deep, never recursive)."""
+    if isinstance(value, dict):
+        return f"<map of {len(value)} entries>"
+    if isinstance(value, list):
+        if len(value) > 8 or any(isinstance(item, (list, dict)) for item in value):
+            return f"<array of {len(value)} items>"
+        return "[" + ", ".join(_show(item) for item in value) + "]"
+    text = repr(value[:_SHOWN_CHARS] if isinstance(value, (str, bytes)) else value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
@@ -207,6 +213,8 @@ def _explain_unpack_failure(exc: Exception) -> str:
         return "a msgpack ext value was found; ext types are not accepted"
     if isinstance(exc, UnicodeDecodeError):
         return "a msgpack string is not valid UTF-8"
+    if isinstance(exc, msgpack.exceptions.StackError):
+        return "arrays or maps are nested too deeply"
     detail = str(exc) or type(exc).__name__
     return f"not decodable as msgpack ({_show(detail)})"
 

@@ -42,13 +42,13 @@ def format_weights_csv(weights: np.ndarray) -> str:
     matrix = np.asarray(weights)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 1:
         raise ValueError(f"weights have shape {matrix.shape}; expected a square (n, n) matrix with n >= 1")
-    exact = (matrix.dtype.kind == "f" and matrix.dtype.itemsize <= 8) or (matrix.dtype.kind in "iu" and matrix.dtype.itemsize <= 4)
-    if not exact:
+    kind, size = matrix.dtype.kind, matrix.dtype.itemsize
+    if not ((kind == "f" and size <= 8) or (kind in "iu" and size <= 4)):
         raise ValueError(f"weights have dtype {matrix.dtype}; expected real numbers representable as float64")
     matrix = matrix.astype(np.float64, copy=False)
     if not np.isfinite(matrix).all():
-        row, column = (int(i) + 1 for i in np.argwhere(~np.isfinite(matrix))[0])
-        raise ValueError(f"weights[{row - 1}, {column - 1}] is not finite; expected finite numbers only")
+        row, column = (int(i) for i in np.argwhere(~np.isfinite(matrix))[0])
+        raise ValueError(f"weights[{row}, {column}] is not finite; expected finite numbers only")
     return "".join(",".join(map(repr, row)) + "\n" for row in matrix.tolist())
 
 
@@ -102,17 +102,19 @@ def _values(count: int) -> str:
     return f"{count} value" if count == 1 else f"{count} values"
 
 
-def _parse_row(line: int, content: str, width: int | None) -> list[float]:
+def _parse_row(line: int, content: str, width: int | None, max_channels: int) -> list[float]:
     """One data line as floats; `width` is the column count every line must have (None for the first)."""
     if ";" in content:
-        raise WeightsCsvError(
-            f"line {line} uses ';' as a separator; expected comma-separated values (',')", row=line
-        )
+        raise WeightsCsvError(f"line {line} uses ';' as a separator; expected comma-separated values (',')", row=line)
     cells = content.split(",")
     if width is not None and len(cells) != width:
         raise WeightsCsvError(
             f"line {line} has {_values(len(cells))}; expected {width} like the first data line (rows differ in length)",
             row=line,
+        )
+    if len(cells) > max_channels:
+        raise WeightsCsvError(
+            f"line {line} has {_values(len(cells))}; expected at most {max_channels} (the channel limit)", row=line
         )
     if not _NUMBERS_LINE.fullmatch(content):
         for column, raw in enumerate(cells, start=1):
@@ -133,12 +135,8 @@ def parse_weights_csv(content: str | bytes | bytearray | memoryview, *, max_chan
     width = None
     rows = []
     for line, text in lines:
-        row = _parse_row(line, text, width)
+        row = _parse_row(line, text, width, max_channels)
         width = len(row)
-        if width > max_channels:
-            raise WeightsCsvError(
-                f"line {line} has {_values(width)}; expected at most {max_channels} (the channel limit)", row=line
-            )
         if len(rows) == max_channels:
             raise WeightsCsvError(f"more than {max_channels} rows (line {line}); expected at most the channel limit",
                                   row=line)  # fmt: skip

@@ -252,10 +252,37 @@ def test_deep_nesting_is_a_frame_error() -> None:
     assert (error.code, error.seq) == (codec.BAD_MSGPACK, 2)
 
 
+NESTED_FIELD_CODES = {"seq": codec.BAD_FIELD, "shape": codec.BAD_SHAPE, "dtype": codec.BAD_FIELD,
+                      "data": codec.BAD_FIELD, "t0": codec.BAD_FIELD, "fs": codec.BAD_FIELD,
+                      "extra": codec.MISSING_FIELD}  # fmt: skip
+
+
+@pytest.mark.parametrize("field", sorted(NESTED_FIELD_CODES))
+@pytest.mark.parametrize("depth", [1, 999, 1023, 5000])
+def test_nested_values_at_any_depth_are_frame_errors(field: str, depth: int) -> None:
+    fields: dict[str, object] = {"shape": [2, 3], "dtype": "<f4", "data": bytes(24)}
+    if field != "extra":
+        fields["seq"] = 7
+    fields.pop(field, None)
+    header = bytes([0x80 + len(fields) + 1])
+    payload = header + msgpack.packb(fields)[1:] + msgpack.packb(field) + b"\x91" * depth + b"\x00"
+    error = rejected(payload)
+    assert len(error.message) < 200
+    if depth == 5000:
+        assert error.code == codec.BAD_MSGPACK
+        assert error.message == "arrays or maps are nested too deeply; expected one msgpack map"
+    else:
+        assert error.code == NESTED_FIELD_CODES[field]
+        assert error.seq == (None if field in ("seq", "extra") else 7)
+
+
 def test_hostile_values_are_shortened_in_messages() -> None:
     error = rejected(frame(dtype="x" * 10_000))
     assert error.code == codec.BAD_DTYPE
     assert len(error.message) < 200
+    error = rejected(frame(seq=[{"a": 1}] * 10_000))
+    assert error.code == codec.BAD_FIELD
+    assert "seq is <array of 10000 items> (array)" in error.message
 
 
 def test_error_codes_are_all_documented() -> None:
@@ -392,7 +419,10 @@ def assert_valid_or_frame_error(payload: bytes) -> None:
 
 
 @FUZZ
-@given(st.fixed_dictionaries({}, optional=field_values), st.dictionaries(st.text(max_size=6), msgpack_values, max_size=3))
+@given(
+    st.fixed_dictionaries({}, optional=field_values),
+    st.dictionaries(st.text(max_size=6), msgpack_values, max_size=3),
+)
 def test_fuzz_random_fields(fields: dict[str, object], extra: dict[str, object]) -> None:
     assert_valid_or_frame_error(msgpack.packb({**extra, **fields}))
 
@@ -453,7 +483,8 @@ def valid_fields(draw: st.DrawFn) -> dict[str, object]:
         "dtype": wire,
         "data": draw(st.binary(min_size=size, max_size=size)),
     }
-    optional = {"t0": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False)),
+    finite = st.floats(allow_nan=False, allow_infinity=False)
+    optional = {"t0": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), finite),
                 "fs": st.one_of(st.none(), st.floats(min_value=1e-3, max_value=1e6))}  # fmt: skip
     fields.update(draw(st.fixed_dictionaries({}, optional=optional)))
     return fields
