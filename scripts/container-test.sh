@@ -81,7 +81,7 @@ make -s .venv/.installed
 
 step "hadolint Dockerfile"
 if command -v hadolint >/dev/null 2>&1; then hadolint Dockerfile
-else "$ENGINE" run --rm -i docker.io/hadolint/hadolint:latest hadolint - < Dockerfile; fi
+else "$ENGINE" run --rm -i docker.io/hadolint/hadolint < Dockerfile; fi
 
 step "validate docker-compose.yml"
 LRR_API_TOKEN=$TOKEN "${COMPOSE[@]}" -f docker-compose.yml --profile demo config -q
@@ -109,9 +109,10 @@ VOLUME="$RUN_ID-state"
 "$ENGINE" volume create "$VOLUME" >/dev/null
 VOLUMES+=("$VOLUME")
 CONTAINERS+=("$CONTAINER")
+# no periodic checkpoint during the test: only the one on SIGTERM can save fitted statistics
+RUN_FLAGS=(-p "127.0.0.1:$PORT:8000" -e LRR_API_TOKEN="$TOKEN" -e LRR_CHECKPOINT_SECONDS=3600 -v "$VOLUME:/var/lib/lrr")
 step "run $CONTAINER on 127.0.0.1:$PORT"
-"$ENGINE" run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:8000" -e LRR_API_TOKEN="$TOKEN" \
-  -v "$VOLUME:/var/lib/lrr" "$IMAGE" >/dev/null
+"$ENGINE" run -d --name "$CONTAINER" "${RUN_FLAGS[@]}" "$IMAGE" >/dev/null
 URL="http://127.0.0.1:$PORT"
 check wait-healthy --url "$URL"
 
@@ -125,21 +126,24 @@ echo "uid $uid, state volume writable" >&2
 step "token required, weights upload, websocket transform checked against X @ (I - W)"
 check upload-and-transform --url "$URL" --key ct-plain --save "$WEIGHTS_CSV"
 
-step "stop (SIGTERM) and start: weights survive bit-exact"
+check fit --url "$URL" --key ct-fit
+
+step "stop (SIGTERM) and start: fitted statistics (SIGTERM checkpoint) and weights (bit-exact) survive"
 "$ENGINE" stop -t 30 "$CONTAINER" >/dev/null
 exit_code=$("$ENGINE" inspect --format '{{.State.ExitCode}}' "$CONTAINER")
 [ "$exit_code" = "0" ] || fail "the server exited with $exit_code on SIGTERM (expected 0: a graceful shutdown)"
 "$ENGINE" start "$CONTAINER" >/dev/null
 check wait-healthy --url "$URL"
+check same-samples --url "$URL" --key ct-fit
 check same-weights --url "$URL" --key ct-plain --expect "$WEIGHTS_CSV"
 
 step "upgrade path: a new container on the same volume keeps the weights"
 "$ENGINE" rm -f "$CONTAINER" >/dev/null
 CONTAINER="$RUN_ID-run2"
 CONTAINERS+=("$CONTAINER")
-"$ENGINE" run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:8000" -e LRR_API_TOKEN="$TOKEN" \
-  -v "$VOLUME:/var/lib/lrr" "$IMAGE" >/dev/null
+"$ENGINE" run -d --name "$CONTAINER" "${RUN_FLAGS[@]}" "$IMAGE" >/dev/null
 check wait-healthy --url "$URL"
+check same-samples --url "$URL" --key ct-fit
 check same-weights --url "$URL" --key ct-plain --expect "$WEIGHTS_CSV"
 "$ENGINE" rm -f "$CONTAINER" >/dev/null
 
@@ -157,6 +161,11 @@ step "compose stop and start: weights survive bit-exact"
 "${COMPOSE[@]}" -p "$PROJECT" start
 check wait-healthy --url "$URL"
 check same-weights --url "$URL" --key ct-compose --expect "$WEIGHTS_CSV"
+
+step "compose demo profile: a synthetic rig streamed through the service"
+demo_log=$("${COMPOSE[@]}" -p "$PROJECT" --profile demo run --rm demo 2>&1) || { echo "$demo_log" >&2; fail "the demo profile failed"; }
+echo "$demo_log" | tail -3 >&2
+grep -q "overall artifact reduction" <<<"$demo_log" || fail "the demo printed no artifact reduction"
 
 step "compose down"
 "${COMPOSE[@]}" -p "$PROJECT" --profile demo down -v --remove-orphans

@@ -16,13 +16,14 @@ import httpx
 import numpy as np
 from websockets.sync.client import connect
 
-from core.codec import ChunkReply, decode_reply, encode_chunk
+from core.codec import AckReply, ChunkReply, decode_reply, encode_chunk
 from core.weights_csv import format_weights_csv, parse_weights_csv
 from service.config import ServiceSettings
 
 N_CHANNELS = 6
 N_SAMPLES = 40
 SEQ = 41
+FIT_CHUNKS = 5
 MAX_CHANNELS = 4096
 #: Settings the image sets itself (listen on all interfaces of the container, port 8000, state in the volume).
 IMAGE_FIXED_SETTINGS = frozenset({"LRR_HOST", "LRR_PORT", "LRR_STATE_DIR"})
@@ -106,6 +107,32 @@ def transform_once(url: str, token: str, key: str, chunk: np.ndarray) -> ChunkRe
     return reply
 
 
+def fit_chunks() -> list[np.ndarray]:
+    """Fixed float32 chunks for the fit route, far fewer samples than would start a solve."""
+    rng = np.random.default_rng(11)
+    return [rng.normal(size=(N_SAMPLES, N_CHANNELS)).astype(np.float32) for _ in range(FIT_CHUNKS)]
+
+
+def fit_all(url: str, token: str, key: str, chunks: list[np.ndarray]) -> int:
+    """Send every chunk to /ws/{key}/fit (pipelined) and return n_samples of the last ack."""
+    ws_url = url.replace("http://", "ws://", 1) + f"/ws/{key}/fit"
+    with connect(ws_url, additional_headers=auth(token), open_timeout=10, close_timeout=5) as websocket:
+        for seq, chunk in enumerate(chunks):
+            websocket.send(encode_chunk(seq, chunk))
+        replies = [decode_reply(websocket.recv(timeout=30)) for _ in chunks]
+    if not all(isinstance(reply, AckReply) for reply in replies):
+        raise CheckFailed(f"/ws/{key}/fit answered {replies!r}; expected one ack per chunk")
+    return replies[-1].n_samples
+
+
+def session_samples(client: httpx.Client, url: str, key: str) -> int:
+    """n_samples of GET /streams/{key}."""
+    response = client.get(f"{url}/streams/{key}")
+    if response.status_code != 200:
+        raise CheckFailed(f"GET {url}/streams/{key} answered {response.status_code}: {response.text[:300]}")
+    return int(response.json()["n_samples"])
+
+
 def check_transform(reply: ChunkReply, chunk: np.ndarray, weights: np.ndarray) -> None:
     """The reply must echo seq and carry X @ (I - W) in float64."""
     if reply.seq != SEQ:
@@ -153,6 +180,25 @@ def run_same_weights(args: argparse.Namespace) -> None:
     print(f"ok: {args.key}: weights survived bit-exact ({len(served)} bytes CSV)")
 
 
+def run_fit(args: argparse.Namespace) -> None:
+    """Fit a few chunks into a fresh session: statistics only a checkpoint on SIGTERM will save."""
+    expected = FIT_CHUNKS * N_SAMPLES
+    n_samples = fit_all(args.url, args.token, args.key, fit_chunks())
+    if n_samples != expected:
+        raise CheckFailed(f"after {FIT_CHUNKS} fit chunks the session holds {n_samples} samples; expected {expected}")
+    print(f"ok: {args.key}: {n_samples} samples fitted")
+
+
+def run_same_samples(args: argparse.Namespace) -> None:
+    """The session fitted by `fit` still holds its samples (after a restart)."""
+    expected = FIT_CHUNKS * N_SAMPLES
+    with httpx.Client(headers=auth(args.token), timeout=10.0) as client:
+        n_samples = session_samples(client, args.url, args.key)
+    if n_samples != expected:
+        raise CheckFailed(f"{args.key} holds {n_samples} samples after the restart; expected {expected}")
+    print(f"ok: {args.key}: {n_samples} fitted samples survived")
+
+
 def run_wait_healthy(args: argparse.Namespace) -> None:
     """Wait for /health."""
     wait_healthy(args.url, args.timeout)
@@ -188,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     same = commands.add_parser("same-weights", parents=[server], help="the served weights CSV equals a saved one")
     same.add_argument("--expect", type=Path, required=True, help="CSV saved by upload-and-transform")
     same.set_defaults(run=run_same_weights)
+    fit = commands.add_parser("fit", parents=[server], help="fit a few chunks into a fresh session")
+    fit.set_defaults(run=run_fit)
+    samples = commands.add_parser("same-samples", parents=[server], help="the session still holds its fitted samples")
+    samples.set_defaults(run=run_same_samples)
     compose = commands.add_parser("compose-env", help="stdin: `docker compose config --format json`")
     compose.set_defaults(run=run_compose_env)
     return parser
