@@ -1,0 +1,193 @@
+"""Persistence against the real server: graceful restarts, kill -9, corrupt files, the file format."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.codec import AckReply, ChunkReply, encode_chunk
+from core.weights_csv import format_weights_csv
+from live_server import LiveServer, exchange
+from service.persistence import CheckpointStore
+
+WAIT_STEPS = 250
+
+
+def weights(n: int, seed: int) -> np.ndarray:
+    W = np.random.default_rng(seed).standard_normal((n, n)) / 5
+    np.fill_diagonal(W, 0.0)
+    return W
+
+
+async def fit_and_solve(server: LiveServer, key: str, n_channels: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    async with server.connect(key, "fit") as ws:
+        for seq in range(3):
+            data = rng.standard_normal((100, n_channels)) + rng.standard_normal((100, 1))
+            assert isinstance(await exchange(ws, encode_chunk(seq, data)), AckReply)
+    with server.http() as http:
+        response = http.post(f"/streams/{key}/solve")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+async def transform(server: LiveServer, key: str, X: np.ndarray) -> ChunkReply:
+    async with server.connect(key, "transform") as ws:
+        reply = await exchange(ws, encode_chunk(0, X))
+    assert isinstance(reply, ChunkReply)
+    return reply
+
+
+def snapshot(server: LiveServer, key: str) -> tuple[dict, bytes | None]:
+    """(GET /streams/{key} without counters, the weights CSV or None)."""
+    with server.http() as http:
+        body = http.get(f"/streams/{key}").json()
+        csv = http.get(f"/streams/{key}/weights")
+    body.pop("counters")
+    body.pop("solve_in_flight")
+    return body, csv.content if csv.status_code == 200 else None
+
+
+def wait_for_log(server: LiveServer, needle: str) -> None:
+    """Poll the server log for `needle` (bounded)."""
+    for _ in range(WAIT_STEPS):
+        if needle in server.log_text():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{needle!r} not in the server log")
+
+
+@pytest.mark.parametrize("stop", ["stop", "interrupt"])
+async def test_graceful_restart_restores_every_session(server_factory, stop: str) -> None:
+    server = server_factory()
+    await fit_and_solve(server, "fitted", 6, seed=1)
+    with server.http() as http:
+        http.put("/streams/configured", json={"ridge_lambda": 0.25, "block_size": 2}).raise_for_status()
+        http.put("/streams/uploaded/weights", content=format_weights_csv(weights(5, 2))).raise_for_status()
+    X = np.random.default_rng(3).standard_normal((8, 6))
+    before = {key: snapshot(server, key) for key in ("fitted", "configured", "uploaded")}
+    output_before = (await transform(server, "fitted", X)).data.copy()
+
+    getattr(server, stop)()  # SIGTERM or SIGINT: checkpoints everything
+    assert '"event":"service_stopped"' in server.log_text()
+    server.start()
+
+    for key, expected in before.items():
+        assert snapshot(server, key) == expected, key
+    np.testing.assert_array_equal((await transform(server, "fitted", X)).data, output_before)
+    # the statistics came back too: more fit data adds to them
+    solved = await fit_and_solve(server, "fitted", 6, seed=4)
+    assert solved["n_samples_solved"] == 600
+
+
+async def test_uploaded_weights_and_settings_survive_kill_9(server_factory) -> None:
+    server = server_factory(env={"LRR_CHECKPOINT_SECONDS": "3600"})
+    W = weights(4, 5)
+    with server.http() as http:
+        http.put("/streams/rig", json={"ridge_lambda": 1.5, "init_default": "car"}).raise_for_status()
+        uploaded = http.put("/streams/rig/weights", content=format_weights_csv(W)).json()
+        http.put("/streams/other", json={"min_group_size": 4}).raise_for_status()
+    server.kill()
+    server.start()
+    with server.http() as http:
+        rig = http.get("/streams/rig").json()
+        other = http.get("/streams/other").json()
+        csv = http.get("/streams/rig/weights").text
+    assert rig["settings"]["ridge_lambda"] == 1.5 and rig["settings"]["init_default"] == "car"
+    assert rig["weights_source"] == "uploaded" and rig["weights_version"] == uploaded["weights_version"]
+    assert np.loadtxt(io.StringIO(csv), delimiter=",").tobytes() == W.tobytes()
+    assert other["settings"]["min_group_size"] == 4
+    X = np.random.default_rng(6).standard_normal((5, 4))
+    np.testing.assert_allclose((await transform(server, "rig", X)).data, X @ (np.eye(4) - W), rtol=1e-12)
+
+
+async def test_solved_state_is_checkpointed_periodically(server_factory) -> None:
+    server = server_factory(env={"LRR_CHECKPOINT_SECONDS": "0.2", "LRR_SOLVE_EVERY_SAMPLES": "100"})
+    rng = np.random.default_rng(7)
+    async with server.connect("auto", "fit") as ws:
+        for seq in range(5):
+            await exchange(ws, encode_chunk(seq, rng.standard_normal((100, 5)) + rng.standard_normal((100, 1))))
+    wait_for_log(server, '"event":"checkpoint","key":"auto","reason":"periodic","n_samples":500')
+    expected = snapshot(server, "auto")
+    server.kill()
+    server.start()
+    restored = snapshot(server, "auto")
+    assert restored[0]["n_samples"] == 500 and restored[0]["weights_source"] == "fitted"
+    assert restored == expected
+
+
+async def test_deleted_sessions_stay_deleted(server_factory) -> None:
+    server = server_factory()
+    with server.http() as http:
+        http.put("/streams/gone", json={}).raise_for_status()
+        assert (server.state_dir / "gone.lrr.npz").exists()
+        assert http.delete("/streams/gone").status_code == 204
+    assert not (server.state_dir / "gone.lrr.npz").exists()
+    server.kill()
+    server.start()
+    with server.http() as http:
+        assert http.get("/streams/gone").status_code == 404
+
+
+def test_corrupt_files_are_moved_aside_and_the_server_starts(server_factory, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    server = server_factory(state_dir=state)
+    with server.http() as http:
+        http.put("/streams/good/weights", content=format_weights_csv(weights(3, 8))).raise_for_status()
+        http.put("/streams/victim", json={}).raise_for_status()
+    server.stop()
+    (state / "garbage.lrr.npz").write_bytes(b"this is not a zip file")
+    victim = state / "victim.lrr.npz"
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated
+    (state / "misnamed.lrr.npz").write_bytes((state / "good.lrr.npz").read_bytes())  # holds key "good"
+
+    server.start()
+    with server.http() as http:
+        keys = [s["key"] for s in http.get("/streams").json()["streams"]]
+        assert http.get("/ready").status_code == 200
+    assert keys == ["good"]
+    for name in ("garbage", "victim", "misnamed"):
+        assert not (state / f"{name}.lrr.npz").exists()
+        assert (state / f"{name}.lrr.npz.corrupt").exists()
+    log = server.log_text()
+    assert log.count('"event":"checkpoint_corrupt"') == 3
+
+
+def test_checkpoint_file_is_an_npz_without_pickles(tmp_path: Path, server_factory) -> None:
+    server = server_factory(state_dir=tmp_path / "state")
+    W = weights(3, 9)
+    with server.http() as http:
+        http.put("/streams/fmt/weights", content=format_weights_csv(W)).raise_for_status()
+    path = tmp_path / "state" / "fmt.lrr.npz"
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(str(archive["__meta__"][()]))
+        assert archive["engine__weights"].tobytes() == W.tobytes()
+    assert meta["format"] == "lrr-service-session/1" and meta["key"] == "fmt"
+    assert meta["engine"]["weights_source"] == "uploaded"
+    assert not list((tmp_path / "state").glob("*.tmp"))
+
+
+# -- the store itself (no server needed) ----------------------------------------------------------
+
+
+def test_store_save_load_round_trip_and_stale_temp_cleanup(tmp_path: Path) -> None:
+    from service.persistence import SessionRecord
+
+    store = CheckpointStore(tmp_path)
+    store.ensure_dir()
+    record = SessionRecord("k-1", {"format": "x", "n": 1}, {"cxx": np.eye(2)}, {"counters": {"fit_frames": 3}})
+    path = store.save(record)
+    assert path.name == "k-1.lrr.npz"
+    loaded = store.load(path)
+    assert loaded.key == "k-1" and loaded.engine_meta == {"format": "x", "n": 1}
+    assert loaded.arrays["cxx"].tobytes() == np.eye(2).tobytes()
+    assert loaded.service_meta == {"counters": {"fit_frames": 3}}
+    stale = tmp_path / "k-1.lrr.npz.abc.tmp"
+    stale.write_bytes(b"half written")
+    store.ensure_dir()
+    assert not stale.exists() and path.exists()
