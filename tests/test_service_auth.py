@@ -1,0 +1,85 @@
+"""API token: REST 401 and websocket handshake refusal without it, /health always open; off by default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from core.codec import AckReply, encode_chunk
+from live_server import LiveServer, exchange
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path_factory.mktemp("auth") / "lrr-state", env={"LRR_API_TOKEN": TOKEN}).start()
+    yield live
+    live.stop()
+
+
+REST_CALLS = [
+    ("GET", "/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/streams"),
+    ("GET", "/streams/k"),
+    ("PUT", "/streams/k"),
+    ("DELETE", "/streams/k"),
+    ("POST", "/streams/k/reset"),
+    ("POST", "/streams/k/solve"),
+    ("GET", "/streams/k/weights"),
+    ("PUT", "/streams/k/weights"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), REST_CALLS)
+@pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x", TOKEN[:-1]])
+def test_rest_refuses_missing_or_wrong_token(secured: LiveServer, method: str, path: str, token: str | None) -> None:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    with secured.http(token="") as http:
+        response = http.request(method, path, headers=headers, json={} if method == "PUT" else None)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["detail"]["code"] == "unauthorized"
+
+
+def test_rest_accepts_the_token_and_health_needs_none(secured: LiveServer) -> None:
+    with secured.http(token="") as anonymous:
+        assert anonymous.get("/health").status_code == 200
+        assert anonymous.get("/streams?token=" + TOKEN).status_code == 401  # query tokens are for websockets only
+    with secured.http() as http:
+        assert http.get("/ready").status_code == 200
+        assert http.put("/streams/authed", json={}).status_code == 201
+        assert http.get("/streams").json()["count"] >= 1
+        assert http.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize("query", ["", "?token=wrong", "?token="])
+async def test_websocket_handshake_is_refused_without_the_token(secured: LiveServer, query: str) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(f"{secured.ws_url}/ws/k/fit{query}"):
+            pass
+    assert refused.value.response.status_code == 403
+    with secured.http() as http:
+        assert http.get("/streams/k").status_code == 404  # nothing was created
+
+
+async def test_websocket_accepts_query_token_or_bearer_header(secured: LiveServer) -> None:
+    async with websockets.connect(f"{secured.ws_url}/ws/wsauth/fit?token={TOKEN}") as ws:
+        assert isinstance(await exchange(ws, encode_chunk(0, np.ones((2, 3)))), AckReply)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with websockets.connect(f"{secured.ws_url}/ws/wsauth/fit", additional_headers=headers) as ws:
+        reply = await exchange(ws, encode_chunk(1, np.ones((2, 3))))
+    assert isinstance(reply, AckReply) and reply.n_samples == 4
+
+
+async def test_without_a_token_everything_is_open(live_server: LiveServer) -> None:
+    with live_server.http() as http:
+        assert http.get("/streams").status_code == 200
+        assert http.get("/streams", headers={"Authorization": "Bearer anything"}).status_code == 200
+    async with websockets.connect(f"{live_server.ws_url}/ws/open/transform") as ws:
+        assert (await exchange(ws, encode_chunk(0, np.ones((1, 3))))).seq == 0
