@@ -53,8 +53,18 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
     for name in ServiceSettings.model_fields:
         if hasattr(args, name):
             value = getattr(args, name)
-            overrides[name] = json.loads(value) if name in _JSON_FLAGS and value.strip() else value
+            overrides[name] = _parse_json_flag(name, value) if name in _JSON_FLAGS else value
     return ServiceSettings(**overrides)
+
+
+def _parse_json_flag(name: str, value: str) -> object:
+    """A JSON-valued flag such as --channel-groups '[[0,1,2],[3,4,5]]'; an empty value means unset."""
+    if not value.strip():
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name}: {value!r} is not JSON ({exc}); expected e.g. [[0,1,2],[3,4,5]]") from None
 
 
 def main(argv: list[str] | None = None) -> int:

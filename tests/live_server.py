@@ -51,12 +51,14 @@ class LiveServer:
         env: dict[str, str] | None = None,
         port: int | None = None,
         log_path: Path | str | None = None,
+        subcommand: str | None = "serve",
     ) -> None:
         self.state_dir = Path(state_dir)
         self.env = dict(env or {})
         self.port = port or free_loopback_port()
         self.log_path = Path(log_path) if log_path else self.state_dir.with_name(self.state_dir.name + ".log")
         self.token: str | None = self.env.get("LRR_API_TOKEN")
+        self.subcommand = subcommand
         self._process: subprocess.Popen[bytes] | None = None
 
     # -- addresses --------------------------------------------------------------------------
@@ -109,7 +111,7 @@ class LiveServer:
             raise RuntimeError("server already running")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "service", "serve",
+            sys.executable, "-m", "service", *([self.subcommand] if self.subcommand else []),
             "--host", "127.0.0.1", "--port", str(self.port), "--state-dir", str(self.state_dir),
         ]
         with open(self.log_path, "ab") as log:
