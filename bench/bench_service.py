@@ -1,0 +1,113 @@
+"""`make bench`: the service measured end to end against its floors; writes docs/benchmarks.md and plots.
+
+The server runs in its own process on a free loopback port, the bare-echo transport floor in
+another, and this process is the client (websockets on uvloop, one BLAS thread). Sections:
+transform grid (paced and pipelined, with echo / engine / matmul floors), fit traffic, concurrent
+rigs, memory per session, BLAS thread policy. `--quick` shortens every run (smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvloop
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import plots
+import report
+from blas_policy import measure_blas
+from fit_traffic import measure_fit
+from memory import measure_memory
+from processes import REPO_ROOT, EchoServer, LiveServer
+from rigs import measure_rigs
+from transform_grid import measure_grid
+
+SERVER_ENV = {"LRR_LOG_LEVEL": "WARNING"}
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    blas = [f"{i['internal_api']} {i.get('version')}" for i in threadpool_info() if i["user_api"] == "blas"]
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} x {cpu}",
+        "python": platform.python_version(), "numpy": np.__version__, "blas": ", ".join(blas) or "no BLAS found",
+        "uvicorn": version("uvicorn"), "websockets": version("websockets"),
+        "load_before": _load(),
+    }
+
+
+def _load() -> str:
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+async def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every section in turn; returns their results."""
+    scale = 0.3 if args.quick else 1.0
+    results: dict[str, Any] = {}
+    state = Path(tempfile.mkdtemp(prefix="lrr-bench-")) / "state"
+    with EchoServer() as echo, LiveServer(state, env=SERVER_ENV) as server:
+        print("transform grid (paced and pipelined, with floors):", flush=True)
+        channels = (64, 384) if args.quick else (64, 256, 384, 1024)
+        results["grid"] = await measure_grid(server.url, server.ws_url, echo.ws_url, 0.5 * scale, channels)
+        print("fit traffic:", flush=True)
+        results["fit"] = await measure_fit(server.ws_url, server.url, 3.0 * scale)
+        print("concurrent rigs:", flush=True)
+        results["rigs"] = await measure_rigs(server.url, server.ws_url, server.pid or 0, 2.0 * scale)
+    print("memory per session:", flush=True)
+    results["memory"] = await measure_memory(SERVER_ENV)
+    print("BLAS threads:", flush=True)
+    results["blas"] = await measure_blas(SERVER_ENV, 2.0 * scale)
+    return results
+
+
+def main() -> int:
+    """Run, print the table, write the report, the plots and the raw summaries."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--plots", type=Path, default=REPO_ROOT / "docs" / "bench")
+    parser.add_argument("--quick", action="store_true", help="short runs, two channel counts (smoke test)")
+    args = parser.parse_args()
+    threadpool_limits(1)  # the client must not compete with the server for the second core
+    meta = machine_facts()
+    started = time.perf_counter()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        results = runner.run(run_all(args))
+    meta |= {"load_after": _load(), "seconds": time.perf_counter() - started, "server_blas_threads": "1 (default)"}
+    grid, fit = results["grid"], results["fit"]
+    figures = {
+        "transform_latency": plots.transform_latency(grid, args.plots / "transform_latency.png"),
+        "overhead_breakdown": plots.overhead_breakdown(grid, args.plots / "overhead_breakdown.png"),
+        "fit_cdf": plots.fit_cdf(fit["latencies_us"], args.plots / "fit_cdf.png"),
+        "rigs": plots.rigs(results["rigs"], args.plots / "rigs.png"),
+        "blas": plots.blas(results["blas"], args.plots / "blas.png"),
+    }
+    page = report.render(meta, grid, fit, results["rigs"], results["memory"], results["blas"], figures, args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(page)
+    summaries = {"meta": meta, "grid": [r.as_dict() for r in grid], "rigs": results["rigs"],
+                 "memory": results["memory"], "blas": results["blas"],
+                 "fit": {k: v for k, v in fit.items() if k != "latencies_us"}}  # fmt: skip
+    (args.plots / "results.json").write_text(json.dumps(summaries, indent=1))
+    print()
+    print(report.console_table(grid, report.targets(grid, fit, results["rigs"])))
+    print(f"\nwrote {args.out} and {args.plots}/ in {meta['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

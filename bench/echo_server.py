@@ -1,0 +1,56 @@
+"""The transport floor: a bare ASGI websocket echo served by uvicorn exactly as the service is served.
+
+Same stack as `python -m service serve`: uvicorn, `ws="websockets"`, uvloop/httptools when present,
+no per-message deflate, the same maximum message size. Nothing but the echo runs per frame.
+Run: `python bench/echo_server.py --port 8765`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import uvicorn
+
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Websocket: send every message back unchanged. HTTP: 200 on any path (health probe)."""
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                await send({"type": "websocket.send", "bytes": message["bytes"]})
+            else:
+                await send({"type": "websocket.send", "text": message.get("text") or ""})
+    elif scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+    elif scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def main() -> None:
+    """Serve the echo app on 127.0.0.1 with the service's uvicorn options."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        echo_app, host="127.0.0.1", port=args.port, loop="auto", http="auto", ws="websockets",
+        ws_max_size=MAX_FRAME_BYTES, ws_per_message_deflate=False, log_level="warning", access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

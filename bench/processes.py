@@ -1,0 +1,87 @@
+"""The processes of a benchmark run: the service and the echo floor (each its own process, loopback),
+a busy neighbour, and what /proc says about a process (RSS, CPU time).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from live_server import LiveServer, free_loopback_port  # noqa: E402  (the tests' real-server launcher)
+
+__all__ = ["BusyNeighbour", "EchoServer", "LiveServer", "cpu_seconds", "rss_bytes"]
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class EchoServer:
+    """bench/echo_server.py in its own process on a free loopback port; a context manager."""
+
+    def __init__(self) -> None:
+        self.port = free_loopback_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        """Base websocket URL."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "EchoServer":
+        command = [sys.executable, str(REPO_ROOT / "bench" / "echo_server.py"), "--port", str(self.port)]
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("echo server exited during start-up")
+            try:
+                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1.0)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("echo server did not start within 20 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+class BusyNeighbour:
+    """A process spinning one core in pure Python: the load another program puts on a shared machine."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "BusyNeighbour":
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process `pid` (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS

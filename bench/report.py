@@ -1,0 +1,214 @@
+"""docs/benchmarks.md: the targets with their gaps, the floors, every table, the plots and the analysis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latency import fmt_us
+from rigs import max_rigs
+from transform_grid import GridRow
+
+NOTES = Path(__file__).with_name("notes.md")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of issue 6: what is asked, what was measured, and whether it holds."""
+
+    name: str
+    goal: str
+    measured: str
+    met: bool
+    gap: str
+
+
+def find_row(rows: list[GridRow], n_channels: int, n_samples: int, dtype: str) -> GridRow:
+    """The grid row of one configuration."""
+    return next(r for r in rows if (r.n_channels, r.n_samples, r.dtype) == (n_channels, n_samples, dtype))
+
+
+def targets(rows: list[GridRow], fit: dict[str, Any], rig_rows: list[dict[str, Any]]) -> list[Target]:
+    """Evaluate every target against this run's figures."""
+    key = find_row(rows, 384, 30, "float32")
+    overhead = key.overhead_p50_us
+    alone = fit["transform_alone"]["p99"]
+    with_rt = fit["transform_with_realtime_fit"]["p99"] / alone
+    with_full = fit["transform_with_full_speed_fit"]["p99"] / alone
+    fit_rate = fit["fit_with_transform_samples_per_s"]
+    rigs = max_rigs(rig_rows)
+    return [
+        Target("service overhead, 30 x 384 float32, p50", "<= 30 µs", f"{overhead:.1f} µs", overhead <= 30,
+               _gap(overhead - 30, "µs")),
+        Target("384 ch in 1 ms chunks, pipelined", ">= 5x real time", f"{key.realtime_factor:.1f}x",
+               key.realtime_factor >= 5, _gap(5 - key.realtime_factor, "x", lower_is_better=False)),
+        Target("p99 at real-time pacing, 30 x 384 float32", "<= 1 ms", f"{key.service_paced.p99:,.0f} µs",
+               key.service_paced.p99 <= 1000, _gap(key.service_paced.p99 - 1000, "µs")),
+        Target("fit through the service, 384 ch, 30-sample chunks, transform running", ">= 300 000 samples/s",
+               f"{fit_rate:,.0f} samples/s", fit_rate >= 300_000,
+               _gap(300_000 - fit_rate, "samples/s", lower_is_better=False)),
+        Target("transform p99 with real-time fit traffic / without", "<= 1.5x", f"{with_rt:.2f}x", with_rt <= 1.5,
+               _gap(with_rt - 1.5, "x")),
+        Target("transform p99 with full-speed fit traffic / without", "<= 1.5x", f"{with_full:.2f}x",
+               with_full <= 1.5, _gap(with_full - 1.5, "x")),
+        Target("concurrent 96-ch rigs in real time (p99 < 5 ms)", ">= 8", str(rigs), rigs >= 8,
+               _gap(8 - rigs, "rigs", lower_is_better=False)),
+    ]
+
+
+def _gap(excess: float, unit: str, lower_is_better: bool = True) -> str:
+    """'met' or how far the figure is from its target."""
+    if excess <= 0:
+        return "met"
+    amount = f"{excess:,.0f}" if abs(excess) >= 100 else f"{excess:.1f}"
+    return f"{amount} {unit} {'over' if lower_is_better else 'short'}"
+
+
+def render(meta: dict[str, Any], rows: list[GridRow], fit: dict[str, Any], rig_rows: list[dict[str, Any]],
+           memory: list[dict[str, Any]], blas: list[dict[str, Any]], plots: dict[str, Path], out: Path) -> str:
+    """The whole markdown page."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`bench/bench_service.py`); do not edit by hand: the analysis at the end comes",
+        "from `bench/notes.md`. The service runs in its own process (`python -m service serve`), the client",
+        "(`websockets` on uvloop) in another, over loopback. Every figure is read against floors measured in",
+        "the same run.",
+        "",
+        f"Run: {meta['date']} on {meta['machine']}; load average before {meta['load_before']}, after "
+        f"{meta['load_after']} (the machine is shared: other load shows up in the tails). Python {meta['python']}, "
+        f"numpy {meta['numpy']}, {meta['blas']}, uvicorn {meta['uvicorn']}, websockets {meta['websockets']}. "
+        f"Server BLAS threads: {meta['server_blas_threads']}. Total run time {meta['seconds']:.0f} s.",
+        "",
+        "## Targets",
+        "",
+        "| target | goal | measured | gap |",
+        "|---|---|---:|---|",
+    ]
+    for t in targets(rows, fit, rig_rows):
+        lines.append(f"| {t.name} | {t.goal} | {t.measured} | {'**met**' if t.met else t.gap} |")
+    lines += _grid_section(rows, plots, out) + _fit_section(fit, plots, out) + _rigs_section(rig_rows, plots, out)
+    lines += _memory_section(memory) + _blas_section(blas, plots, out)
+    if NOTES.exists():
+        lines += ["", NOTES.read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _image(plots: dict[str, Path], name: str, out: Path, alt: str) -> list[str]:
+    if name not in plots:
+        return []
+    return ["", f"![{alt}]({plots[name].relative_to(out.parent).as_posix()})"]
+
+
+def _grid_section(rows: list[GridRow], plots: dict[str, Path], out: Path) -> list[str]:
+    lines = [
+        "",
+        "## Transform round trip and its floors",
+        "",
+        "Per configuration (channels x samples per chunk, dtype): the **transport floor** is a bare websocket",
+        "echo of a frame of the same size on the same stack (uvicorn, `ws=\"websockets\"`, uvloop, the same client),",
+        "paced like the service; **engine** is `LRR.transform` in-process on one BLAS thread and **matmul** a bare",
+        "`np.matmul` of the same shape (medians); **overhead** = service p50 - echo p50 - engine. Paced = one chunk",
+        "per chunk duration at 30 kHz (1 ms for 30 samples, 10 ms for 300); pipelined = 32 frames in flight.",
+        "",
+        "| config | frame B | echo p50 | echo p99 | engine | matmul | service p50 | p99 | p99.9 | overhead p50 |"
+        " pipelined frames/s | x real time | pipelined p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.n_channels} x {r.n_samples} {r.dtype} | {r.frame_bytes:,} | {fmt_us(r.echo_paced.p50)} | "
+            f"{fmt_us(r.echo_paced.p99)} | {fmt_us(r.engine_us)} | {fmt_us(r.matmul_us)} | "
+            f"{fmt_us(r.service_paced.p50)} | {fmt_us(r.service_paced.p99)} | {fmt_us(r.service_paced.p999)} | "
+            f"{r.overhead_p50_us:.1f} | {r.service_pipelined_fps:,.0f} | {r.realtime_factor:.1f} | "
+            f"{fmt_us(r.service_pipelined.p50)} |"
+        )
+    lines += ["", "Times in µs. p99.9 of the 300-sample rows rests on a few hundred frames (10 ms pacing)."]
+    lines += ["", "| frame size | echo pipelined frames/s |", "|---:|---:|"]
+    lines += [f"| {r.frame_bytes:,} B | {r.echo_pipelined_fps:,.0f} |" for r in rows]
+    lines += _image(plots, "transform_latency", out, "transform round trip vs floors")
+    lines += _image(plots, "overhead_breakdown", out, "where the round trip goes")
+    return lines
+
+
+def _fit_section(fit: dict[str, Any], plots: dict[str, Path], out: Path) -> list[str]:
+    def lat(name: str) -> str:
+        v = fit[name]
+        return f"p50 {fmt_us(v['p50'])} µs, p99 {fmt_us(v['p99'])} µs, p99.9 {fmt_us(v['p999'])} µs"
+
+    rt, full = fit["lag_realtime_fit"], fit["lag_full_speed_fit"]
+    lines = [
+        "",
+        "## Fit traffic (384 channels, 30-sample float32 chunks)",
+        "",
+        f"- Fit alone, pipelined: **{fit['fit_alone_samples_per_s']:,.0f} samples/s** "
+        f"({fit['fit_alone_samples_per_s'] / 30_000:.1f}x real time).",
+        f"- Fit at full speed while a paced transform stream runs on the same key: "
+        f"**{fit['fit_with_transform_samples_per_s']:,.0f} samples/s** "
+        f"({fit['fit_with_transform_samples_per_s'] / 30_000:.1f}x real time).",
+        f"- Transform stream (paced, 1 ms) without fit traffic: {lat('transform_alone')}.",
+        f"- ... with real-time fit traffic (1 kHz) on the same key: {lat('transform_with_realtime_fit')}.",
+        f"- ... with full-speed fit traffic: {lat('transform_with_full_speed_fit')}.",
+        f"- Weights lag (from the ack of a fit chunk until weights including it are in use, polled every 20 ms):"
+        f" real-time fit median {rt['median_ms']:.0f} ms, worst {rt['max_ms']:.0f} ms ({rt['n']} solves seen);"
+        f" full-speed fit median {full['median_ms']:.0f} ms, worst {full['max_ms']:.0f} ms ({full['n']} solves seen).",
+    ]
+    return lines + _image(plots, "fit_cdf", out, "transform latency with fit traffic")
+
+
+def _rigs_section(rig_rows: list[dict[str, Any]], plots: dict[str, Path], out: Path) -> list[str]:
+    lines = [
+        "",
+        "## Concurrent rigs (96 channels, 30 kHz, 1 ms chunks, float32)",
+        "",
+        f"Kept in real time (p99 < 5 ms, every rig at >= 98 % of its rate): **{max_rigs(rig_rows)} rigs**.",
+        "",
+        "| rigs | p50 µs | p99 µs | p99.9 µs | slowest rig's rate | server CPU | client CPU | real time |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rig_rows:
+        lat = r["latency"]
+        lines.append(f"| {r['rigs']} | {fmt_us(lat['p50'])} | {fmt_us(lat['p99'])} | {fmt_us(lat['p999'])} | "
+                     f"{r['min_rate']:.3f} | {r['server_cpu']:.0%} | {r['client_cpu']:.0%} | "
+                     f"{'yes' if r['real_time'] else 'no'} |")  # fmt: skip
+    return lines + _image(plots, "rigs", out, "latency vs concurrent rigs")
+
+
+def _memory_section(memory: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## Memory per session", "",
+             "| channels | sessions | RSS per session | arrays (C, W f64 + I-W f32) |", "|---:|---:|---:|---:|"]
+    for r in memory:
+        lines.append(f"| {r['n_channels']} | {r['sessions']} | {r['rss_per_session_bytes'] / 2**20:.1f} MiB | "
+                     f"{r['arrays_bytes'] / 2**20:.1f} MiB |")  # fmt: skip
+    return lines
+
+
+def _blas_section(blas: list[dict[str, Any]], plots: dict[str, Path], out: Path) -> list[str]:
+    lines = ["", "## BLAS threads", "",
+             "| where | shape | BLAS threads | neighbour | p50 µs | p99 µs | p99.9 µs |",
+             "|---|---|---:|---|---:|---:|---:|"]  # fmt: skip
+    for r in blas:
+        lat = r["latency"]
+        lines.append(f"| {r['where']} | {r['shape']} | {r['threads']} | {'busy' if r['busy_neighbour'] else 'quiet'}"
+                     f" | {fmt_us(lat['p50'])} | {fmt_us(lat['p99'])} | {fmt_us(lat['p999'])} |")  # fmt: skip
+    service = {(r["threads"], r["busy_neighbour"]): r["latency"] for r in blas if r["where"] == "service"}
+    if service:
+        better = 1 if service[(1, True)]["p99"] <= service[(2, True)]["p99"] else 2
+        lines += ["", f"With a busy neighbour the service's p99 is {fmt_us(service[(1, True)]['p99'])} µs on one BLAS "
+                      f"thread and {fmt_us(service[(2, True)]['p99'])} µs on two: this run favours "
+                      f"**LRR_BLAS_THREADS={better}**."]  # fmt: skip
+    return lines + _image(plots, "blas", out, "BLAS threads")
+
+
+def console_table(rows: list[GridRow], target_list: list[Target]) -> str:
+    """The short table printed at the end of `make bench`."""
+    lines = [f"{'config':<22}{'echo p50':>10}{'engine':>9}{'svc p50':>10}{'svc p99':>10}{'overhead':>10}{'x RT':>7}"]
+    for r in rows:
+        lines.append(f"{f'{r.n_channels}x{r.n_samples} {r.dtype}':<22}{r.echo_paced.p50:>10.1f}{r.engine_us:>9.1f}"
+                     f"{r.service_paced.p50:>10.1f}{r.service_paced.p99:>10.1f}{r.overhead_p50_us:>10.1f}"
+                     f"{r.realtime_factor:>7.1f}")  # fmt: skip
+    lines.append("")
+    for t in target_list:
+        lines.append(f"{'MET ' if t.met else 'MISS'}  {t.name}: {t.measured} (goal {t.goal}; {t.gap})")
+    return "\n".join(lines)
