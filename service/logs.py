@@ -37,8 +37,8 @@ class JsonLineFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    """Route every logger (ours and uvicorn's) to stderr as JSON lines at `level`."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Route every logger (ours and uvicorn's) to stdout as JSON lines at `level` (container convention)."""
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonLineFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

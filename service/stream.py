@@ -13,6 +13,7 @@ import numpy as np
 from core.codec import (
     INTERNAL,
     NON_FINITE,
+    SETTINGS_MISMATCH,
     TEXT_FRAME,
     TOO_MANY_SESSIONS,
     Chunk,
@@ -26,10 +27,6 @@ from core.errors import SettingsError
 from service.context import ServiceContext
 from service.logs import log_event
 from service.sessions import Session, SessionLimitError, check_settings_fit
-
-#: Error code for a chunk whose channel count the session's settings cannot take
-#: (e.g. channel_groups naming channel 7 of a 4-channel chunk).
-SETTINGS_MISMATCH = "settings_mismatch"
 
 FIT, TRANSFORM, FIT_TRANSFORM = "fit", "transform", "fit_transform"
 STREAM_ROUTES = (FIT, TRANSFORM, FIT_TRANSFORM)

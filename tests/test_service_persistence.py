@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from core.codec import AckReply, ChunkReply, encode_chunk
 from core.weights_csv import format_weights_csv
@@ -83,6 +85,20 @@ async def test_graceful_restart_restores_every_session(server_factory, stop: str
     # the statistics came back too: more fit data adds to them
     solved = await fit_and_solve(server, "fitted", 6, seed=4)
     assert solved["n_samples_solved"] == 600
+
+
+async def test_shutdown_with_a_connected_client_closes_1012_and_keeps_its_chunks(server_factory) -> None:
+    server = server_factory(env={"LRR_CHECKPOINT_SECONDS": "3600"})
+    rng = np.random.default_rng(10)
+    async with server.connect("live", "fit") as ws:
+        ack = await exchange(ws, encode_chunk(0, rng.standard_normal((70, 4))))
+        await asyncio.to_thread(server.stop)
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert ack.n_samples == 70
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012  # service restart
+    server.start()
+    assert snapshot(server, "live")[0]["n_samples"] == 70
 
 
 async def test_uploaded_weights_and_settings_survive_kill_9(server_factory) -> None:
