@@ -22,7 +22,9 @@ class ApplyPlan:
         self.dtype = np.dtype(dtype)
         self.n_channels = n_channels
         self._dense: np.ndarray | None = None
-        self._blocks: list[tuple[slice | np.ndarray, np.ndarray]] = []
+        self._blocks: list[tuple[slice, np.ndarray]] = []
+        self._gather: np.ndarray | None = None
+        self._covers_all = False
         self._passthrough = True
         if W is None or not W.any():
             return
@@ -30,9 +32,17 @@ class ApplyPlan:
         components = coupled_components(W)
         block_flops = sum(c.size ** 2 for c in components)
         if len(components) <= MAX_BLOCKS and block_flops <= BLOCK_FLOP_FRACTION * n_channels ** 2:
+            contiguous = all(_is_consecutive(idx) for idx in components)
+            self._covers_all = sum(idx.size for idx in components) == n_channels
+            if not contiguous:
+                # gather every block's columns with one take per chunk, then work on contiguous slices
+                self._gather = np.concatenate(components)
+            start = 0
             for idx in components:
                 effective = np.eye(idx.size) - W[np.ix_(idx, idx)]
-                self._blocks.append((_as_slice(idx), np.ascontiguousarray(effective, dtype=self.dtype)))
+                columns = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else slice(start, start + idx.size)
+                self._blocks.append((columns, np.ascontiguousarray(effective, dtype=self.dtype)))
+                start += idx.size
         else:
             self._dense = np.ascontiguousarray(np.eye(n_channels) - W, dtype=self.dtype)
 
@@ -46,9 +56,18 @@ class ApplyPlan:
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if self._dense is not None:
             return np.matmul(X, self._dense)
-        out = np.array(X, dtype=self.dtype, copy=True, order="C")
+        if self._covers_all:
+            out = np.empty(X.shape, dtype=self.dtype)
+        else:  # channels in no block pass through
+            out = np.array(X, dtype=self.dtype, copy=True, order="C")
+        if self._gather is None:
+            for columns, effective in self._blocks:
+                out[:, columns] = X[:, columns] @ effective
+            return out
+        gathered = X.take(self._gather, axis=1)
         for columns, effective in self._blocks:
-            out[:, columns] = X[:, columns] @ effective
+            gathered[:, columns] = gathered[:, columns] @ effective
+        out[:, self._gather] = gathered
         return out
 
 
@@ -75,8 +94,6 @@ def coupled_components(W: np.ndarray) -> list[np.ndarray]:
     return components
 
 
-def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
-    """A slice (a view, no gather) when the indices are consecutive."""
-    if idx[-1] - idx[0] + 1 == idx.size:
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    return idx
+def _is_consecutive(idx: np.ndarray) -> bool:
+    """Sorted indices that form one run, so a slice (a view) reaches them."""
+    return bool(idx[-1] - idx[0] + 1 == idx.size)
