@@ -360,3 +360,27 @@ async def test_sessions_beyond_the_limit_are_refused(tmp_path: Path) -> None:
         with live.http() as http:
             assert http.put("/streams/four", json={}).status_code == 429
             assert sorted(s["key"] for s in http.get("/streams").json()["streams"]) == ["three", "two"]
+
+
+async def test_random_garbage_never_breaks_the_connection_or_the_session(server: LiveServer, stream_key: str) -> None:
+    """Hundreds of random byte strings and random maps: each gets one reply, the session is untouched."""
+    rng = np.random.default_rng(12)
+    async with server.connect(stream_key, "fit") as ws:
+        await exchange(ws, encode_chunk(0, chunk(rng, 20, 3)))
+    before = state_of(server, stream_key)
+    values = [None, True, -1, 0, 2**63, 1.5, float("nan"), "", "<f8", "<f4", b"", b"\x00" * 24, [], [2, 3],
+              [1, 3], [2, 3, 1], {"a": 1}, [[1]], "x" * 300]  # fmt: skip
+    keys = ["seq", "shape", "dtype", "data", "t0", "fs", "type", "extra"]
+    frames: list[bytes] = []
+    for _ in range(150):
+        frames.append(rng.bytes(int(rng.integers(1, 64))))
+        fields = {k: values[int(rng.integers(len(values)))] for k in rng.choice(keys, int(rng.integers(0, 7)))}
+        fields["shape"] = [2, 4]  # never 3 channels, so a frame that happens to be valid cannot touch the session
+        frames.append(msgpack.packb(fields))
+    async with server.connect(stream_key + ".other", "transform") as other, server.connect(stream_key, "fit") as ws:
+        for frame in frames:
+            reply = await exchange(ws if frame[0] & 1 else other, frame)
+            assert isinstance(reply, (ErrorReply, AckReply, ChunkReply))
+        assert isinstance(await exchange(ws, encode_chunk(1, chunk(rng, 5, 3))), AckReply)
+    after = state_of(server, stream_key)
+    assert after["n_samples"] == before["n_samples"] + 5 and after["counters"]["resets"] == 0
