@@ -1,6 +1,7 @@
 """The transport floor: a bare ASGI websocket echo served by uvicorn exactly as the service is served.
 
-Same stack as `python -m service serve`: uvicorn, `ws="websockets"`, uvloop/httptools when present,
+Same stack as `python -m service serve`: uvicorn, `ws="websockets-sansio"` (the service's choice;
+`--ws` picks another implementation to compare), uvloop/httptools when present,
 no per-message deflate, the same maximum message size. Nothing but the echo runs per frame.
 Run: `python bench/echo_server.py --port 8765`.
 """
@@ -13,6 +14,8 @@ from typing import Any
 import uvicorn
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+SERVICE_WS_IMPLEMENTATION = "websockets-sansio"
+"""Must match the `ws=` of service/__main__.py, or the floor is not the service's transport."""
 
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -45,9 +48,10 @@ def main() -> None:
     """Serve the echo app on 127.0.0.1 with the service's uvicorn options."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ws", default=SERVICE_WS_IMPLEMENTATION, help="uvicorn websocket implementation")
     args = parser.parse_args()
     uvicorn.run(
-        echo_app, host="127.0.0.1", port=args.port, loop="auto", http="auto", ws="websockets",
+        echo_app, host="127.0.0.1", port=args.port, loop="auto", http="auto", ws=args.ws,
         ws_max_size=MAX_FRAME_BYTES, ws_per_message_deflate=False, log_level="warning", access_log=False,
     )
 
