@@ -151,8 +151,8 @@ check same-weights --url "$URL" --key ct-plain --expect "$WEIGHTS_CSV"
 PROJECT="$RUN_ID"
 export LRR_IMAGE="$IMAGE" LRR_API_TOKEN="$TOKEN" LRR_PUBLISH="127.0.0.1:$(free_port)"
 URL="http://$LRR_PUBLISH"
-step "compose -p $PROJECT up -d --wait on $LRR_PUBLISH"
-"${COMPOSE[@]}" -p "$PROJECT" up -d --wait --no-build
+step "compose -p $PROJECT up -d --wait --build on $LRR_PUBLISH (the build reuses the cached layers)"
+"${COMPOSE[@]}" -p "$PROJECT" up -d --wait --build
 check wait-healthy --url "$URL"
 check upload-and-transform --url "$URL" --key ct-compose --save "$WEIGHTS_CSV"
 
