@@ -8,6 +8,8 @@
 # Environment: CONTAINER_ENV (path of container-env.sh), LRR_TEST_IMAGE (tag to build),
 # BASE_IMAGE (base given to the build), PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_TRUSTED_HOST
 # (passed to the build when set).
+# Under podman, "unable to get systemd connection to add healthchecks" on run/start/stop is
+# harmless: container-env.sh runs the healthchecks itself.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

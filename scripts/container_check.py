@@ -16,14 +16,15 @@ import httpx
 import numpy as np
 from websockets.sync.client import connect
 
-from core.codec import AckReply, ChunkReply, decode_reply, encode_chunk
+from core.codec import AckReply, ChunkReply, Reply, decode_reply, encode_chunk
 from core.weights_csv import format_weights_csv, parse_weights_csv
 from service.config import ServiceSettings
 
 N_CHANNELS = 6
 N_SAMPLES = 40
-SEQ = 41
 FIT_CHUNKS = 5
+#: seq of the first chunk on a connection (not 0, so that an echo of a default would show)
+FIRST_SEQ = 41
 MAX_CHANNELS = 4096
 #: Settings the image sets itself (listen on all interfaces of the container, port 8000, state in the volume).
 IMAGE_FIXED_SETTINGS = frozenset({"LRR_HOST", "LRR_PORT", "LRR_STATE_DIR"})
@@ -96,12 +97,18 @@ def upload_weights(client: httpx.Client, url: str, key: str, weights_csv: str) -
         raise CheckFailed(f"PUT {weights_url(url, key)} answered {response.status_code}: {response.text[:300]}")
 
 
-def transform_once(url: str, token: str, key: str, chunk: np.ndarray) -> ChunkReply:
-    """Send one chunk to /ws/{key}/transform and return the decoded reply."""
-    ws_url = url.replace("http://", "ws://", 1) + f"/ws/{key}/transform"
+def exchange(url: str, token: str, key: str, route: str, chunks: list[np.ndarray]) -> list[Reply]:
+    """Send every chunk to /ws/{key}/{route} (pipelined, seq from FIRST_SEQ) and return the decoded replies."""
+    ws_url = url.replace("http://", "ws://", 1) + f"/ws/{key}/{route}"
     with connect(ws_url, additional_headers=auth(token), open_timeout=10, close_timeout=5) as websocket:
-        websocket.send(encode_chunk(SEQ, chunk))
-        reply = decode_reply(websocket.recv(timeout=30))
+        for seq, chunk in enumerate(chunks, start=FIRST_SEQ):
+            websocket.send(encode_chunk(seq, chunk))
+        return [decode_reply(websocket.recv(timeout=30)) for _ in chunks]
+
+
+def transform_once(url: str, token: str, key: str, chunk: np.ndarray) -> ChunkReply:
+    """Send one chunk to /ws/{key}/transform and return its chunk reply."""
+    (reply,) = exchange(url, token, key, "transform", [chunk])
     if not isinstance(reply, ChunkReply):
         raise CheckFailed(f"/ws/{key}/transform answered {reply!r}; expected a chunk reply")
     return reply
@@ -114,15 +121,11 @@ def fit_chunks() -> list[np.ndarray]:
 
 
 def fit_all(url: str, token: str, key: str, chunks: list[np.ndarray]) -> int:
-    """Send every chunk to /ws/{key}/fit (pipelined) and return n_samples of the last ack."""
-    ws_url = url.replace("http://", "ws://", 1) + f"/ws/{key}/fit"
-    with connect(ws_url, additional_headers=auth(token), open_timeout=10, close_timeout=5) as websocket:
-        for seq, chunk in enumerate(chunks):
-            websocket.send(encode_chunk(seq, chunk))
-        replies = [decode_reply(websocket.recv(timeout=30)) for _ in chunks]
-    if not all(isinstance(reply, AckReply) for reply in replies):
-        raise CheckFailed(f"/ws/{key}/fit answered {replies!r}; expected one ack per chunk")
-    return replies[-1].n_samples
+    """Send every chunk to /ws/{key}/fit and return n_samples of the last ack."""
+    acks = [reply for reply in exchange(url, token, key, "fit", chunks) if isinstance(reply, AckReply)]
+    if len(acks) != len(chunks):
+        raise CheckFailed(f"/ws/{key}/fit answered {len(acks)} acks to {len(chunks)} chunks; expected one ack each")
+    return acks[-1].n_samples
 
 
 def session_samples(client: httpx.Client, url: str, key: str) -> int:
@@ -135,8 +138,8 @@ def session_samples(client: httpx.Client, url: str, key: str) -> int:
 
 def check_transform(reply: ChunkReply, chunk: np.ndarray, weights: np.ndarray) -> None:
     """The reply must echo seq and carry X @ (I - W) in float64."""
-    if reply.seq != SEQ:
-        raise CheckFailed(f"reply seq is {reply.seq}; expected {SEQ}")
+    if reply.seq != FIRST_SEQ:
+        raise CheckFailed(f"reply seq is {reply.seq}; expected {FIRST_SEQ}, the chunk's seq")
     if reply.weights_version < 1:
         raise CheckFailed(f"reply weights_version is {reply.weights_version}; expected >= 1 after the upload")
     expected = chunk @ (np.eye(N_CHANNELS) - weights)
