@@ -49,8 +49,8 @@ class ServiceSettings(BaseSettings):
     blas_threads: int = Field(
         1, ge=1, description="BLAS threads numpy may use (threadpoolctl); 1 keeps a core free for the event loop."
     )
-    shutdown_timeout_seconds: float = Field(
-        5.0, gt=0, description="On SIGTERM/SIGINT, how long open connections get before being closed."
+    shutdown_timeout_seconds: int = Field(
+        5, ge=1, description="On SIGTERM/SIGINT, how long open connections get before being closed."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="Logging threshold of the structured (JSON lines) log."
@@ -65,7 +65,9 @@ class ServiceSettings(BaseSettings):
     check_finite: bool = Field(True, description="Refuse fit chunks holding NaN or infinity.")
     min_group_size: int = Field(3, description="Groups smaller than this pass through untouched.")
     init_default: Literal["identity", "car"] = Field("identity", description="Output before any weights exist.")
-    half_life_samples: float | None = Field(None, description="Exponential forgetting half-life in samples; none = off.")
+    half_life_samples: float | None = Field(
+        None, description="Exponential forgetting half-life in samples; none = off."
+    )
 
     @field_validator("api_token", "max_csv_bytes", "channel_groups", "block_size", "half_life_samples", mode="before")
     @classmethod

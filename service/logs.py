@@ -11,7 +11,9 @@ from typing import Any
 LOGGER_NAME = "lrr.service"
 logger = logging.getLogger(LOGGER_NAME)
 
-_STANDARD_RECORD_KEYS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
+_STANDARD_RECORD_KEYS = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message", "asctime", "taskName", "color_message",
+}
 
 
 _PLAIN_TYPES = (str, int, float, bool, type(None), list, tuple, dict)

@@ -33,7 +33,9 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._frames = Counter("lrr_frames", "Chunks answered with a chunk or ack reply, per route.", ["route"], registry=r)
+        self._frames = Counter(
+            "lrr_frames", "Chunks answered with a chunk or ack reply, per route.", ["route"], registry=r
+        )
         self._samples = Counter("lrr_samples", "Samples in answered chunks, per route.", ["route"], registry=r)
         self._latency = Histogram(
             "lrr_reply_latency_seconds", "Time from a chunk's arrival to its reply being handed to the socket.",
@@ -42,13 +44,17 @@ class ServiceMetrics:
         self.errors = Counter("lrr_errors", "Error replies and refused requests, by error code.", ["code"], registry=r)
         self.resets = Counter("lrr_session_resets", "Session resets, by reason.", ["reason"], registry=r)
         self.sessions = Gauge("lrr_sessions", "Sessions currently held.", registry=r)
-        self.connections = Gauge("lrr_websocket_connections", "Open websocket connections, per route.", ["route"], registry=r)
+        self.connections = Gauge(
+            "lrr_websocket_connections", "Open websocket connections, per route.", ["route"], registry=r
+        )
         self.solve_seconds = Histogram(
             "lrr_solve_duration_seconds", "Wall time of one weights solve in the worker thread.",
             buckets=SOLVE_BUCKETS, registry=r,
         )
         self.solves = Counter("lrr_solves", "Solves by outcome (installed, stale, failed).", ["outcome"], registry=r)
-        self.checkpoints = Counter("lrr_checkpoints", "Session checkpoints by outcome (ok, failed).", ["outcome"], registry=r)
+        self.checkpoints = Counter(
+            "lrr_checkpoints", "Session checkpoints by outcome (ok, failed).", ["outcome"], registry=r
+        )
         self.uploads = Counter("lrr_weights_uploads", "Weight matrices uploaded and applied.", registry=r)
         self.routes = {
             route: RouteMetrics(self._frames.labels(route), self._samples.labels(route), self._latency.labels(route))

@@ -80,7 +80,7 @@ class CheckpointStore:
         entries[META_ENTRY] = np.array(json.dumps(meta))
         try:
             with open(temp, "wb") as handle:
-                np.savez(handle, **entries)
+                np.savez(handle, allow_pickle=False, **entries)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, final)

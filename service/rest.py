@@ -36,7 +36,8 @@ def require_token(request: Request, context: Context) -> None:
         context.metrics.errors.labels("unauthorized").inc()
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail={"code": "unauthorized", "message": "missing or wrong API token; send 'Authorization: Bearer <token>'"},
+            detail={"code": "unauthorized",
+                    "message": "missing or wrong API token; send 'Authorization: Bearer <token>'"},
             headers={"WWW-Authenticate": "Bearer"},
         )
 

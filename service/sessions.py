@@ -156,7 +156,6 @@ class SessionRegistry:
     def _add(self, session: Session, how: str) -> Session:
         """Insert a session, enforcing the limit; logs `session_<how>`."""
         if len(self._sessions) >= self.max_sessions:
-            self.metrics.errors.labels("too_many_sessions").inc()
             raise SessionLimitError(
                 f"the server holds its maximum of {self.max_sessions} sessions (LRR_MAX_SESSIONS); "
                 f"session {session.key!r} was not created: delete unused sessions or raise the limit"

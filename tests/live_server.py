@@ -105,7 +105,7 @@ class LiveServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self, timeout: float = START_TIMEOUT_S) -> "LiveServer":
+    def start(self, timeout: float = START_TIMEOUT_S) -> LiveServer:
         """Start the server and return once GET /health answers 200; raises with the log tail on failure."""
         if self.running:
             raise RuntimeError("server already running")
@@ -149,7 +149,7 @@ class LiveServer:
         """`kill -9`: no checkpoint, no cleanup; returns the exit code."""
         return self._signal_and_wait(signal.SIGKILL, STOP_TIMEOUT_S)
 
-    def restart(self, timeout: float = START_TIMEOUT_S) -> "LiveServer":
+    def restart(self, timeout: float = START_TIMEOUT_S) -> LiveServer:
         """Graceful stop, then start again on the same port and state dir."""
         self.stop()
         return self.start(timeout)
@@ -167,7 +167,7 @@ class LiveServer:
                 process.kill()
         return process.wait(STOP_TIMEOUT_S)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         return self.start() if not self.running else self
 
     def __exit__(
@@ -179,4 +179,7 @@ class LiveServer:
 async def exchange(ws: ClientConnection, frame: bytes | str) -> Reply:
     """Send one frame and decode the one reply the server sends for it."""
     await ws.send(frame)
-    return decode_reply(await ws.recv())
+    reply = await ws.recv()
+    if isinstance(reply, str):
+        raise AssertionError(f"the server sent a text message: {reply[:200]!r}")
+    return decode_reply(reply)

@@ -328,7 +328,9 @@ async def test_automatic_solves_follow_fit_traffic(server: LiveServer, stream_ke
 # -- metrics --------------------------------------------------------------------------------------
 
 
-async def test_metrics_report_frames_samples_latency_errors_sessions_solves(server: LiveServer, stream_key: str) -> None:
+async def test_metrics_report_frames_samples_latency_errors_sessions_solves(
+    server: LiveServer, stream_key: str
+) -> None:
     rng = np.random.default_rng(11)
     await fit(server, stream_key, [rng.standard_normal((25, 4))])
     async with server.connect(stream_key, "transform") as ws:
