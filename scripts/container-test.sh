@@ -6,11 +6,19 @@
 # Docker-API socket). Every container, volume and compose project it makes is removed on exit.
 #
 # Environment: CONTAINER_ENV (path of container-env.sh), LRR_TEST_IMAGE (tag to build),
+# CONTAINER_TEST_TIMEOUT (seconds for the whole run, default 900),
 # BASE_IMAGE (base given to the build), PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_TRUSTED_HOST
 # (passed to the build when set).
 # Under podman, "unable to get systemd connection to add healthchecks" on run/start/stop is
 # harmless: container-env.sh runs the healthchecks itself.
 set -euo pipefail
+
+# A watchdog: after CONTAINER_TEST_TIMEOUT seconds (default 900) the run is stopped with SIGTERM,
+# which still runs the cleanup below; a hung build or start fails instead of eating CI's time.
+if [ -z "${_CONTAINER_TEST_WATCHED:-}" ]; then
+  export _CONTAINER_TEST_WATCHED=1
+  exec timeout -k 60 "${CONTAINER_TEST_TIMEOUT:-900}" bash "${BASH_SOURCE[0]}" "$@"
+fi
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -71,7 +79,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo "container-test: interrupted, or over CONTAINER_TEST_TIMEOUT (${CONTAINER_TEST_TIMEOUT:-900} s)" >&2; exit 130' INT TERM
 
 # check COMMAND ARGS...: one check of scripts/container_check.py against the server with our token
 check() { "$PY" "$REPO/scripts/container_check.py" "$1" --token "$TOKEN" "${@:2}"; }
@@ -154,7 +162,7 @@ PROJECT="$RUN_ID"
 export LRR_IMAGE="$IMAGE" LRR_API_TOKEN="$TOKEN" LRR_PUBLISH="127.0.0.1:$(free_port)"
 URL="http://$LRR_PUBLISH"
 step "compose -p $PROJECT up -d --wait --build on $LRR_PUBLISH (the build reuses the cached layers)"
-"${COMPOSE[@]}" -p "$PROJECT" up -d --wait --build
+"${COMPOSE[@]}" -p "$PROJECT" up -d --build --wait --wait-timeout 120
 check wait-healthy --url "$URL"
 check upload-and-transform --url "$URL" --key ct-compose --save "$WEIGHTS_CSV"
 
