@@ -24,6 +24,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 CONTAINER_ENV=${CONTAINER_ENV:-$REPO/../shared/tools/container-env.sh}
 IMAGE=${LRR_TEST_IMAGE:-localhost/lrr-service:container-test}
+PROJECT_LABEL="org.opencontainers.image.title=lrr-service"   # set by the Dockerfile
 RUN_ID="lrrct$$"
 TOKEN="ct-token-$RANDOM$RANDOM$RANDOM"
 PY="$REPO/.venv/bin/python"
@@ -72,6 +73,7 @@ cleanup() {
   [ -n "$PROJECT" ] && "${COMPOSE[@]}" -p "$PROJECT" --profile demo down -v --remove-orphans >/dev/null 2>&1
   for c in "${CONTAINERS[@]}"; do "$ENGINE" rm -f "$c" >/dev/null 2>&1; done
   for v in "${VOLUMES[@]}"; do "$ENGINE" volume rm -f "$v" >/dev/null 2>&1; done
+  "$ENGINE" image prune -f --filter "label=$PROJECT_LABEL" >/dev/null 2>&1   # superseded builds only
   rm -f "$WEIGHTS_CSV"
   [ "$ENV_STARTED_HERE" = 1 ] && container_env_stop
   if [ "$rc" -eq 0 ]; then echo "container-test: PASSED in $((SECONDS - STARTED_AT))s" >&2
@@ -105,11 +107,10 @@ LRR_API_TOKEN=$TOKEN "${COMPOSE[@]}" -f docker-compose.yml config --format json 
 
 # --- 2. the image -----------------------------------------------------------------------------
 step "build $IMAGE ($ENGINE)"
-previous_image=$("$ENGINE" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+# The builder stage gets a tag too: its layers (the dependencies above all) stay the build cache
+# when superseded images of this project are pruned at the end.
+"$ENGINE" build "${BUILD_FLAGS[@]}" --target builder -t "$IMAGE-builder" .
 "$ENGINE" build "${BUILD_FLAGS[@]}" -t "$IMAGE" .
-if [ -n "$previous_image" ] && [ "$previous_image" != "$("$ENGINE" image inspect --format '{{.Id}}' "$IMAGE")" ]; then
-  "$ENGINE" rmi "$previous_image" >/dev/null 2>&1 || true   # the last run's image, now untagged
-fi
 [ "$("$ENGINE" image inspect --format '{{.Config.User}}' "$IMAGE")" != "" ] || fail "image has no USER"
 
 # --- 3. plain run: health, non-root, websocket transform, weights survive stop/start ----------
