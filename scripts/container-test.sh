@@ -62,19 +62,21 @@ done
 CONTAINERS=()
 VOLUMES=()
 PROJECT=""
+PROJECT_COMPOSE=()
 WEIGHTS_CSV="$(mktemp -t lrr-ct-weights.XXXXXX)"
+ENV_FILE="$(mktemp -t lrr-ct-env.XXXXXX)"
 cleanup() {
   local rc=$?
   set +e
   if [ "$rc" -ne 0 ]; then
     for c in "${CONTAINERS[@]}"; do echo "--- logs of $c (last 40 lines)" >&2; "$ENGINE" logs --tail 40 "$c" >&2 2>&1; done
-    [ -n "$PROJECT" ] && "${COMPOSE[@]}" -p "$PROJECT" logs --tail 40 >&2 2>&1
+    [ -n "$PROJECT" ] && "${PROJECT_COMPOSE[@]}" logs --tail 40 >&2 2>&1
   fi
-  [ -n "$PROJECT" ] && "${COMPOSE[@]}" -p "$PROJECT" --profile demo down -v --remove-orphans >/dev/null 2>&1
+  [ -n "$PROJECT" ] && "${PROJECT_COMPOSE[@]}" --profile demo down -v --remove-orphans >/dev/null 2>&1
   for c in "${CONTAINERS[@]}"; do "$ENGINE" rm -f "$c" >/dev/null 2>&1; done
   for v in "${VOLUMES[@]}"; do "$ENGINE" volume rm -f "$v" >/dev/null 2>&1; done
   "$ENGINE" image prune -f --filter "label=$PROJECT_LABEL" >/dev/null 2>&1   # superseded builds only
-  rm -f "$WEIGHTS_CSV"
+  rm -f "$WEIGHTS_CSV" "$ENV_FILE"
   [ "$ENV_STARTED_HERE" = 1 ] && container_env_stop
   if [ "$rc" -eq 0 ]; then echo "container-test: PASSED in $((SECONDS - STARTED_AT))s" >&2
   else echo "container-test: FAILED (exit $rc) after $((SECONDS - STARTED_AT))s" >&2; fi
@@ -159,25 +161,29 @@ check same-weights --url "$URL" --key ct-plain --expect "$WEIGHTS_CSV"
 "$ENGINE" rm -f "$CONTAINER" >/dev/null
 
 # --- 4. the same through docker compose ---------------------------------------------------------
+# the token and the rest come from an env file, as a deployment's .env would give them
+PUBLISH="127.0.0.1:$(free_port)"
+printf 'LRR_API_TOKEN=%s\nLRR_PUBLISH=%s\nLRR_IMAGE=%s\n' "$TOKEN" "$PUBLISH" "$IMAGE" > "$ENV_FILE"
+unset LRR_API_TOKEN LRR_PUBLISH LRR_IMAGE
 PROJECT="$RUN_ID"
-export LRR_IMAGE="$IMAGE" LRR_API_TOKEN="$TOKEN" LRR_PUBLISH="127.0.0.1:$(free_port)"
-URL="http://$LRR_PUBLISH"
-step "compose -p $PROJECT up -d --wait --build on $LRR_PUBLISH (the build reuses the cached layers)"
-"${COMPOSE[@]}" -p "$PROJECT" up -d --build --wait --wait-timeout 120
+PROJECT_COMPOSE=("${COMPOSE[@]}" -p "$PROJECT" --env-file "$ENV_FILE")
+URL="http://$PUBLISH"
+step "compose -p $PROJECT up -d --wait --build on $PUBLISH (the build reuses the cached layers)"
+"${PROJECT_COMPOSE[@]}" up -d --build --wait --wait-timeout 120
 check wait-healthy --url "$URL"
 check upload-and-transform --url "$URL" --key ct-compose --save "$WEIGHTS_CSV"
 
 step "compose stop and start: weights survive bit-exact"
-"${COMPOSE[@]}" -p "$PROJECT" stop
-"${COMPOSE[@]}" -p "$PROJECT" start
+"${PROJECT_COMPOSE[@]}" stop
+"${PROJECT_COMPOSE[@]}" start
 check wait-healthy --url "$URL"
 check same-weights --url "$URL" --key ct-compose --expect "$WEIGHTS_CSV"
 
 step "compose demo profile: a synthetic rig streamed through the service"
-demo_log=$("${COMPOSE[@]}" -p "$PROJECT" --profile demo run --rm demo 2>&1) || { echo "$demo_log" >&2; fail "the demo profile failed"; }
+demo_log=$("${PROJECT_COMPOSE[@]}" --profile demo run --rm demo 2>&1) || { echo "$demo_log" >&2; fail "the demo profile failed"; }
 echo "$demo_log" | tail -3 >&2
 grep -q "overall artifact reduction" <<<"$demo_log" || fail "the demo printed no artifact reduction"
 
 step "compose down"
-"${COMPOSE[@]}" -p "$PROJECT" --profile demo down -v --remove-orphans
+"${PROJECT_COMPOSE[@]}" --profile demo down -v --remove-orphans
 PROJECT=""
