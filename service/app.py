@@ -16,6 +16,7 @@ from service.auth import TokenChecker
 from service.checkpoints import Checkpointer
 from service.config import ServiceSettings
 from service.context import ServiceContext
+from service.lane import StatisticsLane
 from service.logs import log_event
 from service.metrics import ServiceMetrics
 from service.persistence import CheckpointStore
@@ -32,13 +33,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     metrics = ServiceMetrics()
     registry = SessionRegistry(settings.session_defaults(), settings.max_sessions, metrics)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-solve")
+    lane = StatisticsLane()
     store = CheckpointStore(settings.state_dir)
     context = ServiceContext(
         settings=settings,
         metrics=metrics,
         registry=registry,
-        scheduler=SolveScheduler(executor, settings.solve_every_samples, metrics),
-        checkpointer=Checkpointer(store, registry, metrics),
+        scheduler=SolveScheduler(executor, lane, settings.solve_every_samples, metrics),
+        checkpointer=Checkpointer(store, registry, lane, metrics),
+        lane=lane,
         auth=TokenChecker(settings.token()),
     )
 
@@ -61,6 +64,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 await asyncio.wait_for(context.scheduler.drain(), SOLVE_DRAIN_SECONDS)
             written = await context.checkpointer.checkpoint_dirty("shutdown", everything=True)
             executor.shutdown(wait=False, cancel_futures=True)
+            lane.shutdown()
             blas.restore_original_limits()
             log_event("service_stopped", sessions=len(registry), checkpointed=written)
 

@@ -1,8 +1,9 @@
 """When sessions are written to disk: on demand (REST changes), periodically when dirty, and at shutdown.
 
-The snapshot is taken on the event loop (consistent, cheap copies); the file is written in a
-worker thread so the loop never waits on fsync. A per-key lock keeps writes and deletes of one key
-in order, even across a DELETE and a re-creation of the same key.
+The snapshot is taken in the statistics lane with the session's engine lock held (consistent
+copies); the file is written in another worker thread, so the loop never waits on a copy or
+fsync. A per-key lock keeps writes and deletes of one key in order, even across a DELETE and a
+re-creation of the same key.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import time
 from collections import defaultdict
 
+from service.lane import StatisticsLane
 from service.logs import log_event
 from service.metrics import ServiceMetrics
 from service.persistence import CheckpointStore
@@ -21,8 +23,11 @@ from service.sessions import Session, SessionRegistry
 class Checkpointer:
     """Writes session checkpoints through a CheckpointStore and keeps the metrics and log."""
 
-    def __init__(self, store: CheckpointStore, registry: SessionRegistry, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, store: CheckpointStore, registry: SessionRegistry, lane: StatisticsLane, metrics: ServiceMetrics
+    ) -> None:
         self.store = store
+        self.lane = lane
         self.registry = registry
         self.metrics = metrics
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -32,8 +37,9 @@ class Checkpointer:
         async with self._locks[session.key]:
             if session.closed:
                 return
-            record = session.to_record()
-            session.dirty = False
+            async with session.engine_lock:
+                record = await self.lane.run(session.to_record)
+                session.dirty = False
             started = time.perf_counter()
             try:
                 await asyncio.to_thread(self.store.save, record)

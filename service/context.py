@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 from service.auth import TokenChecker
 from service.checkpoints import Checkpointer
 from service.config import ServiceSettings
+from service.lane import StatisticsLane
 from service.metrics import ServiceMetrics
 from service.sessions import SessionRegistry
 from service.solver import SolveScheduler
@@ -23,6 +24,7 @@ class ServiceContext:
     registry: SessionRegistry
     scheduler: SolveScheduler
     checkpointer: Checkpointer
+    lane: StatisticsLane
     auth: TokenChecker
     ready: bool = False
 

@@ -145,7 +145,8 @@ async def put_stream(key: Key, body: SessionSettingsBody, context: Context, resp
         response.status_code = status.HTTP_201_CREATED
     else:
         session = existing
-        context.registry.replace_settings(session, settings)
+        async with session.engine_lock:
+            context.registry.replace_settings(session, settings)
     await persist(context, session, "settings_changed")
     return session.describe() | {"changed": True}
 
@@ -171,7 +172,8 @@ async def delete_stream(key: Key, context: Context) -> Response:
 async def reset_stream(key: Key, context: Context) -> dict[str, Any]:
     """Clear statistics, weights and channel count; keep the settings."""
     session = existing_session(context, key)
-    context.registry.reset(session, "rest")
+    async with session.engine_lock:
+        context.registry.reset(session, "rest")
     await persist(context, session, "reset")
     return session.describe()
 
@@ -233,7 +235,7 @@ async def put_weights(
     except WeightsCsvError as exc:
         api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_csv", str(exc), row=exc.row, column=exc.column)
     session, created = new_or_existing_session(context, key)
-    bound = session.engine.n_channels
+    bound = session.engine.n_channels  # re-checked by the engine under the lock (ChannelCountError)
     n = weights.shape[0]
     if bound is not None and bound != n and not replace:
         api_error(context, status.HTTP_409_CONFLICT, "size_mismatch",
@@ -241,7 +243,8 @@ async def put_weights(
                   f"matrix, or add ?replace=true to reset the session to {n} channels",
                   n_channels=bound, got=n)  # fmt: skip
     try:
-        context.registry.load_weights(session, weights, replace)
+        async with session.engine_lock:
+            context.registry.load_weights(session, weights, replace)
     except (ChannelCountError, WeightsError, SettingsError) as exc:
         if created:
             context.registry.discard_if_unused(session)

@@ -1,7 +1,10 @@
 """Sessions: one LRR engine per stream key, plus counters; the registry that owns them all.
 
-Everything here runs on the event loop (no locks needed for engine state); only the
-solve in service/solver.py leaves it, and `epoch` lets it detect that it went stale.
+Everything here runs on the event loop. Heavy statistics work runs in the statistics lane
+(service/lane.py) and solves in the solve thread (service/solver.py); `engine_lock` keeps
+engine changes apart from lane work, and `epoch` lets a solve detect that it went stale.
+The registry's mutating methods (reset, replace_settings, load_weights) expect the caller to
+hold the session's `engine_lock`.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ class Session:
     """Fit samples accepted since the last solve started."""
     solve_task: asyncio.Task[None] | None = None
     solve_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held for a whole solve: at most one in flight per session."""
+    engine_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held around every change of the engine's statistics, weights or binding, and every lane call."""
 
     def describe(self) -> dict[str, Any]:
         """The JSON view of GET /streams/{key}."""
@@ -94,7 +100,7 @@ class Session:
         }
 
     def to_record(self) -> SessionRecord:
-        """A self-contained copy of the state for a checkpoint (arrays are copies, safe in a thread)."""
+        """A self-contained copy of the state for a checkpoint (arrays are copies); run it in the lane."""
         meta, arrays = self.engine.snapshot()
         service_meta = {"created_at": self.created_at, "counters": asdict(self.counters)}
         return SessionRecord(self.key, meta, arrays, service_meta)

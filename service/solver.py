@@ -1,4 +1,5 @@
-"""Solves off the event loop: statistics are copied on the loop, solved in a worker thread, installed back.
+"""Solves off the event loop: statistics copied in the statistics lane, solved in the solve thread,
+installed back on the loop.
 
 Per session at most one solve is in flight (its `solve_lock`); fit traffic that arrives meanwhile
 only raises `pending_samples`, and the next solve takes the newest statistics (coalescing).
@@ -12,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from service.lane import StatisticsLane
 from service.logs import log_event
 from service.metrics import ServiceMetrics
 from service.sessions import Session
@@ -31,8 +33,11 @@ class SolveOutcome:
 class SolveScheduler:
     """Runs automatic (coalesced) and requested solves on a dedicated executor."""
 
-    def __init__(self, executor: ThreadPoolExecutor, solve_every_samples: int, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, executor: ThreadPoolExecutor, lane: StatisticsLane, solve_every_samples: int, metrics: ServiceMetrics
+    ) -> None:
         self.executor = executor
+        self.lane = lane
         self.solve_every_samples = solve_every_samples
         self.metrics = metrics
         self._tasks: set[asyncio.Task[None]] = set()
@@ -75,11 +80,12 @@ class SolveScheduler:
 
     async def _solve_once(self, session: Session, replace_uploaded: bool) -> SolveOutcome:
         """One statistics copy -> worker-thread solve -> install, discarding the result if it went stale."""
-        engine, epoch = session.engine, session.epoch
-        if engine.n_channels is None or engine.n_samples == 0:
-            return SolveOutcome(False, "no_data", engine.n_samples, engine.weights_version)
-        session.pending_samples = 0
-        stats = engine.statistics()
+        async with session.engine_lock:
+            engine, epoch = session.engine, session.epoch
+            if engine.n_channels is None or engine.n_samples == 0:
+                return SolveOutcome(False, "no_data", engine.n_samples, engine.weights_version)
+            session.pending_samples = 0
+            stats = await self.lane.run(engine.statistics)
         started = time.perf_counter()
         try:
             solution = await asyncio.get_running_loop().run_in_executor(
@@ -94,8 +100,10 @@ class SolveScheduler:
             return SolveOutcome(False, reason, engine.n_samples, engine.weights_version)
         seconds = time.perf_counter() - started
         self.metrics.solve_seconds.observe(seconds)
-        current = session.epoch == epoch and session.engine is engine and not session.closed
-        if not (current and engine.install(solution, replace_uploaded=replace_uploaded)):
+        async with session.engine_lock:  # not while a lane call (e.g. a snapshot) reads the engine
+            current = session.epoch == epoch and session.engine is engine and not session.closed
+            installed = current and engine.install(solution, replace_uploaded=replace_uploaded)
+        if not installed:
             self.metrics.solves.labels("stale").inc()
             return SolveOutcome(False, "stale", engine.n_samples, engine.weights_version, seconds)
         session.counters.solves += 1

@@ -1,7 +1,8 @@
 """The per-connection stream protocol, free of I/O: one binary frame in, one reply frame out.
 
 `StreamChannel.on_binary` is the hot path: decode (zero-copy view), look up the session once,
-accumulate and/or transform on the event loop, encode. A rejected frame changes no session state.
+transform on the event loop (fit chunks are accumulated in the statistics lane), encode.
+A rejected frame changes no session state.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class StreamChannel:
         self.context = context
         self.registry = context.registry
         self.scheduler = context.scheduler
+        self.lane = context.lane
         self.max_channels = context.settings.max_channels
         self.route_metrics = context.metrics.routes[route]
         self._session: Session | None = None
@@ -59,7 +61,7 @@ class StreamChannel:
         """Text frames are not part of the protocol: explain, keep the connection."""
         return self._reject(TEXT_FRAME, "a text message arrived; send each chunk as one binary msgpack map", None)
 
-    def on_binary(self, payload: bytes) -> bytes:
+    async def on_binary(self, payload: bytes) -> bytes:
         """Process one chunk frame and return the reply frame (chunk, ack or error)."""
         try:
             chunk = decode_chunk(payload, max_channels=self.max_channels)
@@ -74,7 +76,10 @@ class StreamChannel:
                 return self._reject(TOO_MANY_SESSIONS, str(exc), chunk.seq)
             self._session = session
         try:
-            reply = self._process(session, chunk)
+            if self.fits:
+                reply = await self._fit(session, chunk)
+            else:
+                reply = self._transform(session, chunk) or await self._transform_rebinding(session, chunk)
         except RejectedChunk as exc:
             if created:
                 self.registry.discard_if_unused(session)
@@ -88,35 +93,70 @@ class StreamChannel:
         metrics.samples.inc(chunk.data.shape[0])
         return reply
 
-    def _process(self, session: Session, chunk: Chunk) -> bytes:
-        """Reset on a channel-count change, then fit and/or transform; raises RejectedChunk first if refused."""
-        data = chunk.data
-        n_samples, n_channels = data.shape
+    def _transform(self, session: Session, chunk: Chunk, reset: bool = False, bind: bool = False) -> bytes | None:
+        """The hot path of /transform: apply the current weights on the loop.
+
+        Returns None when the chunk's channel count is not the engine's, unless `bind` (engine lock held).
+        """
         engine = session.engine
-        reset = False
-        if engine.n_channels != n_channels:
-            self._check_acceptable(session, data)
-            if engine.n_channels is not None:
-                self.registry.reset(session, "channel_count", n_channels=n_channels, route=self.route)
-                reset = True
-        counters = session.counters
-        if self.fits:
-            if not engine.accumulate(data):
-                raise RejectedChunk(NON_FINITE, self._non_finite_message(data))
-            counters.fit_frames += 1
-            counters.fit_samples += n_samples
-            session.dirty = True
-            self.scheduler.note_fit(session, n_samples)
-            if not self.transforms:
-                return encode_ack(chunk.seq, n_samples=engine.n_samples,
-                                  weights_version=engine.weights_version, reset=reset)  # fmt: skip
+        data = chunk.data
+        if engine.n_channels != data.shape[1] and not bind:
+            return None
         output = engine.transform(data)
+        counters = session.counters
         counters.transform_frames += 1
-        counters.transform_samples += n_samples
+        counters.transform_samples += data.shape[0]
         return encode_chunk_reply(
             chunk.seq, output, weights_version=engine.weights_version, reset=reset, t0=chunk.t0, fs=chunk.fs,
             n_samples=engine.n_samples if self.fits else None,
         )
+
+    async def _transform_rebinding(self, session: Session, chunk: Chunk) -> bytes:
+        """A transform chunk whose channel count is new to the session: bind (resetting if bound), then apply."""
+        async with session.engine_lock:
+            reset = self._rebind(session, chunk.data)
+            reply = self._transform(session, chunk, reset=reset, bind=True)
+        assert reply is not None
+        return reply
+
+    async def _fit(self, session: Session, chunk: Chunk) -> bytes:
+        """Accumulate the chunk (in the statistics lane when the engine is bound), then ack or transform."""
+        data = chunk.data
+        n_samples = data.shape[0]
+        async with session.engine_lock:
+            engine = session.engine
+            if engine.n_channels == data.shape[1]:
+                accepted = await self.lane.run(engine.accumulate, data)
+                reset = False
+            else:
+                reset = self._rebind(session, data)
+                engine = session.engine
+                accepted = engine.accumulate(data)  # binds the engine on the loop; its statistics are empty
+            if not accepted:
+                raise RejectedChunk(NON_FINITE, self._non_finite_message(data))
+            counters = session.counters
+            counters.fit_frames += 1
+            counters.fit_samples += n_samples
+            session.dirty = True
+            self.scheduler.note_fit(session, n_samples)
+            if self.transforms:
+                reply = self._transform(session, chunk, reset=reset, bind=True)
+                assert reply is not None
+                return reply
+            return encode_ack(chunk.seq, n_samples=engine.n_samples,
+                              weights_version=engine.weights_version, reset=reset)  # fmt: skip
+
+    def _rebind(self, session: Session, data: np.ndarray) -> bool:
+        """With the engine lock held: refuse the chunk if it would be refused anyway, else reset a session
+        bound to another channel count. True if it reset; the engine is then unbound."""
+        engine = session.engine
+        if engine.n_channels == data.shape[1]:
+            return False
+        self._check_acceptable(session, data)
+        if engine.n_channels is None:
+            return False
+        self.registry.reset(session, "channel_count", n_channels=data.shape[1], route=self.route)
+        return True
 
     def _check_acceptable(self, session: Session, data: np.ndarray) -> None:
         """Before binding or resetting the session for a new channel count, make sure the chunk will be taken."""

@@ -45,7 +45,7 @@ async def serve_stream(websocket: WebSocket, key: str, route: str) -> None:
                 break
             started = time.perf_counter()
             payload = message.get("bytes")
-            reply = channel.on_binary(payload) if payload is not None else channel.on_text()
+            reply = await channel.on_binary(payload) if payload is not None else channel.on_text()
             await send({"type": "websocket.send", "bytes": reply})
             latency.observe(time.perf_counter() - started)
     except (WebSocketDisconnect, OSError):
