@@ -171,6 +171,8 @@ URL="http://$PUBLISH"
 step "compose -p $PROJECT up -d --wait --build on $PUBLISH (the build reuses the cached layers)"
 "${PROJECT_COMPOSE[@]}" up -d --build --wait --wait-timeout 120
 check wait-healthy --url "$URL"
+root_mode=$("${PROJECT_COMPOSE[@]}" exec -T lrr awk '$2 == "/" { split($4, o, ","); print o[1] }' /proc/mounts)
+[ "$root_mode" = "ro" ] || fail "the compose service's root filesystem is mounted '$root_mode'; docker-compose.yml asks for read_only"
 check upload-and-transform --url "$URL" --key ct-compose --save "$WEIGHTS_CSV"
 
 step "compose stop and start: weights survive bit-exact"
