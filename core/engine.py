@@ -113,6 +113,16 @@ class LRR:
         self._accumulator.add(X)
         return True
 
+    def accumulate_is_cheap(self, n_rows: int) -> bool:
+        """Whether ``accumulate`` of ``n_rows`` samples would only stage them (a copy, microseconds).
+
+        When False it also folds the staged block into C, which takes milliseconds at
+        hundreds of channels: a real-time caller may then run it in a worker thread.
+        """
+        if self._accumulator is None:
+            return True
+        return not self._accumulator.fold_due(n_rows)
+
     def statistics(self) -> Statistics:
         """A copy of the statistics that ``solve_statistics`` can use in another thread."""
         if self._accumulator is None:

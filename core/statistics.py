@@ -64,6 +64,11 @@ class CovarianceAccumulator:
             self._staged += rows
         self.n_samples += rows
 
+    def fold_due(self, rows: int) -> bool:
+        """Whether adding ``rows`` samples now would run the O(rows·n²) fold, not just stage them."""
+        capacity = self._staging.shape[0]
+        return rows >= capacity or self._staged + rows > capacity
+
     def clear(self) -> None:
         """Forget every sample (keeps the channel count and forgetting rate)."""
         self._cxx.fill(0.0)

@@ -187,3 +187,11 @@ def test_restore_refuses_inconsistent_snapshots(corrupt):
     corrupt(meta, arrays)
     with pytest.raises(SnapshotError):
         LRR.restore(meta, arrays)
+
+
+def test_accumulate_is_cheap_until_the_staging_block_is_full():
+    engine = LRR(staging_bytes=8 * 4 * 100)  # 100 rows of 4 channels
+    assert engine.accumulate_is_cheap(30)
+    engine.accumulate(np.ones((30, 4)))
+    assert engine.accumulate_is_cheap(70) and not engine.accumulate_is_cheap(71)
+    assert not engine.accumulate_is_cheap(100)
