@@ -75,6 +75,11 @@ class Channel:
         """Frames submitted whose reply has not arrived yet."""
         return len(self._pending)
 
+    @property
+    def unsent(self) -> int:
+        """Frames waiting for a reply that are not yet written to the current connection."""
+        return sum(1 for pending in self._pending.values() if pending.sent_on != self._generation)
+
     def submit(self, data: np.ndarray, *, t0: int | float | None = None,
                fs: int | float | None = None) -> asyncio.Future[codec.Reply]:
         """Queue `data` as the next frame and return the future of its reply (runs synchronously, in call order).
@@ -129,6 +134,10 @@ class Channel:
         except LRRClientError as exc:
             self._connected.clear()
             self._fail_all(exc)
+        except Exception as exc:  # a bug or an unforeseen failure must not leave frames waiting forever
+            self._connected.clear()
+            self._fail_all(ConnectionLost(f"the connection to {self.url} failed unexpectedly ({_describe(exc)})"))
+            raise
 
     async def _send_queued(self) -> None:
         """Send queued frames in seq order, each at most once per connection."""
@@ -223,12 +232,12 @@ class Channel:
             pass
         finally:
             self._connected.clear()
-        close = ws.close_rcvd
-        if close is not None and close.code == 1009:
+        code, reason = ws.close_code, ws.close_reason or ""
+        if code == 1009:
             raise error_for("frame_too_large", f"the server closed the connection: a frame was over its size "
-                                               f"limit ({close.reason or 'message too big'}); send smaller chunks")
-        if close is not None and close.code in _FATAL_CLOSE_CODES:
-            raise error_for("closed", f"the server closed the connection ({close.code}: {close.reason or 'no reason'})")
+                                               f"limit ({reason or 'message too big'}); send smaller chunks")
+        if code in _FATAL_CLOSE_CODES:
+            raise error_for("closed", f"the server closed the connection ({code}: {reason or 'no reason'})")
 
     def _dispatch(self, reply: codec.Reply) -> None:
         """Hand a reply to its frame's future; an error without seq concerns the whole connection."""
