@@ -127,7 +127,7 @@ RUN_FLAGS=(-p "127.0.0.1:$PORT:8000" -e LRR_API_TOKEN="$TOKEN" -e LRR_CHECKPOINT
 step "run $CONTAINER on 127.0.0.1:$PORT"
 "$ENGINE" run -d --name "$CONTAINER" "${RUN_FLAGS[@]}" "$IMAGE" >/dev/null
 URL="http://127.0.0.1:$PORT"
-check wait-healthy --url "$URL"
+check wait-ready --url "$URL"
 
 step "runs as non-root and can write its state volume"
 uid=$("$ENGINE" exec "$CONTAINER" id -u)
@@ -146,7 +146,7 @@ step "stop (SIGTERM) and start: fitted statistics (SIGTERM checkpoint) and weigh
 exit_code=$("$ENGINE" inspect --format '{{.State.ExitCode}}' "$CONTAINER")
 [ "$exit_code" = "0" ] || fail "the server exited with $exit_code on SIGTERM (expected 0: a graceful shutdown)"
 "$ENGINE" start "$CONTAINER" >/dev/null
-check wait-healthy --url "$URL"
+check wait-ready --url "$URL"
 check same-samples --url "$URL" --key ct-fit
 check same-weights --url "$URL" --key ct-plain --expect "$WEIGHTS_CSV"
 
@@ -155,7 +155,7 @@ step "upgrade path: a new container on the same volume keeps the weights"
 CONTAINER="$RUN_ID-run2"
 CONTAINERS+=("$CONTAINER")
 "$ENGINE" run -d --name "$CONTAINER" "${RUN_FLAGS[@]}" "$IMAGE" >/dev/null
-check wait-healthy --url "$URL"
+check wait-ready --url "$URL"
 check same-samples --url "$URL" --key ct-fit
 check same-weights --url "$URL" --key ct-plain --expect "$WEIGHTS_CSV"
 "$ENGINE" rm -f "$CONTAINER" >/dev/null
@@ -170,7 +170,7 @@ PROJECT_COMPOSE=("${COMPOSE[@]}" -p "$PROJECT" --env-file "$ENV_FILE")
 URL="http://$PUBLISH"
 step "compose -p $PROJECT up -d --wait --build on $PUBLISH (the build reuses the cached layers)"
 "${PROJECT_COMPOSE[@]}" up -d --build --wait --wait-timeout 120
-check wait-healthy --url "$URL"
+check wait-ready --url "$URL"
 root_mode=$("${PROJECT_COMPOSE[@]}" exec -T lrr awk '$2 == "/" { split($4, o, ","); print o[1] }' /proc/mounts)
 [ "$root_mode" = "ro" ] || fail "the compose service's root filesystem is mounted '$root_mode'; docker-compose.yml asks for read_only"
 check upload-and-transform --url "$URL" --key ct-compose --save "$WEIGHTS_CSV"
@@ -178,7 +178,7 @@ check upload-and-transform --url "$URL" --key ct-compose --save "$WEIGHTS_CSV"
 step "compose stop and start: weights survive bit-exact"
 "${PROJECT_COMPOSE[@]}" stop
 "${PROJECT_COMPOSE[@]}" start
-check wait-healthy --url "$URL"
+check wait-ready --url "$URL"
 check same-weights --url "$URL" --key ct-compose --expect "$WEIGHTS_CSV"
 
 step "compose demo profile: a synthetic rig streamed through the service"

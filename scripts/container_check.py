@@ -52,20 +52,21 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def wait_healthy(url: str, timeout_s: float) -> None:
-    """Poll GET /health until it answers 200, so later checks do not race the server's start-up."""
+def wait_ready(url: str, token: str, timeout_s: float) -> None:
+    """Poll GET /health, then GET /ready, until both answer 200: the server is up and its sessions restored."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(f"{url}/health", timeout=2.0)
-            if response.status_code == 200:
+            health = httpx.get(f"{url}/health", timeout=2.0)
+            ready = httpx.get(f"{url}/ready", headers=auth(token), timeout=2.0) if health.status_code == 200 else health
+            if ready.status_code == 200:
                 return
-            last = f"HTTP {response.status_code}: {response.text[:200]}"
+            last = f"{ready.request.url.path}: HTTP {ready.status_code}: {ready.text[:200]}"
         except httpx.HTTPError as exc:
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.5)
-    raise CheckFailed(f"{url}/health did not answer 200 within {timeout_s:.0f} s (last: {last})")
+    raise CheckFailed(f"{url} was not healthy and ready within {timeout_s:.0f} s (last: {last})")
 
 
 def weights_url(url: str, key: str) -> str:
@@ -202,10 +203,10 @@ def run_same_samples(args: argparse.Namespace) -> None:
     print(f"ok: {args.key}: {n_samples} fitted samples survived")
 
 
-def run_wait_healthy(args: argparse.Namespace) -> None:
-    """Wait for /health."""
-    wait_healthy(args.url, args.timeout)
-    print(f"ok: {args.url}/health")
+def run_wait_ready(args: argparse.Namespace) -> None:
+    """Wait for /health and /ready."""
+    wait_ready(args.url, args.token, args.timeout)
+    print(f"ok: {args.url} healthy and ready")
 
 
 def run_compose_env(args: argparse.Namespace) -> None:
@@ -227,9 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--key", default="container-test", help="session key to use")
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    wait = commands.add_parser("wait-healthy", parents=[server], help="poll /health until it answers 200")
+    wait = commands.add_parser("wait-ready", parents=[server], help="poll /health and /ready until both answer 200")
     wait.add_argument("--timeout", type=float, default=90.0, help="seconds to wait")
-    wait.set_defaults(run=run_wait_healthy)
+    wait.set_defaults(run=run_wait_ready)
     upload = commands.add_parser("upload-and-transform", parents=[server],
                                  help="upload W, transform a chunk, save the served CSV")
     upload.add_argument("--save", type=Path, required=True, help="where to save the served weights CSV")
