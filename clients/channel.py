@@ -35,7 +35,7 @@ _FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 class _Pending:
     """A frame awaiting its reply, and the connection generation it was last sent on."""
 
-    frame: bytes
+    frame: bytes | str
     future: asyncio.Future[codec.Reply]
     sent_on: int = NOT_SENT
 
@@ -67,6 +67,7 @@ class Channel:
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
         self._retry_delays: Iterator[float] | None = None
+        self._refusal: ServerError | None = None
         self.reconnects = 0
         """How many times the connection was re-established after a drop."""
 
@@ -86,14 +87,22 @@ class Channel:
 
         Raises ValueError at once for data the wire cannot carry (not 2-D, empty, unsupported dtype).
         """
+        frame = codec.encode_chunk(self._next_seq, data, t0=t0, fs=fs)
+        return self.submit_encoded(self._next_seq, frame)
+
+    def submit_encoded(self, seq: int, message: bytes | str) -> asyncio.Future[codec.Reply]:
+        """Queue an already encoded message whose reply will carry `seq` (for relays and protocol tests).
+
+        Later `submit` calls number their frames after `seq`.
+        """
         if self._closed:
             raise LRRClientError("the client is closed; make a new one")
-        seq = self._next_seq
-        frame = codec.encode_chunk(seq, data, t0=t0, fs=fs)
-        self._next_seq += 1
+        if seq in self._pending:
+            raise ValueError(f"seq {seq} is still waiting for its reply; expected a seq not in flight")
+        self._next_seq = max(self._next_seq, seq + 1)
         future: asyncio.Future[codec.Reply] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_mark_retrieved)
-        self._pending[seq] = _Pending(frame, future)
+        self._pending[seq] = _Pending(message, future)
         self._queue.put_nowait(seq)
         self._ensure_running()
         return future
@@ -193,6 +202,7 @@ class Channel:
             if first:
                 raise ConnectionLost(f"cannot connect to {self.url} ({_describe(failure)})", tuple(self._pending))
         self._ws = ws
+        self._refusal = None
         self._generation += 1
         try:
             await self._send_unanswered(ws)
@@ -237,19 +247,27 @@ class Channel:
             raise error_for("frame_too_large", f"the server closed the connection: a frame was over its size "
                                                f"limit ({reason or 'message too big'}); send smaller chunks")
         if code in _FATAL_CLOSE_CODES:
+            if self._refusal is not None:
+                raise self._refusal
             raise error_for("closed", f"the server closed the connection ({code}: {reason or 'no reason'})")
 
     def _dispatch(self, reply: codec.Reply) -> None:
         """Hand a reply to its frame's future; an error without seq concerns the whole connection."""
-        if isinstance(reply, codec.ErrorReply) and reply.seq is None:
-            self._fail_all(error_for(reply.code, reply.message))
-            return
         self._retry_delays = None  # progress: a later drop gets a fresh reconnect budget
-        pending = self._pending.pop(reply.seq, None)
+        seq = reply.seq
+        if seq is None:  # an unreadable message: replies come in order, so it is the oldest one on this connection
+            assert isinstance(reply, codec.ErrorReply)
+            if reply.code == codec.BAD_KEY:  # said once after the handshake, then the server closes
+                self._refusal = error_for(reply.code, reply.message)
+                return
+            seq = next((s for s, p in self._pending.items() if p.sent_on == self._generation), None)
+            if seq is None:
+                return
+        pending = self._pending.pop(seq, None)
         if pending is None:
             return  # a late duplicate of a frame answered before a reconnect
         if isinstance(reply, codec.ErrorReply):
-            _settle(pending.future, error_for(reply.code, reply.message, seq=reply.seq))
+            _settle(pending.future, error_for(reply.code, reply.message, seq=seq))
         else:
             _settle(pending.future, reply)
 

@@ -87,6 +87,18 @@ class BadKeyError(ServerError):
     code = codec.BAD_KEY
 
 
+class SettingsMismatchError(ServerError):
+    """The session's settings cannot take the chunk's channel count (e.g. a group names a missing channel)."""
+
+    code = codec.SETTINGS_MISMATCH
+
+
+class InvalidRequestError(ServerError):
+    """A REST request body failed validation (HTTP 422); the message names the field."""
+
+    code = "invalid_request"
+
+
 class InternalServerError(ServerError):
     """An unexpected server fault; the chunk or request was not applied."""
 
@@ -164,7 +176,7 @@ _BY_CODE: dict[str, type[ServerError]] = {
     cls.code: cls
     for cls in (TextFrameError, BadMsgpackError, NotAMapError, MissingFieldError, BadFieldError, BadDtypeError,
                 BadShapeError, SizeMismatchError, TooManyChannelsError, NonFiniteError, TooManySessionsError,
-                BadKeyError, InternalServerError, AuthenticationError, UnknownSessionError, NoWeightsError,
+                BadKeyError, SettingsMismatchError, InternalServerError, AuthenticationError, InvalidRequestError, UnknownSessionError, NoWeightsError,
                 NoFitDataError, ChangedDuringSolveError, BadCsvError, BadWeightsError, FrameTooLargeError)
 }
 

@@ -154,7 +154,15 @@ def _refusal(response: httpx.Response) -> ServerError:
         elif isinstance(detail, str):
             message = detail
         elif isinstance(detail, list):
-            message = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
+            message = "; ".join(_field_error(item) for item in detail)
     if not message:
         message = response.text.strip()[:300] or response.reason_phrase
     return error_for(code, message, status=status)
+
+
+def _field_error(item: Any) -> str:
+    """One FastAPI validation error as 'field: problem'."""
+    if not isinstance(item, dict):
+        return str(item)
+    location = [str(part) for part in item.get("loc", ()) if part != "body"]
+    return (".".join(location) + ": " if location else "") + str(item.get("msg", item))

@@ -1,0 +1,148 @@
+"""Every server error code becomes its own exception type carrying the server's code and message."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+
+from clients import LRRClient, ServerError
+from clients import errors
+from core import codec
+
+FRAME_CODES = {
+    codec.TEXT_FRAME: errors.TextFrameError,
+    codec.BAD_MSGPACK: errors.BadMsgpackError,
+    codec.NOT_A_MAP: errors.NotAMapError,
+    codec.MISSING_FIELD: errors.MissingFieldError,
+    codec.BAD_FIELD: errors.BadFieldError,
+    codec.BAD_DTYPE: errors.BadDtypeError,
+    codec.BAD_SHAPE: errors.BadShapeError,
+    codec.SIZE_MISMATCH: errors.SizeMismatchError,
+}
+
+# Hand-made messages that break the contract in one way each; the reply must come back as the right type.
+MALFORMED = {
+    codec.TEXT_FRAME: "hello",
+    codec.BAD_MSGPACK: b"\xc1",
+    codec.NOT_A_MAP: msgpack.packb([1, 2, 3]),
+    codec.MISSING_FIELD: msgpack.packb({"seq": 0, "shape": [1, 1], "dtype": "<f4"}),
+    codec.BAD_FIELD: msgpack.packb({"seq": 0, "shape": [1, 1], "dtype": "<f4", "data": "text"}),
+    codec.BAD_DTYPE: msgpack.packb({"seq": 0, "shape": [1, 1], "dtype": "<c8", "data": b"\0" * 8}),
+    codec.BAD_SHAPE: msgpack.packb({"seq": 0, "shape": [1, 0], "dtype": "<f4", "data": b""}),
+    codec.SIZE_MISMATCH: msgpack.packb({"seq": 0, "shape": [2, 4], "dtype": "<f4", "data": b"\0" * 24}),
+}
+
+
+def test_every_protocol_error_code_has_its_own_exception_type_that_keeps_code_message_and_seq():
+    assert set(codec.ERROR_CODES) <= {cls.code for cls in vars(errors).values()
+                                      if isinstance(cls, type) and issubclass(cls, ServerError)}
+    for code in codec.ERROR_CODES:
+        error = errors.error_for(code, "what was wrong", seq=3)
+        assert type(error).code == code and error.code == code
+        assert (error.message, error.seq) == ("what was wrong", 3)
+    assert len({type(errors.error_for(code, "")) for code in codec.ERROR_CODES}) == len(codec.ERROR_CODES)
+    unknown = errors.error_for("brand_new_code", "later server", status=418)
+    assert type(unknown) is ServerError and unknown.code == "brand_new_code" and unknown.status == 418
+
+
+@pytest.mark.parametrize("code", sorted(MALFORMED))
+async def test_malformed_frames_raise_their_frame_error_and_the_connection_stays_usable(shared_server, code):
+    async with LRRClient(shared_server.url, f"errors-{code}") as client:
+        channel = client.channel("transform")
+        with pytest.raises(FRAME_CODES[code]) as caught:
+            await channel.submit_encoded(0, MALFORMED[code])
+        good = np.ones((2, 3))
+        assert np.array_equal(await client.transform(good), good)
+        assert channel.reconnects == 0
+    assert caught.value.code == code and caught.value.message
+    assert isinstance(caught.value, errors.FrameRejected)
+
+
+async def test_non_finite_fit_chunk_raises_non_finite_and_changes_nothing(shared_server):
+    async with LRRClient(shared_server.url, "errors-nan") as client:
+        first = await client.fit(np.ones((4, 3)))
+        bad = np.ones((4, 3))
+        bad[2, 1] = np.nan
+        with pytest.raises(errors.NonFiniteError) as caught:
+            await client.fit(bad)
+        after = await client.fit(np.ones((4, 3)))
+    assert caught.value.seq == 1 and "NaN" in caught.value.message
+    assert after.n_samples == first.n_samples + 4
+
+
+async def test_limits_raise_too_many_channels_and_too_many_sessions(server_factory):
+    server = server_factory(env={"LRR_MAX_CHANNELS": "4", "LRR_MAX_SESSIONS": "1"})
+    async with LRRClient(server.url, "first") as client:
+        with pytest.raises(errors.TooManyChannelsError):
+            await client.transform(np.ones((2, 5)))
+        await client.transform(np.ones((2, 4)))
+    async with LRRClient(server.url, "second") as client:
+        with pytest.raises(errors.TooManySessionsError):
+            await client.fit(np.ones((2, 4)))
+        with pytest.raises(errors.TooManySessionsError) as rest_refusal:
+            await client.put_settings({})
+    assert rest_refusal.value.status == 429
+
+
+async def test_bad_key_raises_bad_key_on_websocket_and_rest(shared_server):
+    async with LRRClient(shared_server.url, "not a key!") as client:
+        with pytest.raises(errors.BadKeyError) as on_websocket:
+            await client.transform(np.ones((2, 3)))
+        with pytest.raises(errors.BadKeyError) as on_rest:
+            await client.reset()
+    assert "expected" in on_websocket.value.message
+    assert on_rest.value.status == 400
+
+
+async def test_missing_or_wrong_token_raises_authentication_error(server_factory):
+    server = server_factory(env={"LRR_API_TOKEN": "s3cret"})
+    for token in (None, "wrong"):
+        async with LRRClient(server.url, "auth", token) as client:
+            with pytest.raises(errors.AuthenticationError) as on_websocket:
+                await client.transform(np.ones((2, 3)))
+            with pytest.raises(errors.AuthenticationError) as on_rest:
+                await client.sessions()
+        assert on_websocket.value.status == 403 and on_rest.value.status == 401
+    async with LRRClient(server.url, "auth", "s3cret") as client:
+        assert (await client.transform(np.ones((2, 3)))).shape == (2, 3)
+
+
+async def test_oversized_frame_raises_frame_too_large_without_reconnect_loops(server_factory):
+    server = server_factory(env={"LRR_MAX_FRAME_BYTES": "1024"})
+    async with LRRClient(server.url, "big") as client:
+        with pytest.raises(errors.FrameTooLargeError):
+            await client.transform(np.ones((100, 10)))
+        assert client.reconnects == 0
+        assert (await client.transform(np.ones((2, 3)))).shape == (2, 3)  # a fresh connection serves small frames
+
+
+async def test_rest_refusals_map_to_their_exceptions(shared_server):
+    async with LRRClient(shared_server.url, "errors-rest") as client:
+        with pytest.raises(errors.UnknownSessionError) as unknown:
+            await client.reset()
+        await client.put_settings({"ridge_lambda": 0.1})
+        with pytest.raises(errors.NoFitDataError):
+            await client.solve()
+        with pytest.raises(errors.NoWeightsError):
+            await client.get_weights()
+        with pytest.raises(errors.BadCsvError) as bad_csv:
+            await client.rest.put_weights_csv(client.key, "1,2\n3\n")
+        await client.fit(np.random.default_rng(0).standard_normal((50, 4)))
+        with pytest.raises(errors.SizeMismatchError) as mismatch:
+            await client.put_weights(np.zeros((3, 3)))
+        with pytest.raises(errors.InvalidRequestError) as bad_settings:
+            await client.put_settings({"ridge_lambda": -1})
+    assert unknown.value.status == 404 and "errors-rest" in unknown.value.message
+    assert bad_csv.value.status == 422 and "line 2" in bad_csv.value.message
+    assert mismatch.value.status == 409 and "replace=true" in mismatch.value.message
+    assert bad_settings.value.status == 422 and "ridge_lambda" in bad_settings.value.message
+
+
+async def test_settings_that_cannot_take_the_chunk_raise_settings_mismatch(shared_server):
+    async with LRRClient(shared_server.url, "errors-groups") as client:
+        await client.put_settings({"channel_groups": [[0, 1, 2, 7]]})
+        with pytest.raises(errors.SettingsMismatchError) as caught:
+            await client.fit(np.ones((3, 4)))
+        assert (await client.info())["n_samples"] == 0
+    assert caught.value.seq == 0
