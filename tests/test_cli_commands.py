@@ -1,0 +1,175 @@
+"""The `lrr` console script end to end: each command run as a subprocess against the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+LRR = str(Path(sys.executable).with_name("lrr"))
+COMMANDS = ["serve", "stream", "sessions", "reset", "solve", "weights", "weights get", "weights put", "demo", "lsl"]
+
+
+def lrr(*args: str, url: str | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run `lrr args...` with a clean environment (LRR_URL set to `url` when given)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
+    if url:
+        env["LRR_URL"] = url
+    return subprocess.run([LRR, *args], capture_output=True, text=True, env=env, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def lrr_json(*args: str, url: str | None = None) -> object:
+    """Run an `lrr` command with --json, check it succeeded quietly and return the parsed output."""
+    done = lrr(*args, "--json", url=url)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no progress bar when stderr is not a terminal
+    return json.loads(done.stdout)
+
+
+def assert_one_line_failure(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """Non-zero exit, nothing on stdout, exactly one line on stderr holding every fragment, no traceback."""
+    assert done.returncode != 0
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def recording(seed: int = 0, samples: int = 600, channels: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((samples, channels)) @ (rng.standard_normal((channels, channels)) + 1.0)
+
+
+def server_weights(url: str, key: str) -> np.ndarray:
+    return np.loadtxt(httpx.get(f"{url}/streams/{key}/weights").text.splitlines(), delimiter=",")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    done = lrr(*command.split(), "--help")
+    assert done.returncode == 0
+    assert "usage:" in done.stdout
+    if command == "serve":
+        assert "--state-dir" in done.stdout  # the service's own parser answered
+
+
+def test_stream_npy_fit_then_transform_writes_the_rereferenced_recording(shared_server, tmp_path):
+    data = recording(1)
+    np.save(tmp_path / "in.npy", data)
+    out = tmp_path / "out.npy"
+    summary = lrr_json("stream", str(tmp_path / "in.npy"), "--key", "cli-npy", "--chunk", "37", "-o", str(out),
+                       url=shared_server.url)
+    assert summary["mode"] == "fit-then-transform" and summary["samples"] == 600 and summary["channels"] == 5
+    result = np.load(out)
+    weights = server_weights(shared_server.url, "cli-npy")
+    np.testing.assert_allclose(result, data @ (np.eye(5) - weights), rtol=1e-10, atol=1e-10)
+    assert np.abs(weights).max() > 0
+
+
+def test_stream_csv_transform_only_with_uploaded_weights_writes_csv(shared_server, tmp_path):
+    data = recording(2, samples=120, channels=4).astype(np.float32)
+    np.savetxt(tmp_path / "in.csv", data, delimiter=",", header="a,b,c,d", comments="")
+    weights = np.full((4, 4), 0.25)
+    np.fill_diagonal(weights, 0.0)
+    np.savetxt(tmp_path / "w.csv", weights, delimiter=",")
+    put = lrr_json("weights", "put", str(tmp_path / "w.csv"), "--key", "cli-csv", url=shared_server.url)
+    assert put["weights_source"] == "uploaded"
+    done = lrr("stream", str(tmp_path / "in.csv"), "--key", "cli-csv", "--transform", "--chunk", "16",
+               "-o", str(tmp_path / "out.csv"), "--url", shared_server.url)
+    assert done.returncode == 0, done.stderr
+    assert "transform: 120 samples x 4 channels" in done.stdout
+    result = np.loadtxt(tmp_path / "out.csv", delimiter=",")
+    np.testing.assert_allclose(result, data.astype(np.float64) @ (np.eye(4) - weights), rtol=1e-5, atol=1e-5)
+
+
+def test_stream_edf_fit_only_and_realtime_pacing(shared_server, tmp_path):
+    import pyedflib.highlevel as edf
+
+    signals = np.ascontiguousarray(recording(3, samples=500, channels=4).T * 10)  # one 1-second EDF record
+    headers = edf.make_signal_headers(["Fp1", "Fp2", "C3", "C4"], sample_frequency=500,
+                                      physical_min=-500, physical_max=500)
+    edf.write_edf(str(tmp_path / "rec.edf"), signals, headers)
+    summary = lrr_json("stream", str(tmp_path / "rec.edf"), "--key", "cli-edf", "--fit", "--rate", "realtime",
+                       "--chunk", "50", url=shared_server.url)
+    assert summary["samples"] == 500 and summary["output"] is None
+    info = httpx.get(f"{shared_server.url}/streams/cli-edf").json()
+    assert info["n_samples"] == 500 and info["n_channels"] == 4
+
+
+def test_weights_get_and_put_round_trip_bit_exactly(shared_server, tmp_path):
+    rng = np.random.default_rng(4)
+    weights = rng.standard_normal((6, 6)) * 1e-3
+    np.fill_diagonal(weights, 0.0)
+    np.savetxt(tmp_path / "w.csv", weights, delimiter=",", fmt="%.17g")
+    lrr_json("weights", "put", str(tmp_path / "w.csv"), "--key", "cli-weights", url=shared_server.url)
+    got = lrr_json("weights", "get", "--key", "cli-weights", "-o", str(tmp_path / "back.csv"), url=shared_server.url)
+    assert got["n_channels"] == 6
+    assert np.array_equal(np.loadtxt(tmp_path / "back.csv", delimiter=","), weights)
+    printed = lrr("weights", "get", "--key", "cli-weights", "--url", shared_server.url)
+    assert np.array_equal(np.loadtxt(printed.stdout.splitlines(), delimiter=","), weights)
+    smaller = np.zeros((3, 3))
+    np.savetxt(tmp_path / "small.csv", smaller, delimiter=",")
+    refused = lrr("weights", "put", str(tmp_path / "small.csv"), "--key", "cli-weights", "--url", shared_server.url)
+    assert_one_line_failure(refused, "size_mismatch", "replace")
+    replaced = lrr_json("weights", "put", str(tmp_path / "small.csv"), "--key", "cli-weights", "--replace",
+                        url=shared_server.url)
+    assert replaced["n_channels"] == 3
+
+
+def test_sessions_reset_and_solve(shared_server, tmp_path):
+    np.save(tmp_path / "in.npy", recording(5, samples=300, channels=3))
+    lrr_json("stream", str(tmp_path / "in.npy"), "--key", "cli-admin", "--fit", url=shared_server.url)
+    solved = lrr_json("solve", "--key", "cli-admin", url=shared_server.url)
+    assert solved["n_samples_solved"] == 300 and solved["weights_source"] == "fitted"
+    listed = lrr_json("sessions", url=shared_server.url)
+    assert {"key": "cli-admin", "n_channels": 3, "n_samples": 300}.items() <= next(
+        s for s in listed if s["key"] == "cli-admin").items()
+    table = lrr("sessions", "--url", shared_server.url).stdout.splitlines()
+    assert table[0].split() == ["key", "n_channels", "n_samples", "weights_version", "weights_source"]
+    assert any(line.split()[:3] == ["cli-admin", "3", "300"] for line in table[2:])
+    reset = lrr("reset", "--key", "cli-admin", "--url", shared_server.url)
+    assert reset.returncode == 0 and "reset 'cli-admin'" in reset.stdout
+    assert httpx.get(f"{shared_server.url}/streams/cli-admin").json()["n_samples"] == 0
+
+
+def test_demo_against_a_running_server_reports_a_large_artifact_reduction(shared_server):
+    report = lrr_json("demo", "--channels", "6", "--seconds", "4", "--fit-seconds", "2", url=shared_server.url)
+    assert len(report["channels"]) == 6
+    assert report["reduction_db"] > 15
+    for channel in report["channels"]:
+        assert channel["artifact_power_after"] < channel["artifact_power_before"] / 10
+    assert all(s["key"] != "lrr-demo" for s in httpx.get(f"{shared_server.url}/streams").json()["streams"])
+
+
+def test_demo_starts_its_own_server_when_no_url_is_given():
+    done = lrr("demo", "--channels", "4", "--seconds", "2", "--fit-seconds", "1")
+    assert done.returncode == 0, done.stderr
+    assert "overall artifact reduction" in done.stdout
+    assert float(done.stdout.split("overall artifact reduction: ")[1].split(" dB")[0]) > 3  # identity gives 0
+
+
+def test_failures_exit_non_zero_with_one_line(shared_server, tmp_path):
+    np.save(tmp_path / "in.npy", recording(6, samples=20, channels=3))
+    nobody = "http://127.0.0.1:9"  # discard port: nothing listens
+    assert_one_line_failure(lrr("stream", str(tmp_path / "in.npy"), "--key", "k", "-o", str(tmp_path / "o.npy"),
+                                "--url", nobody), "lrr stream: error:", "cannot connect")
+    assert_one_line_failure(lrr("sessions", "--url", nobody), "lrr sessions: error:")
+    assert_one_line_failure(lrr("stream", str(tmp_path / "missing.npy"), "--key", "k", "-o", "o.npy"),
+                            "no such file")
+    assert_one_line_failure(lrr("stream", str(tmp_path / "in.npy"), "--key", "k", "-o", "out.txt"),
+                            ".npy or .csv")
+    assert_one_line_failure(lrr("reset", "--key", "never-made", "--url", shared_server.url), "unknown_session")
+    assert_one_line_failure(lrr("solve", "--key", "bad key", "--url", shared_server.url), "bad_key")
+    assert_one_line_failure(lrr("stream", str(tmp_path / "in.npy")), "required", "--key")
+    assert_one_line_failure(lrr("demo", "--channels", "2", "--url", shared_server.url), "at least 3")
+    np.save(tmp_path / "flat.npy", np.zeros(10))
+    assert_one_line_failure(lrr("stream", str(tmp_path / "flat.npy"), "--key", "k", "-o", "o.npy"), "2-D")
