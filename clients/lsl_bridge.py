@@ -10,6 +10,7 @@ output sample carries its input sample's timestamp.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,12 +57,18 @@ class BridgeStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+LIBLSL_QUIET_CONFIG = "[log]\nlevel = -1\n"
+"""liblsl logs INFO lines to stderr by default; keep warnings and errors only (unless LSLAPICFG is set)."""
+
+
 def _pylsl() -> Any:
-    """The pylsl module, or a BridgeError saying how to install it."""
+    """The pylsl module (liblsl quietened), or a BridgeError saying how to install it."""
     try:
         import pylsl
     except ImportError:
         raise BridgeError("the LSL bridge needs pylsl; install it with: pip install 'lrr-service[lsl]'") from None
+    if not os.environ.get("LSLAPICFG"):
+        pylsl.set_config_content(LIBLSL_QUIET_CONFIG)
     return pylsl
 
 
@@ -120,8 +127,11 @@ class LSLBridge:
         self.resolve_timeout = resolve_timeout
         self.stats = BridgeStats(input_name, input_name + OUTPUT_SUFFIX)
 
-    async def run(self, duration: float | None = None) -> BridgeStats:
-        """Bridge until `duration` seconds have passed (forever if None); returns what went through."""
+    async def run(self, duration: float | None = None, stop: asyncio.Event | None = None) -> BridgeStats:
+        """Bridge until `duration` seconds have passed or `stop` is set (else forever); returns what went through.
+
+        On stopping, every chunk already sent is still answered and published before returning.
+        """
         pylsl = _pylsl()
         source = await asyncio.to_thread(resolve_input, self.input_name, self.resolve_timeout)
         fmt = _format_name(pylsl, source.channel_format())
@@ -137,7 +147,7 @@ class LSLBridge:
         async with LRRClient(self.url, self.key, self.token) as client:
             publisher = asyncio.create_task(self._publish(queue, outlet))
             try:
-                await self._pump(inlet, client, queue, dtype, deadline)
+                await self._pump(inlet, client, queue, dtype, deadline, stop or asyncio.Event())
                 await queue.put(None)
                 await publisher
             finally:
@@ -147,11 +157,11 @@ class LSLBridge:
         return self.stats
 
     async def _pump(self, inlet: Any, client: LRRClient, queue: asyncio.Queue[Any], dtype: type,
-                    deadline: float | None) -> None:
+                    deadline: float | None, stop: asyncio.Event) -> None:
         """Pull input and submit it: fitting-period samples to fit, then (after a solve) transform or fit_transform."""
         solved = self.window.fit_seconds is None
         fit_acks: list[asyncio.Future[Any]] = []
-        while deadline is None or time.monotonic() < deadline:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             samples, stamps = await asyncio.to_thread(inlet.pull_chunk, PULL_TIMEOUT_S)
             if not stamps:
                 continue

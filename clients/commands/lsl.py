@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import signal
+from typing import TYPE_CHECKING
 
 from clients.commands.common import CommandResult, add_server_options
+
+if TYPE_CHECKING:
+    from clients.lsl_bridge import BridgeStats, LSLBridge
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -30,14 +35,27 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    """Run the bridge until --duration passes or Ctrl-C; report what went through."""
+    """Run the bridge until --duration passes, Ctrl-C or SIGTERM; report what went through."""
     from clients.lsl_bridge import LSLBridge
 
     bridge = LSLBridge(args.input, args.url, args.key, args.token, fit_seconds=args.fit_seconds,
                        resolve_timeout=args.resolve_timeout)
-    stats = asyncio.run(bridge.run(args.duration))
+    stats = asyncio.run(_run_until_signalled(bridge, args.duration))
     data = dataclasses.asdict(stats)
     data.pop("extra")
     text = (f"{stats.input_name} -> {stats.output_name}: {stats.samples_in} samples in, "
             f"{stats.samples_fitted} fitted, {stats.samples_out} published")
     return CommandResult(data, text)
+
+
+async def _run_until_signalled(bridge: "LSLBridge", duration: float | None) -> "BridgeStats":
+    """Run the bridge; SIGINT / SIGTERM stop it cleanly (pending replies are still published)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        return await bridge.run(duration, stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,146 @@
+"""The LSL bridge end to end on loopback: a real pylsl outlet -> `lrr lsl` -> the server -> a real inlet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+import pylsl
+
+LRR = str(Path(sys.executable).with_name("lrr"))
+RATE = 500.0
+CHANNELS = 6
+LABELS = [f"Ch{i + 1}" for i in range(CHANNELS)]
+WAIT_S = 30.0
+"""Bound on each wait for the bridge (discovery, connection, output): a hang fails instead of blocking."""
+
+
+def make_input_outlet(name: str) -> "pylsl.StreamOutlet":
+    """A float32 EEG outlet with channel labels and a unique source_id."""
+    info = pylsl.StreamInfo(name, "EEG", CHANNELS, RATE, pylsl.cf_float32, f"{name}-source")
+    channels = info.desc().append_child("channels")
+    for label in LABELS:
+        channels.append_child("channel").append_child_value("label", label)
+    return pylsl.StreamOutlet(info)
+
+
+def start_bridge(name: str, url: str, key: str, *extra: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
+    return subprocess.Popen([LRR, "lsl", "--input", name, "--key", key, "--url", url, "--json", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            stdin=subprocess.DEVNULL)
+
+
+def connect_output(name: str, outlet: "pylsl.StreamOutlet") -> "pylsl.StreamInlet":
+    """Wait until the bridge reads our outlet and publishes NAME-lrr, then open an inlet on it."""
+    assert outlet.wait_for_consumers(WAIT_S), "the bridge never connected to the input stream"
+    found = pylsl.resolve_byprop("name", name + "-lrr", 1, WAIT_S)
+    assert found, "the bridge never published NAME-lrr"
+    inlet = pylsl.StreamInlet(found[0], max_chunklen=0, recover=False)
+    inlet.open_stream(WAIT_S)
+    return inlet
+
+
+def push_recording(outlet: "pylsl.StreamOutlet", data: np.ndarray, stamps: np.ndarray, chunk: int = 25) -> None:
+    for start in range(0, len(data), chunk):
+        outlet.push_chunk(data[start:start + chunk], stamps[start:start + chunk].tolist())
+
+
+def pull_samples(inlet: "pylsl.StreamInlet", count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pull until `count` samples arrived (or WAIT_S passed); returns (samples, timestamps)."""
+    samples, stamps = [], []
+    deadline = time.monotonic() + WAIT_S
+    while sum(len(s) for s in stamps) < count and time.monotonic() < deadline:
+        chunk, times = inlet.pull_chunk(timeout=0.2)
+        if times:
+            samples.append(np.asarray(chunk))
+            stamps.append(np.asarray(times))
+    if not stamps:
+        return np.zeros((0, CHANNELS)), np.zeros(0)
+    return np.concatenate(samples), np.concatenate(stamps)
+
+
+def stop_bridge(bridge: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """SIGTERM the bridge and collect its exit code and output (killed if it does not stop)."""
+    if bridge.poll() is None:
+        bridge.send_signal(signal.SIGTERM)
+    try:
+        out, err = bridge.communicate(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        bridge.kill()
+        out, err = bridge.communicate()
+    return bridge.returncode, out, err
+
+
+def recording(samples: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(11)
+    data = (rng.standard_normal((samples, CHANNELS)) @ (rng.standard_normal((CHANNELS, CHANNELS)) + 1.0))
+    stamps = 5000.0 + np.arange(samples) / RATE
+    return data.astype(np.float32), stamps
+
+
+def test_fit_seconds_then_transform_keeps_labels_rate_and_timestamps(shared_server):
+    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
+    outlet = make_input_outlet(name)
+    bridge = start_bridge(name, shared_server.url, "lsl-fit", "--fit-seconds", "1")
+    try:
+        inlet = connect_output(name, outlet)
+        info = inlet.info(WAIT_S)
+        data, stamps = recording(1000)  # 2 s: the first second is fitted, the second transformed
+        push_recording(outlet, data, stamps)
+        output, out_stamps = pull_samples(inlet, 500)
+    finally:
+        code, out, err = stop_bridge(bridge)
+    assert code == 0, err
+    assert info.channel_count() == CHANNELS and info.nominal_srate() == RATE
+    assert info.channel_format() == pylsl.cf_float32
+    channel, labels = info.desc().child("channels").child("channel"), []
+    while not channel.empty():
+        labels.append(channel.child_value("label"))
+        channel = channel.next_sibling("channel")
+    assert labels == LABELS
+    assert output.shape == (500, CHANNELS)
+    np.testing.assert_array_equal(out_stamps, stamps[500:])
+    weights = np.loadtxt(httpx.get(f"{shared_server.url}/streams/lsl-fit/weights").text.splitlines(), delimiter=",")
+    expected = data[500:].astype(np.float64) @ (np.eye(CHANNELS) - weights)
+    np.testing.assert_allclose(output, expected, rtol=1e-4, atol=1e-3)
+    assert httpx.get(f"{shared_server.url}/streams/lsl-fit").json()["n_samples"] == 500
+    summary = json.loads(out)
+    assert summary["samples_fitted"] == 500 and summary["samples_out"] == 500
+    assert summary["output_name"] == name + "-lrr"
+
+
+def test_without_fit_seconds_every_sample_goes_through_fit_transform(shared_server):
+    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
+    outlet = make_input_outlet(name)
+    bridge = start_bridge(name, shared_server.url, "lsl-ft")
+    try:
+        inlet = connect_output(name, outlet)
+        data, stamps = recording(600)
+        push_recording(outlet, data, stamps)
+        output, out_stamps = pull_samples(inlet, 600)
+    finally:
+        code, out, err = stop_bridge(bridge)
+    assert code == 0, err
+    np.testing.assert_array_equal(out_stamps, stamps)
+    assert output.shape == (600, CHANNELS) and np.isfinite(output).all()
+    assert httpx.get(f"{shared_server.url}/streams/lsl-ft").json()["n_samples"] == 600
+    assert json.loads(out)["samples_out"] == 600
+
+
+def test_missing_input_stream_fails_with_one_line():
+    env = {k: v for k, v in os.environ.items() if k != "LSLAPICFG"}
+    done = subprocess.run([LRR, "lsl", "--input", f"absent-{uuid.uuid4().hex}", "--key", "k", "--resolve-timeout",
+                           "0.5", "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=WAIT_S,
+                          env=env, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "no LSL stream named" in done.stderr
