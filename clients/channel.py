@@ -138,8 +138,8 @@ class Channel:
             await self._connect(first=True)
             while True:
                 await self._read_replies()
-                self.reconnects += 1
                 await self._connect(first=False)
+                self.reconnects += 1
         except LRRClientError as exc:
             self._connected.clear()
             self._fail_all(exc)

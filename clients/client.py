@@ -18,7 +18,7 @@ import numpy as np
 from core import codec
 from clients.backoff import ReconnectPolicy, as_policy
 from clients.channel import Channel
-from clients.endpoints import MODES, auth_headers, websocket_url
+from clients.endpoints import auth_headers, websocket_url
 from clients.rest import AsyncRestClient
 
 DEFAULT_MAX_IN_FLIGHT = 32
@@ -46,10 +46,10 @@ class LRRClient:
         self.key = key
         self.max_in_flight = max_in_flight
         self.rest = AsyncRestClient(url, token)
-        headers = auth_headers(token)
-        policy = as_policy(reconnect)
-        self._make_channel = lambda mode: Channel(websocket_url(url, key, mode), headers, policy,
-                                                  resend=resend, open_timeout=open_timeout)
+        self._headers = auth_headers(token)
+        self._policy = as_policy(reconnect)
+        self._resend = resend
+        self._open_timeout = open_timeout
         self._channels: dict[str, Channel] = {}
 
     async def __aenter__(self) -> "LRRClient":
@@ -74,9 +74,8 @@ class LRRClient:
     def channel(self, mode: str) -> Channel:
         """The websocket channel of `mode` ('fit', 'transform' or 'fit_transform'), created on first use."""
         if mode not in self._channels:
-            if mode not in MODES:
-                raise ValueError(f"mode {mode!r} is unknown; expected one of {', '.join(MODES)}")
-            self._channels[mode] = self._make_channel(mode)
+            self._channels[mode] = Channel(websocket_url(self.url, self.key, mode), self._headers, self._policy,
+                                           resend=self._resend, open_timeout=self._open_timeout)
         return self._channels[mode]
 
     # -- one chunk --------------------------------------------------------------------------

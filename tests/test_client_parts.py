@@ -1,0 +1,71 @@
+"""The clients' pure parts: backoff bounds, URLs, recordings I/O, the LSL fitting window, the demo's measure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clients.backoff import ReconnectPolicy, as_policy
+from clients.endpoints import http_base, stream_path, websocket_url
+from clients.lsl_bridge import FitWindow
+from clients.recordings import RecordingError, read_recording, write_recording
+from clients.synthetic import artifact_power, make_rig, reduction_db
+
+
+def test_backoff_grows_caps_and_stops_at_either_bound():
+    assert list(ReconnectPolicy(max_attempts=5, initial_delay=0.1, max_delay=0.3, factor=2).delays()) == \
+        [0.1, 0.2, 0.3, 0.3, 0.3]
+    assert list(ReconnectPolicy(max_attempts=100, initial_delay=1.0, max_delay=1.0, max_elapsed=3.0).delays()) == \
+        [1.0, 1.0, 1.0]
+    assert list(as_policy(False).delays()) == []
+    assert as_policy(True) == ReconnectPolicy()
+    with pytest.raises(ValueError, match="factor"):
+        ReconnectPolicy(factor=0.5)
+
+
+def test_urls_map_http_to_ws_and_quote_keys():
+    assert http_base("ws://host:1/base/") == "http://host:1/base"
+    assert websocket_url("https://host", "rig 1/a", "fit") == "wss://host/ws/rig%201%2Fa/fit"
+    assert websocket_url("http://127.0.0.1:8000", "k", "fit_transform") == "ws://127.0.0.1:8000/ws/k/fit_transform"
+    assert stream_path("a/b", "weights") == "/streams/a%2Fb/weights"
+    with pytest.raises(ValueError, match="expected http"):
+        http_base("ftp://host")
+    with pytest.raises(ValueError, match="expected one of"):
+        websocket_url("http://h", "k", "predict")
+
+
+def test_recordings_round_trip_and_refuse_what_they_cannot_read(tmp_path):
+    data = np.random.default_rng(0).standard_normal((7, 3))
+    write_recording(tmp_path / "x.csv", data)
+    assert np.array_equal(read_recording(tmp_path / "x.csv").data, data)  # shortest exact decimals
+    write_recording(tmp_path / "x32.csv", data.astype(np.float32))
+    assert np.array_equal(read_recording(tmp_path / "x32.csv").data.astype(np.float32), data.astype(np.float32))
+    (tmp_path / "named.csv").write_text("a,b\n1,2\n3,4\n")
+    assert read_recording(tmp_path / "named.csv").data.tolist() == [[1, 2], [3, 4]]
+    (tmp_path / "bad.csv").write_text("1,2\n3,x\n")
+    with pytest.raises(RecordingError, match="comma-separated"):
+        read_recording(tmp_path / "bad.csv")
+    np.save(tmp_path / "one.npy", np.zeros(4))
+    with pytest.raises(RecordingError, match="2-D"):
+        read_recording(tmp_path / "one.npy")
+    with pytest.raises(RecordingError, match="expected one of"):
+        read_recording(tmp_path / "x.wav")
+    with pytest.raises(RecordingError, match=".npy or .csv"):
+        write_recording(tmp_path / "out.edf", data)
+
+
+def test_fit_window_splits_chunks_at_the_boundary_by_timestamp():
+    window = FitWindow(fit_seconds=1.0)
+    assert window.split(np.array([10.0, 10.5])) == 2
+    assert window.split(np.array([10.75, 11.0, 11.25])) == 1  # 11.0 is the first sample after the fitting period
+    assert window.split(np.array([12.0])) == 0
+    assert FitWindow(fit_seconds=None).split(np.array([1.0, 2.0])) == 0
+
+
+def test_artifact_measure_sees_the_artifacts_and_not_the_signals():
+    rig = make_rig(n_channels=5, n_samples=4000, seed=3)
+    before = artifact_power(rig.recording, rig.sources)
+    clean = artifact_power(rig.signals, rig.sources)
+    assert (before > 4).all() and (clean < 0.01).all()
+    assert reduction_db(before, clean) > 25
+    assert reduction_db(before, before) == 0
