@@ -33,6 +33,7 @@ from memory import measure_memory
 from processes import REPO_ROOT, EchoServer, LiveServer
 from rigs import measure_rigs
 from transform_grid import measure_grid
+from transport_variants import measure_transports
 
 SERVER_ENV = {"LRR_LOG_LEVEL": "WARNING"}
 
@@ -63,11 +64,14 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     with EchoServer() as echo, LiveServer(state, env=SERVER_ENV) as server:
         print("transform grid (paced and pipelined, with floors):", flush=True)
         channels = (64, 384) if args.quick else (64, 256, 384, 1024)
-        results["grid"] = await measure_grid(server.url, server.ws_url, echo.ws_url, 0.5 * scale, channels)
+        pids = (server.pid or 0, echo.process.pid if echo.process else 0)
+        results["grid"] = await measure_grid(server.url, server.ws_url, echo.ws_url, pids, 0.5 * scale, channels)
         print("fit traffic:", flush=True)
         results["fit"] = await measure_fit(server.ws_url, server.url, 3.0 * scale)
         print("concurrent rigs:", flush=True)
-        results["rigs"] = await measure_rigs(server.url, server.ws_url, server.pid or 0, 2.0 * scale)
+        results["rigs"] = await measure_rigs(server.url, server.ws_url, server.pid or 0, echo.ws_url, 2.0 * scale)
+    print("transport variants (echo of a 30 x 384 float32 frame):", flush=True)
+    results["transports"] = await measure_transports(2.0 * scale)
     print("memory per session:", flush=True)
     results["memory"] = await measure_memory(SERVER_ENV)
     print("BLAS threads:", flush=True)
@@ -96,11 +100,11 @@ def main() -> int:
         "rigs": plots.rigs(results["rigs"], args.plots / "rigs.png"),
         "blas": plots.blas(results["blas"], args.plots / "blas.png"),
     }
-    page = report.render(meta, grid, fit, results["rigs"], results["memory"], results["blas"], figures, args.out)
+    page = report.render(meta, results, figures, args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     summaries = {"meta": meta, "grid": [r.as_dict() for r in grid], "rigs": results["rigs"],
-                 "memory": results["memory"], "blas": results["blas"],
+                 "memory": results["memory"], "blas": results["blas"], "transports": results["transports"],
                  "fit": {k: v for k, v in fit.items() if k != "latencies_us"}}  # fmt: skip
     (args.plots / "results.json").write_text(json.dumps(summaries, indent=1))
     print()

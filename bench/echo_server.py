@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI, WebSocket
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 SERVICE_WS_IMPLEMENTATION = "websockets-sansio"
@@ -44,14 +45,36 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
 
 
+def fastapi_echo_app() -> Any:
+    """The same echo behind FastAPI's websocket routing (as the service's routes are): framework cost."""
+    app = FastAPI()
+
+    @app.get("/")
+    async def health() -> str:
+        return "ok"
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        receive, send = websocket.receive, websocket.send
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+    return app
+
+
 def main() -> None:
     """Serve the echo app on 127.0.0.1 with the service's uvicorn options."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ws", default=SERVICE_WS_IMPLEMENTATION, help="uvicorn websocket implementation")
+    parser.add_argument("--app", choices=("asgi", "fastapi"), default="asgi", help="bare ASGI or FastAPI routing")
     args = parser.parse_args()
     uvicorn.run(
-        echo_app, host="127.0.0.1", port=args.port, loop="auto", http="auto", ws=args.ws,
+        echo_app if args.app == "asgi" else fastapi_echo_app(), host="127.0.0.1", port=args.port, loop="auto", http="auto", ws=args.ws,
         ws_max_size=MAX_FRAME_BYTES, ws_per_message_deflate=False, log_level="warning", access_log=False,
     )
 

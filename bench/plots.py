@@ -100,6 +100,7 @@ def rigs(rows: list[dict[str, Any]], path: Path) -> Path:
     counts = [r["rigs"] for r in rows]
     ax.plot(counts, [r["latency"]["p50"] for r in rows], "o-", label="p50")
     ax.plot(counts, [r["latency"]["p99"] for r in rows], "s-", label="p99")
+    ax.plot(counts, [r["echo"]["p99"] for r in rows], "s--", color="#9e9e9e", label="p99 of the bare echo (floor)")
     ax.axhline(5000, color="red", linestyle=":", label="5 ms limit")
     ax.set_yscale("log")
     _finish(ax, "Concurrent rigs", "concurrent rigs (96 ch, 30 kHz, 1 ms chunks)", "round trip, µs")

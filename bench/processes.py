@@ -24,9 +24,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class EchoServer:
     """bench/echo_server.py in its own process on a free loopback port; a context manager."""
 
-    def __init__(self, ws: str | None = None) -> None:
+    def __init__(self, ws: str | None = None, app: str = "asgi") -> None:
         self.port = free_loopback_port()
         self.ws = ws
+        self.app = app
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -36,7 +37,7 @@ class EchoServer:
 
     def __enter__(self) -> "EchoServer":
         command = [sys.executable, str(REPO_ROOT / "bench" / "echo_server.py"), "--port", str(self.port)]
-        command += ["--ws", self.ws] if self.ws else []
+        command += (["--ws", self.ws] if self.ws else []) + ["--app", self.app]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -3,7 +3,8 @@
 Each rig is its own connection and session (uploaded weights), paced at one 30-sample frame per ms,
 their send times spread over the millisecond. A count is kept in real time when p99 over all
 frames is under 5 ms and every rig sent at >= 98 % of its real-time rate (the client kept up).
-Server and client CPU use are recorded to show which side ran out.
+Server and client CPU use are recorded to show which side ran out, and the same count of paced
+streams against the bare echo gives the transport floor of each count on this machine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from latency import summarize
 from processes import cpu_seconds
 from wsload import run_paced_many
-from workload import FS, chunks, dense_weights, expect_chunk, frames, upload_weights
+from workload import FS, chunks, dense_weights, expect_chunk, expect_echo, frames, upload_weights
 
 N_CHANNELS = 96
 N_SAMPLES = 30
@@ -27,29 +28,38 @@ RIG_COUNTS = (1, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24)
 WARMUP_FRAMES = 50
 
 
-async def measure_rigs(service_base: str, service_ws: str, server_pid: int, seconds: float = 2.0,
+def _pooled(runs: list[Any]) -> Any:
+    """Latency percentiles over every stream's frames, warm-up left out."""
+    return summarize(np.concatenate([run.latencies[WARMUP_FRAMES:] for run in runs]))
+
+
+async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo_ws: str, seconds: float = 2.0,
                        counts: tuple[int, ...] = RIG_COUNTS, progress: Any = print) -> list[dict[str, Any]]:
     """Run each rig count in turn until two counts in a row miss real time; one result row per count."""
     period = N_SAMPLES / FS
     wire = frames(chunks(N_SAMPLES, N_CHANNELS, "float32"))
+    frames_per_rig = int(seconds / period)
     weights = dense_weights(N_CHANNELS)
     for i in range(max(counts)):
         upload_weights(service_base, f"bench-rig-{i}", weights)
     rows, misses = [], 0
     for count in counts:
+        echo = await run_paced_many([f"{echo_ws}/echo"] * count, wire, frames_per_rig, period,
+                                    expect_echo(len(wire[0])))  # fmt: skip
         urls = [f"{service_ws}/ws/bench-rig-{i}/transform" for i in range(count)]
         server_cpu, client_cpu, started = cpu_seconds(server_pid), _own_cpu(), time.perf_counter()
-        runs = await run_paced_many(urls, wire, int(seconds / period), period, expect_chunk(N_SAMPLES, N_CHANNELS))
+        runs = await run_paced_many(urls, wire, frames_per_rig, period, expect_chunk(N_SAMPLES, N_CHANNELS))
         wall = time.perf_counter() - started
-        latencies = np.concatenate([run.latencies[WARMUP_FRAMES:] for run in runs])
         rates = [(len(run.sent) - 1) / float(run.sent[-1] - run.sent[0]) * period for run in runs]
-        summary = summarize(latencies)
+        summary = _pooled(runs)
         kept = summary.p99 < P99_LIMIT_US and min(rates) >= RATE_FLOOR
-        row = {"rigs": count, "latency": summary.as_dict(), "min_rate": min(rates), "real_time": kept,
+        row = {"rigs": count, "latency": summary.as_dict(), "echo": _pooled(echo).as_dict(),
+               "min_rate": min(rates), "real_time": kept,
                "server_cpu": (cpu_seconds(server_pid) - server_cpu) / wall,
                "client_cpu": (_own_cpu() - client_cpu) / wall}  # fmt: skip
         rows.append(row)
-        progress(f"  {count:>3} rigs: p50 {summary.p50:8.0f} µs  p99 {summary.p99:8.0f} µs  rate {min(rates):.3f}"
+        progress(f"  {count:>3} rigs: p50 {summary.p50:8.0f} µs  p99 {summary.p99:8.0f} µs  (echo p99 "
+                 f"{row['echo']['p99']:7.0f})  rate {min(rates):.3f}"
                  f"  server CPU {row['server_cpu']:.0%}  client CPU {row['client_cpu']:.0%}"
                  f"  {'real time' if kept else 'MISSED'}")  # fmt: skip
         misses = 0 if kept else misses + 1

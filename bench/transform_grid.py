@@ -1,8 +1,9 @@
 """Transform round trips over the channel x chunk x dtype grid, each read against its three floors.
 
 Per configuration, back to back so both see the same machine: the echo floor (same frame size,
-same stack), then the service, each at real-time pacing and pipelined; then in-process the
-engine's transform and a bare matmul of the same shape (the lead's interleaved timer).
+same stack), then the service, each at real-time pacing and pipelined (with the server's CPU time
+per frame); then in-process the engine's transform and a bare matmul of the same shape (the
+lead's interleaved timer).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 from bench_core import interleaved_medians
 from core import LRR
 from latency import Latency
-from wsload import run_paced, run_pipelined
+from processes import cpu_seconds
+from wsload import StreamRun, run_paced, run_pipelined
 from workload import FS, chunks, dense_weights, expect_chunk, expect_echo, frames, upload_weights
 
 CHANNELS = (64, 256, 384, 1024)
@@ -43,11 +45,18 @@ class GridRow:
     service_pipelined_fps: float
     engine_us: float
     matmul_us: float
+    echo_cpu_us: float
+    service_cpu_us: float
 
     @property
     def overhead_p50_us(self) -> float:
         """The service's own cost per frame: its round trip minus (transport floor + engine), at p50."""
         return self.service_paced.p50 - self.echo_paced.p50 - self.engine_us
+
+    @property
+    def cpu_overhead_us(self) -> float:
+        """Server CPU per frame when hot (pipelined): service minus echo server minus engine."""
+        return self.service_cpu_us - self.echo_cpu_us - self.engine_us
 
     @property
     def realtime_factor(self) -> float:
@@ -63,6 +72,8 @@ class GridRow:
             "service_pipelined": self.service_pipelined.as_dict(),
             "service_pipelined_fps": self.service_pipelined_fps, "engine_us": self.engine_us,
             "matmul_us": self.matmul_us, "overhead_p50_us": self.overhead_p50_us,
+            "echo_cpu_us": self.echo_cpu_us, "service_cpu_us": self.service_cpu_us,
+            "cpu_overhead_us": self.cpu_overhead_us,
             "realtime_factor": self.realtime_factor,
         }
 
@@ -87,7 +98,15 @@ async def pipelined_count(url: str, wire: list[bytes], check: Any) -> int:
     return int(min(20_000, max(200, probe.frames_per_second() * PIPELINED_SECONDS)))
 
 
-async def measure_row(service_url: str, echo_url: str, weights: np.ndarray, key: str,
+async def pipelined_with_cpu(url: str, wire: list[bytes], check: Any, pid: int) -> tuple[StreamRun, float]:
+    """A pipelined run and the server's CPU µs per frame during it (user + system, all threads)."""
+    count = await pipelined_count(url, wire, check)
+    before = cpu_seconds(pid)
+    run = await run_pipelined(url, wire, count, WINDOW, check)
+    return run, (cpu_seconds(pid) - before) / count * 1e6
+
+
+async def measure_row(service_url: str, echo_url: str, pids: tuple[int, int], weights: np.ndarray, key: str,
                       n_samples: int, dtype: str, floor_seconds: float) -> GridRow:
     """Echo floor, service (paced, pipelined) and engine floors for one configuration."""
     n_channels = weights.shape[0]
@@ -101,22 +120,21 @@ async def measure_row(service_url: str, echo_url: str, weights: np.ndarray, key:
     service_url = f"{service_url}/ws/{key}/transform"
 
     echo_paced = await run_paced(echo_url, wire, paced_frames, period, echo_check)
-    echo_pipe = await run_pipelined(echo_url, wire, await pipelined_count(echo_url, wire, echo_check),
-                                    WINDOW, echo_check)  # fmt: skip
+    echo_pipe, echo_cpu = await pipelined_with_cpu(echo_url, wire, echo_check, pids[1])
     service_paced = await run_paced(service_url, wire, paced_frames, period, service_check)
-    service_pipe = await run_pipelined(service_url, wire, await pipelined_count(service_url, wire, service_check),
-                                       WINDOW, service_check)  # fmt: skip
+    service_pipe, service_cpu = await pipelined_with_cpu(service_url, wire, service_check, pids[0])
     engine_us, matmul_us = engine_floors(weights, data[0], floor_seconds)
     return GridRow(
         n_channels, n_samples, dtype, size,
         echo_paced.summary(WARMUP_FRAMES), echo_pipe.frames_per_second(),
         service_paced.summary(WARMUP_FRAMES), service_pipe.summary(WARMUP_FRAMES),
-        service_pipe.frames_per_second(), engine_us, matmul_us,
+        service_pipe.frames_per_second(), engine_us, matmul_us, echo_cpu, service_cpu,
     )
 
 
-async def measure_grid(service_base: str, service_ws: str, echo_ws: str, floor_seconds: float = 0.5,
-                       channels: tuple[int, ...] = CHANNELS, progress: Any = print) -> list[GridRow]:
+async def measure_grid(service_base: str, service_ws: str, echo_ws: str, pids: tuple[int, int],
+                       floor_seconds: float = 0.5, channels: tuple[int, ...] = CHANNELS,
+                       progress: Any = print) -> list[GridRow]:
     """Every configuration of the grid; one session per channel count with uploaded dense weights."""
     rows: list[GridRow] = []
     for n_channels in channels:
@@ -125,10 +143,11 @@ async def measure_grid(service_base: str, service_ws: str, echo_ws: str, floor_s
         upload_weights(service_base, key, weights)
         for n_samples in CHUNK_SAMPLES:
             for dtype in DTYPE_NAMES:
-                row = await measure_row(service_ws, echo_ws, weights, key, n_samples, dtype, floor_seconds)
+                row = await measure_row(service_ws, echo_ws, pids, weights, key, n_samples, dtype, floor_seconds)
                 progress(f"  {n_channels:>5} ch x {n_samples:>3} {dtype:<7}  service p50 {row.service_paced.p50:8.1f} µs"
                          f"  p99 {row.service_paced.p99:8.1f}  echo p50 {row.echo_paced.p50:7.1f}"
                          f"  engine {row.engine_us:7.1f}  overhead {row.overhead_p50_us:7.1f}"
+                         f"  CPU/frame svc {row.service_cpu_us:6.1f} echo {row.echo_cpu_us:6.1f}"
                          f"  pipelined {row.realtime_factor:6.1f}x real time")  # fmt: skip
                 rows.append(row)
     return rows
