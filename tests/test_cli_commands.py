@@ -173,3 +173,52 @@ def test_failures_exit_non_zero_with_one_line(shared_server, tmp_path):
     assert_one_line_failure(lrr("demo", "--channels", "2", "--url", shared_server.url), "at least 3")
     np.save(tmp_path / "flat.npy", np.zeros(10))
     assert_one_line_failure(lrr("stream", str(tmp_path / "flat.npy"), "--key", "k", "-o", "o.npy"), "2-D")
+
+
+def test_stream_draws_a_progress_bar_only_on_a_terminal(shared_server, tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    np.save(tmp_path / "in.npy", recording(7, samples=2000, channels=4))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
+    process = subprocess.Popen([LRR, "stream", str(tmp_path / "in.npy"), "--key", "cli-tty", "--chunk", "100",
+                                "-o", str(tmp_path / "out.npy"), "--url", shared_server.url],
+                               stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env, text=True)
+    os.close(slave)
+    stdout, _ = process.communicate(timeout=120)
+    drawn = b""
+    while True:
+        try:
+            block = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other side is closed and drained
+            break
+        if not block:
+            break
+        drawn += block
+    os.close(master)
+    assert process.returncode == 0
+    for phase in (b"fit:", b"transform:"):  # one bar per pass: samples done / total, rate, time left
+        assert phase in drawn
+    assert b"/2.00k [" in drawn and b"samples/s" in drawn
+    assert "wrote" in stdout
+
+
+@pytest.mark.parametrize(("module", "command"), [
+    ("pyedflib", ["stream", "{dir}/rec.edf", "--key", "k", "-o", "{dir}/o.npy"]),
+    ("pylsl", ["lsl", "--input", "anything", "--key", "k"]),
+])
+def test_a_missing_optional_extra_is_named_with_its_install_command(tmp_path, module, command):
+    blocked = tmp_path / "blocked" / module
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text(f"raise ImportError('{module} is not installed here')\n")
+    (tmp_path / "rec.edf").write_bytes(b"0" * 256)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
+    env["PYTHONPATH"] = str(tmp_path / "blocked")
+    done = subprocess.run([LRR, *(part.format(dir=tmp_path) for part in command)], capture_output=True, text=True,
+                          env=env, timeout=60, stdin=subprocess.DEVNULL)
+    extra = {"pyedflib": "edf", "pylsl": "lsl"}[module]
+    assert_one_line_failure(done, f"needs {module}", f"lrr-service[{extra}]")
