@@ -225,6 +225,21 @@ def test_no_weights_is_404(server: LiveServer, stream_key: str) -> None:
     assert response.status_code == 404 and response.json()["detail"]["code"] == "no_weights"
 
 
+async def test_car_default_weights_are_served_before_any_fit(server: LiveServer, stream_key: str) -> None:
+    with server.http() as http:
+        http.put(f"/streams/{stream_key}", json={"init_default": "car"}).raise_for_status()
+    X = np.random.default_rng(12).standard_normal((6, 4))
+    async with server.connect(stream_key, "transform") as ws:
+        reply = await exchange(ws, encode_chunk(0, X))
+    car = np.full((4, 4), 1 / 3)
+    np.fill_diagonal(car, 0.0)  # y_i = x_i - mean of the other channels
+    np.testing.assert_allclose(reply.data, X @ (np.eye(4) - car), rtol=1e-12, atol=1e-12)
+    with server.http() as http:
+        assert http.get(f"/streams/{stream_key}").json()["weights_source"] == "default"
+        served = np.loadtxt(io.StringIO(http.get(f"/streams/{stream_key}/weights").text), delimiter=",")
+    np.testing.assert_allclose(served, car, rtol=1e-15)
+
+
 @pytest.mark.parametrize(
     ("csv", "status", "row", "column"),
     [

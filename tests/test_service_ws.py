@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -432,3 +433,20 @@ async def test_concurrent_fits_transforms_and_rest_changes_stay_consistent(serve
     async with server.connect(stream_key, "fit") as ws:
         last = await exchange(ws, encode_chunk(99, fit_chunks[0]))
     assert describe(server, stream_key)["n_samples"] == last.n_samples
+
+
+async def test_logs_name_events_and_never_grow_per_frame(server: LiveServer, stream_key: str) -> None:
+    rng = np.random.default_rng(14)
+    async with server.connect(stream_key, "fit") as ws:
+        await exchange(ws, encode_chunk(0, chunk(rng, 10, 4)))
+    lines_before = len(server.log_text().splitlines())
+    async with server.connect(stream_key, "fit") as fit_ws, server.connect(stream_key, "transform") as tr_ws:
+        for seq in range(150):
+            await exchange(fit_ws, encode_chunk(seq, chunk(rng, 10, 4)))
+            await exchange(tr_ws, encode_chunk(seq, chunk(rng, 10, 4)))
+            await exchange(tr_ws, b"\xc1")  # rejected frames are counted, not logged
+    new_lines = server.log_text().splitlines()[lines_before:]
+    assert len(new_lines) < 20, new_lines  # connection open/close lines, not 450 frame lines
+    created = [line for line in server.log_text().splitlines() if f'"key":"{stream_key}"' in line]
+    assert created and json.loads(created[0])["event"] == "session_created"
+    assert all(json.loads(line) for line in new_lines if line.startswith("{"))
