@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from clients.client import LRRClient
+from clients.errors import NonFiniteError
 
 RESOLVE_TIMEOUT_S = 10.0
 PULL_TIMEOUT_S = 0.05
@@ -53,6 +54,8 @@ class BridgeStats:
     samples_in: int = 0
     samples_fitted: int = 0
     samples_out: int = 0
+    samples_not_fitted: int = 0
+    """Samples of chunks the server would not fit (NaN or Inf); they are published transformed, unfitted."""
     reconnects: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -143,15 +146,15 @@ class LSLBridge:
         outlet = pylsl.StreamOutlet(output_info(pylsl, full_info, channel_labels(full_info)))
         dtype = _WIRE_DTYPE[fmt]
         deadline = None if duration is None else time.monotonic() + duration
-        queue: asyncio.Queue[tuple[asyncio.Future[Any], list[float]] | None] = asyncio.Queue(self.max_in_flight)
+        queue: asyncio.Queue[_Sent | None] = asyncio.Queue(self.max_in_flight)
         async with LRRClient(self.url, self.key, self.token) as client:
-            publisher = asyncio.create_task(self._publish(queue, outlet))
+            tasks = [asyncio.create_task(self._pump(inlet, client, queue, dtype, deadline, stop or asyncio.Event())),
+                     asyncio.create_task(self._publish(queue, outlet, client))]
             try:
-                await self._pump(inlet, client, queue, dtype, deadline, stop or asyncio.Event())
-                await queue.put(None)
-                await publisher
+                await _first_failure(tasks)
             finally:
-                publisher.cancel()
+                for task in tasks:
+                    task.cancel()
                 self.stats.reconnects = client.reconnects
                 inlet.close_stream()
         return self.stats
@@ -160,7 +163,7 @@ class LSLBridge:
                     deadline: float | None, stop: asyncio.Event) -> None:
         """Pull input and submit it: fitting-period samples to fit, then (after a solve) transform or fit_transform."""
         solved = self.window.fit_seconds is None
-        fit_acks: list[asyncio.Future[Any]] = []
+        fit_acks: list[tuple[asyncio.Future[Any], int]] = []
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             samples, stamps = await asyncio.to_thread(inlet.pull_chunk, PULL_TIMEOUT_S)
             if not stamps:
@@ -170,24 +173,60 @@ class LSLBridge:
             self.stats.samples_in += len(times)
             n_fit = self.window.split(times)
             if n_fit:
-                fit_acks.append(client.channel("fit").submit(data[:n_fit]))
+                fit_acks.append((client.channel("fit").submit(data[:n_fit]), n_fit))
                 self.stats.samples_fitted += n_fit
             if n_fit == len(times):
                 continue
             if not solved:
-                await asyncio.gather(*fit_acks)
+                await self._settle_fits(fit_acks)
                 await client.solve()
-                solved, fit_acks = True, []
-            mode = "transform" if self.window.fit_seconds is not None else "fit_transform"
-            future = client.channel(mode).submit(data[n_fit:])
-            await queue.put((future, stamps[n_fit:]))
-        if fit_acks:
-            await asyncio.gather(*fit_acks)
+                solved = True
+            fitting = self.window.fit_seconds is None
+            future = client.channel("fit_transform" if fitting else "transform").submit(data[n_fit:])
+            await queue.put(_Sent(future, stamps[n_fit:], data[n_fit:], fitting))
+        await self._settle_fits(fit_acks)
+        await queue.put(None)
 
-    async def _publish(self, queue: asyncio.Queue[Any], outlet: Any) -> None:
-        """Push each reply, in order, with its input timestamps."""
-        while (item := await queue.get()) is not None:
-            future, stamps = item
-            reply = await future
-            outlet.push_chunk(np.ascontiguousarray(reply.data), stamps)
-            self.stats.samples_out += len(stamps)
+    async def _settle_fits(self, acks: list[tuple[asyncio.Future[Any], int]]) -> None:
+        """Wait for fit acknowledgements; chunks refused as non-finite are counted, not fatal."""
+        outcomes = await asyncio.gather(*(future for future, _ in acks), return_exceptions=True)
+        for outcome, (_, samples) in zip(outcomes, acks):
+            if isinstance(outcome, NonFiniteError):
+                self.stats.samples_not_fitted += samples
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        acks.clear()
+
+    async def _publish(self, queue: asyncio.Queue[Any], outlet: Any, client: LRRClient) -> None:
+        """Push each reply, in order, with its input timestamps.
+
+        A fit_transform chunk refused as non-finite is transformed without fitting instead, so the
+        output keeps every sample (NaN stays NaN where it reaches).
+        """
+        while (sent := await queue.get()) is not None:
+            try:
+                reply = await sent.future
+                self.stats.samples_fitted += len(sent.stamps) if sent.fitting else 0
+            except NonFiniteError:
+                self.stats.samples_not_fitted += len(sent.stamps)
+                reply = await client.request("transform", sent.data)
+            outlet.push_chunk(np.ascontiguousarray(reply.data), sent.stamps)
+            self.stats.samples_out += len(sent.stamps)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A chunk on its way: its reply's future, its input timestamps and data, and whether it is being fitted."""
+
+    future: asyncio.Future[Any]
+    stamps: list[float]
+    data: np.ndarray
+    fitting: bool
+
+
+async def _first_failure(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for all tasks; if one fails, raise its exception at once (the caller cancels the others)."""
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        if task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

@@ -134,7 +134,29 @@ def test_without_fit_seconds_every_sample_goes_through_fit_transform(shared_serv
     np.testing.assert_array_equal(out_stamps, stamps)
     assert output.shape == (600, CHANNELS) and np.isfinite(output).all()
     assert httpx.get(f"{shared_server.url}/streams/lsl-ft").json()["n_samples"] == 600
-    assert json.loads(out)["samples_out"] == 600
+    summary = json.loads(out)
+    assert summary["samples_out"] == 600 and summary["samples_fitted"] == 600
+
+
+def test_a_non_finite_sample_is_published_unfitted_and_the_bridge_goes_on(shared_server):
+    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
+    outlet = make_input_outlet(name)
+    bridge = start_bridge(name, shared_server.url, "lsl-nan")
+    try:
+        inlet = connect_output(name, outlet)
+        data, stamps = recording(400)
+        data[200, 3] = np.nan
+        push_recording(outlet, data, stamps)
+        output, out_stamps = pull_samples(inlet, 400)
+    finally:
+        code, out, err = stop_bridge(bridge)
+    assert code == 0, err
+    np.testing.assert_array_equal(out_stamps, stamps)  # every sample published, in order
+    summary = json.loads(out)
+    skipped = summary["samples_not_fitted"]
+    assert skipped >= 1 and summary["samples_fitted"] == 400 - skipped
+    assert httpx.get(f"{shared_server.url}/streams/lsl-nan").json()["n_samples"] == 400 - skipped
+    assert np.isnan(output[200, 3]) and np.isfinite(output[:200]).all()
 
 
 def test_missing_input_stream_fails_with_one_line():

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> CommandResult:
     data = dataclasses.asdict(stats)
     data.pop("extra")
     text = (f"{stats.input_name} -> {stats.output_name}: {stats.samples_in} samples in, "
-            f"{stats.samples_fitted} fitted, {stats.samples_out} published")
+            f"{stats.samples_fitted} fitted, {stats.samples_not_fitted} not fitted (non-finite), "
+            f"{stats.samples_out} published")
     return CommandResult(data, text)
 
 
