@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -88,19 +89,42 @@ def recording(samples: int) -> tuple[np.ndarray, np.ndarray]:
     return data.astype(np.float32), stamps
 
 
-def test_fit_seconds_then_transform_keeps_labels_rate_and_timestamps(shared_server):
+@dataclass
+class BridgeRun:
+    """What one bridge run produced: the output stream's info, samples and timestamps, and the summary."""
+
+    name: str
+    info: "pylsl.StreamInfo"
+    output: np.ndarray
+    stamps: np.ndarray
+    summary: dict
+
+
+def bridge_recording(url: str, key: str, data: np.ndarray, stamps: np.ndarray, expected: int,
+                     *options: str) -> BridgeRun:
+    """Publish a unique input stream, run `lrr lsl` on it, push `data` and collect `expected` output samples."""
     name = f"lrr-test-{uuid.uuid4().hex[:12]}"
     outlet = make_input_outlet(name)
-    bridge = start_bridge(name, shared_server.url, "lsl-fit", "--fit-seconds", "1")
+    bridge = start_bridge(name, url, key, *options)
     try:
         inlet = connect_output(name, outlet)
         info = inlet.info(WAIT_S)
-        data, stamps = recording(1000)  # 2 s: the first second is fitted, the second transformed
         push_recording(outlet, data, stamps)
-        output, out_stamps = pull_samples(inlet, 500)
+        output, out_stamps = pull_samples(inlet, expected)
     finally:
         code, out, err = stop_bridge(bridge)
     assert code == 0, err
+    return BridgeRun(name, info, output, out_stamps, json.loads(out))
+
+
+def session(url: str, key: str) -> dict:
+    return httpx.get(f"{url}/streams/{key}").json()
+
+
+def test_fit_seconds_then_transform_keeps_labels_rate_and_timestamps(shared_server):
+    data, stamps = recording(1000)  # 2 s: the first second is fitted, the second transformed
+    run = bridge_recording(shared_server.url, "lsl-fit", data, stamps, 500, "--fit-seconds", "1")
+    info = run.info
     assert info.channel_count() == CHANNELS and info.nominal_srate() == RATE
     assert info.channel_format() == pylsl.cf_float32
     channel, labels = info.desc().child("channels").child("channel"), []
@@ -108,55 +132,34 @@ def test_fit_seconds_then_transform_keeps_labels_rate_and_timestamps(shared_serv
         labels.append(channel.child_value("label"))
         channel = channel.next_sibling("channel")
     assert labels == LABELS
-    assert output.shape == (500, CHANNELS)
-    np.testing.assert_array_equal(out_stamps, stamps[500:])
+    assert run.output.shape == (500, CHANNELS)
+    np.testing.assert_array_equal(run.stamps, stamps[500:])
     weights = np.loadtxt(httpx.get(f"{shared_server.url}/streams/lsl-fit/weights").text.splitlines(), delimiter=",")
     expected = data[500:].astype(np.float64) @ (np.eye(CHANNELS) - weights)
-    np.testing.assert_allclose(output, expected, rtol=1e-4, atol=1e-3)
-    assert httpx.get(f"{shared_server.url}/streams/lsl-fit").json()["n_samples"] == 500
-    summary = json.loads(out)
-    assert summary["samples_fitted"] == 500 and summary["samples_out"] == 500
-    assert summary["output_name"] == name + "-lrr"
+    np.testing.assert_allclose(run.output, expected, rtol=1e-4, atol=1e-3)
+    assert session(shared_server.url, "lsl-fit")["n_samples"] == 500
+    assert run.summary["samples_fitted"] == 500 and run.summary["samples_out"] == 500
+    assert run.summary["output_name"] == run.name + "-lrr"
 
 
 def test_without_fit_seconds_every_sample_goes_through_fit_transform(shared_server):
-    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
-    outlet = make_input_outlet(name)
-    bridge = start_bridge(name, shared_server.url, "lsl-ft")
-    try:
-        inlet = connect_output(name, outlet)
-        data, stamps = recording(600)
-        push_recording(outlet, data, stamps)
-        output, out_stamps = pull_samples(inlet, 600)
-    finally:
-        code, out, err = stop_bridge(bridge)
-    assert code == 0, err
-    np.testing.assert_array_equal(out_stamps, stamps)
-    assert output.shape == (600, CHANNELS) and np.isfinite(output).all()
-    assert httpx.get(f"{shared_server.url}/streams/lsl-ft").json()["n_samples"] == 600
-    summary = json.loads(out)
-    assert summary["samples_out"] == 600 and summary["samples_fitted"] == 600
+    data, stamps = recording(600)
+    run = bridge_recording(shared_server.url, "lsl-ft", data, stamps, 600)
+    np.testing.assert_array_equal(run.stamps, stamps)
+    assert run.output.shape == (600, CHANNELS) and np.isfinite(run.output).all()
+    assert session(shared_server.url, "lsl-ft")["n_samples"] == 600
+    assert run.summary["samples_out"] == 600 and run.summary["samples_fitted"] == 600
 
 
 def test_a_non_finite_sample_is_published_unfitted_and_the_bridge_goes_on(shared_server):
-    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
-    outlet = make_input_outlet(name)
-    bridge = start_bridge(name, shared_server.url, "lsl-nan")
-    try:
-        inlet = connect_output(name, outlet)
-        data, stamps = recording(400)
-        data[200, 3] = np.nan
-        push_recording(outlet, data, stamps)
-        output, out_stamps = pull_samples(inlet, 400)
-    finally:
-        code, out, err = stop_bridge(bridge)
-    assert code == 0, err
-    np.testing.assert_array_equal(out_stamps, stamps)  # every sample published, in order
-    summary = json.loads(out)
-    skipped = summary["samples_not_fitted"]
-    assert skipped >= 1 and summary["samples_fitted"] == 400 - skipped
-    assert httpx.get(f"{shared_server.url}/streams/lsl-nan").json()["n_samples"] == 400 - skipped
-    assert np.isnan(output[200, 3]) and np.isfinite(output[:200]).all()
+    data, stamps = recording(400)
+    data[200, 3] = np.nan
+    run = bridge_recording(shared_server.url, "lsl-nan", data, stamps, 400)
+    np.testing.assert_array_equal(run.stamps, stamps)  # every sample published, in order
+    skipped = run.summary["samples_not_fitted"]
+    assert skipped >= 1 and run.summary["samples_fitted"] == 400 - skipped
+    assert session(shared_server.url, "lsl-nan")["n_samples"] == 400 - skipped
+    assert np.isnan(run.output[200, 3]) and np.isfinite(run.output[:200]).all()
 
 
 def test_missing_input_stream_fails_with_one_line():
