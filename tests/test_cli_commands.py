@@ -222,3 +222,15 @@ def test_a_missing_optional_extra_is_named_with_its_install_command(tmp_path, mo
                           env=env, timeout=60, stdin=subprocess.DEVNULL)
     extra = {"pyedflib": "edf", "pylsl": "lsl"}[module]
     assert_one_line_failure(done, f"needs {module}", f"lrr-service[{extra}]")
+
+
+def test_token_from_option_or_environment(server_factory):
+    server = server_factory(env={"LRR_API_TOKEN": "s3cret"})
+    assert_one_line_failure(lrr("sessions", "--url", server.url), "unauthorized", "HTTP 401")
+    assert lrr("sessions", "--url", server.url, "--token", "s3cret").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")} | {"LRR_URL": server.url,
+                                                                              "LRR_API_TOKEN": "s3cret"}
+    done = subprocess.run([LRR, "demo", "--channels", "3", "--seconds", "1", "--fit-seconds", "0.5", "--json"],
+                          capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["url"] == server.url
