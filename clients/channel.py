@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,23 +20,13 @@ from clients.backoff import ReconnectPolicy
 from clients.errors import (
     AuthenticationError, ConnectionLost, LRRClientError, ProtocolError, ServerError, error_for,
 )
+from clients.inflight import InFlight
 
 MAX_REPLY_BYTES = 2**28
 """Largest reply accepted (256 MiB): far above any realistic chunk."""
 
-NOT_SENT = -1
-
 _FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 """Close codes that mean the server refuses this client, so reconnecting cannot help."""
-
-
-@dataclass
-class _Pending:
-    """A frame awaiting its reply, and the connection generation it was last sent on."""
-
-    frame: bytes | str
-    future: asyncio.Future[codec.Reply]
-    sent_on: int = NOT_SENT
 
 
 def _mark_retrieved(future: asyncio.Future[codec.Reply]) -> None:
@@ -56,9 +45,7 @@ class Channel:
         self._policy = policy
         self._resend = resend
         self._open_timeout = open_timeout
-        self._pending: dict[int, _Pending] = {}
-        self._next_seq = 0
-        self._generation = 0
+        self._frames = InFlight()
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
         self._send_lock = asyncio.Lock()
@@ -74,12 +61,12 @@ class Channel:
     @property
     def in_flight(self) -> int:
         """Frames submitted whose reply has not arrived yet."""
-        return len(self._pending)
+        return len(self._frames)
 
     @property
     def unsent(self) -> int:
         """Frames waiting for a reply that are not yet written to the current connection."""
-        return sum(1 for pending in self._pending.values() if pending.sent_on != self._generation)
+        return self._frames.unsent()
 
     def submit(self, data: np.ndarray, *, t0: int | float | None = None,
                fs: int | float | None = None) -> asyncio.Future[codec.Reply]:
@@ -87,8 +74,8 @@ class Channel:
 
         Raises ValueError at once for data the wire cannot carry (not 2-D, empty, unsupported dtype).
         """
-        frame = codec.encode_chunk(self._next_seq, data, t0=t0, fs=fs)
-        return self.submit_encoded(self._next_seq, frame)
+        seq = self._frames.next_seq
+        return self.submit_encoded(seq, codec.encode_chunk(seq, data, t0=t0, fs=fs))
 
     def submit_encoded(self, seq: int, message: bytes | str) -> asyncio.Future[codec.Reply]:
         """Queue an already encoded message whose reply will carry `seq` (for relays and protocol tests).
@@ -97,12 +84,9 @@ class Channel:
         """
         if self._closed:
             raise LRRClientError("the client is closed; make a new one")
-        if seq in self._pending:
-            raise ValueError(f"seq {seq} is still waiting for its reply; expected a seq not in flight")
-        self._next_seq = max(self._next_seq, seq + 1)
         future: asyncio.Future[codec.Reply] = asyncio.get_running_loop().create_future()
+        self._frames.add(seq, message, future)
         future.add_done_callback(_mark_retrieved)
-        self._pending[seq] = _Pending(message, future)
         self._queue.put_nowait(seq)
         self._ensure_running()
         return future
@@ -121,7 +105,7 @@ class Channel:
                     pass
         if self._ws is not None:
             await self._ws.close()
-        self._fail_all(ConnectionLost("the client was closed", tuple(self._pending)))
+        self._frames.fail_all(ConnectionLost("the client was closed"))
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -142,26 +126,26 @@ class Channel:
                 self.reconnects += 1
         except LRRClientError as exc:
             self._connected.clear()
-            self._fail_all(exc)
+            self._frames.fail_all(exc)
         except Exception as exc:  # a bug or an unforeseen failure must not leave frames waiting forever
             self._connected.clear()
-            self._fail_all(ConnectionLost(f"the connection to {self.url} failed unexpectedly ({_describe(exc)})"))
+            self._frames.fail_all(ConnectionLost(f"the connection to {self.url} failed unexpectedly ({_describe(exc)})"))
             raise
 
     async def _send_queued(self) -> None:
         """Send queued frames in seq order, each at most once per connection."""
         while True:
             seq = await self._queue.get()
-            pending = self._pending.get(seq)
-            if pending is None:
+            if self._frames.to_send(seq) is None:
                 continue
             await self._connected.wait()
             async with self._send_lock:
-                if seq not in self._pending or pending.sent_on == self._generation or self._ws is None:
+                message = self._frames.to_send(seq)
+                if message is None or self._ws is None:
                     continue
                 try:
-                    await self._ws.send(pending.frame)
-                    pending.sent_on = self._generation
+                    await self._ws.send(message)
+                    self._frames.mark_sent(seq)
                 except ConnectionClosed:
                     pass  # the supervisor reconnects and sends it again
 
@@ -183,7 +167,7 @@ class Channel:
                 if delay is None:
                     raise ConnectionLost(f"lost the connection to {self.url} and could not reconnect "
                                          f"({_describe(failure) if failure else 'reconnecting is disabled'})",
-                                         tuple(self._pending))
+                                         self._frames.seqs())
                 await asyncio.sleep(delay)
             try:
                 ws = await connect(self.url, additional_headers=self._headers, max_size=MAX_REPLY_BYTES,
@@ -200,10 +184,9 @@ class Channel:
             else:
                 break
             if first:
-                raise ConnectionLost(f"cannot connect to {self.url} ({_describe(failure)})", tuple(self._pending))
+                raise ConnectionLost(f"cannot connect to {self.url} ({_describe(failure)})", self._frames.seqs())
         self._ws = ws
         self._refusal = None
-        self._generation += 1
         try:
             await self._send_unanswered(ws)
         except ConnectionClosed:
@@ -211,17 +194,13 @@ class Channel:
         self._connected.set()
 
     async def _send_unanswered(self, ws: ClientConnection) -> None:
-        """After a reconnect, send every frame without a reply again, in seq order (or fail it if resend is off)."""
+        """On a new connection, write every frame without a reply again, oldest first."""
         async with self._send_lock:
-            for seq, pending in list(self._pending.items()):
-                if pending.sent_on != NOT_SENT and not self._resend:
-                    self._pending.pop(seq)
-                    _settle(pending.future, ConnectionLost(
-                        "the connection dropped before this frame was answered; it may or may not have been applied",
-                        (seq,)))
-                    continue
-                await ws.send(pending.frame)
-                pending.sent_on = self._generation
+            for seq in self._frames.start_connection(resend=self._resend):
+                message = self._frames.to_send(seq)
+                if message is not None:
+                    await ws.send(message)
+                    self._frames.mark_sent(seq)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -252,46 +231,12 @@ class Channel:
             raise error_for("closed", f"the server closed the connection ({code}: {reason or 'no reason'})")
 
     def _dispatch(self, reply: codec.Reply) -> None:
-        """Hand a reply to its frame's future; an error without seq concerns the whole connection."""
+        """Hand a reply to its frame; a bad_key refusal concerns the whole connection (the server closes next)."""
         self._retry_delays = None  # progress: a later drop gets a fresh reconnect budget
-        seq = reply.seq
-        if seq is None:  # an unreadable message: replies come in order, so it is the oldest one on this connection
-            assert isinstance(reply, codec.ErrorReply)
-            if reply.code == codec.BAD_KEY:  # said once after the handshake, then the server closes
-                self._refusal = error_for(reply.code, reply.message)
-                return
-            seq = next((s for s, p in self._pending.items() if p.sent_on == self._generation), None)
-            if seq is None:
-                return
-        pending = self._pending.pop(seq, None)
-        if pending is None:
-            return  # a late duplicate of a frame answered before a reconnect
-        if isinstance(reply, codec.ErrorReply):
-            _settle(pending.future, error_for(reply.code, reply.message, seq=seq))
-        else:
-            _settle(pending.future, reply)
-
-    def _fail_all(self, exc: LRRClientError) -> None:
-        """Settle every waiting frame with `exc` (ConnectionLost lists them all)."""
-        pending, self._pending = self._pending, {}
-        for seq, item in pending.items():
-            if isinstance(exc, ConnectionLost):
-                error: Exception = ConnectionLost(exc.reason, tuple(pending))
-            elif isinstance(exc, ServerError):
-                error = error_for(exc.code, exc.message, seq=seq, status=exc.status)
-            else:
-                error = type(exc)(*exc.args)
-            _settle(item.future, error)
-
-
-def _settle(future: asyncio.Future[codec.Reply], outcome: codec.Reply | Exception) -> None:
-    """Resolve `future` unless the caller already cancelled it."""
-    if future.done():
-        return
-    if isinstance(outcome, Exception):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+        if isinstance(reply, codec.ErrorReply) and reply.seq is None and reply.code == codec.BAD_KEY:
+            self._refusal = error_for(reply.code, reply.message)
+            return
+        self._frames.resolve(reply)
 
 
 def _handshake_text(exc: InvalidStatus) -> str:

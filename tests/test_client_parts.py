@@ -69,3 +69,33 @@ def test_artifact_measure_sees_the_artifacts_and_not_the_signals():
     assert (before > 4).all() and (clean < 0.01).all()
     assert reduction_db(before, clean) > 25
     assert reduction_db(before, before) == 0
+
+
+async def test_in_flight_matches_replies_by_seq_and_unreadable_ones_to_the_oldest_sent_frame():
+    import asyncio
+
+    from clients.errors import BadMsgpackError, ConnectionLost
+    from clients.inflight import InFlight
+    from core import codec
+
+    loop = asyncio.get_running_loop()
+    frames = InFlight()
+    futures = [loop.create_future() for _ in range(4)]
+    for seq, future in enumerate(futures):
+        frames.add(seq, b"frame%d" % seq, future)
+    assert frames.start_connection(resend=True) == [0, 1, 2, 3]
+    for seq in (0, 1, 2):
+        frames.mark_sent(seq)
+    assert frames.unsent() == 1 and frames.to_send(0) is None and frames.to_send(3) == b"frame3"
+    frames.resolve(codec.AckReply(seq=1, n_samples=5, weights_version=0, reset=False))
+    frames.resolve(codec.ErrorReply(code=codec.BAD_MSGPACK, message="garbled", seq=None))
+    assert futures[1].result().n_samples == 5
+    assert isinstance(futures[0].exception(), BadMsgpackError)  # the oldest frame on this connection
+    assert frames.seqs() == (2, 3)
+    assert frames.start_connection(resend=False) == [3]  # 2 was on the lost connection: reported, not resent
+    assert isinstance(futures[2].exception(), ConnectionLost) and futures[2].exception().unanswered == (2,)
+    frames.fail_all(ConnectionLost("gone"))
+    assert futures[3].exception().unanswered == (3,) and len(frames) == 0
+    with pytest.raises(ValueError, match="in flight"):
+        frames.add(7, b"x", loop.create_future())
+        frames.add(7, b"y", loop.create_future())
