@@ -39,7 +39,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         settings=settings,
         metrics=metrics,
         registry=registry,
-        scheduler=SolveScheduler(executor, lane, settings.solve_every_samples, metrics),
+        scheduler=SolveScheduler(
+            executor, lane, metrics, settings.solve_every_samples, settings.solve_min_interval_seconds
+        ),
         checkpointer=Checkpointer(store, registry, lane, metrics),
         lane=lane,
         auth=TokenChecker(settings.token()),

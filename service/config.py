@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
     solve_every_samples: int = Field(
         3000, ge=1, description="Start a background solve once this many new fit samples have been accumulated."
     )
+    solve_min_interval_seconds: float = Field(
+        0.5, ge=0, description="Automatic solves of one session start at most this often (REST solves: any time)."
+    )
     blas_threads: int = Field(
         1, ge=1, description="BLAS threads numpy may use (threadpoolctl); 1 keeps a core free for the event loop."
     )

@@ -34,11 +34,17 @@ class SolveScheduler:
     """Runs automatic (coalesced) and requested solves on a dedicated executor."""
 
     def __init__(
-        self, executor: ThreadPoolExecutor, lane: StatisticsLane, solve_every_samples: int, metrics: ServiceMetrics
+        self,
+        executor: ThreadPoolExecutor,
+        lane: StatisticsLane,
+        metrics: ServiceMetrics,
+        solve_every_samples: int,
+        min_interval_seconds: float = 0.0,
     ) -> None:
         self.executor = executor
         self.lane = lane
         self.solve_every_samples = solve_every_samples
+        self.min_interval_seconds = min_interval_seconds
         self.metrics = metrics
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -59,17 +65,23 @@ class SolveScheduler:
             task.add_done_callback(self._tasks.discard)
 
     async def _auto_solve(self, session: Session) -> None:
-        """Solve until the weights have caught up with the fit traffic (newest statistics each time)."""
+        """Solve until the weights have caught up with the fit traffic (newest statistics each time),
+        starting solves at most every `min_interval_seconds` so large groups cannot eat every core."""
+        loop = asyncio.get_running_loop()
         try:
             while (
                 not session.closed
                 and session.pending_samples >= self.solve_every_samples
                 and session.engine.weights_source != "uploaded"
             ):
+                started = loop.time()
                 async with session.solve_lock:
                     outcome = await self._solve_once(session, replace_uploaded=False)
                 if outcome.reason == "failed":
                     break
+                pause = self.min_interval_seconds - (loop.time() - started)
+                if pause > 0:
+                    await asyncio.sleep(pause)
         finally:
             session.solve_task = None
 

@@ -55,6 +55,17 @@ def snapshot(server: LiveServer, key: str) -> tuple[dict, bytes | None]:
     return body, csv.content if csv.status_code == 200 else None
 
 
+def wait_until_solved(server: LiveServer, key: str, n_samples: int) -> tuple[dict, bytes | None]:
+    """Poll until the background solves reflect `n_samples` and none is pending (bounded); the snapshot then."""
+    for _ in range(WAIT_STEPS):
+        with server.http() as http:
+            body = http.get(f"/streams/{key}").json()
+        if body["n_samples_solved"] == n_samples and not body["solve_in_flight"]:
+            return snapshot(server, key)
+        time.sleep(0.02)
+    raise AssertionError(f"the weights of {key!r} never reflected {n_samples} samples: {body}")
+
+
 def wait_for_log(server: LiveServer, needle: str) -> None:
     """Poll the server log for `needle` (bounded)."""
     for _ in range(WAIT_STEPS):
@@ -128,8 +139,10 @@ async def test_solved_state_is_checkpointed_periodically(server_factory) -> None
     async with server.connect("auto", "fit") as ws:
         for seq in range(5):
             await exchange(ws, encode_chunk(seq, rng.standard_normal((100, 5)) + rng.standard_normal((100, 1))))
-    wait_for_log(server, '"event":"checkpoint","key":"auto","reason":"periodic","n_samples":500')
-    expected = snapshot(server, "auto")
+    expected = wait_until_solved(server, "auto", 500)
+    version = expected[0]["weights_version"]
+    periodic = '"event":"checkpoint","key":"auto","reason":"periodic","n_samples":500'
+    wait_for_log(server, f'{periodic},"weights_version":{version}')
     server.kill()
     server.start()
     restored = snapshot(server, "auto")
