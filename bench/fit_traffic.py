@@ -49,7 +49,7 @@ async def fit_stream(url: str, wire: list[bytes], count: int, period: float | No
         await ws.send(wire[0])
         first = decode_reply(await ws.recv())
         assert isinstance(first, AckReply), first
-        schedule = paced(period, time.perf_counter()) if period else no_wait
+        schedule = paced(period, time.perf_counter(), count) if period else no_wait
         run = await drive(ws, wire, count, schedule, expect_ack, window=None if period else WINDOW)
         return FitRun(run, first.n_samples)
 

@@ -68,6 +68,12 @@ async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo
     return rows
 
 
+def rigs_per_core(rows: list[dict[str, Any]]) -> float:
+    """Machine-load-free capacity: one core divided by the server CPU one rig costs (median over counts)."""
+    shares = [row["server_cpu"] / row["rigs"] for row in rows if row["server_cpu"] > 0]
+    return 1.0 / float(np.median(shares)) if shares else float("nan")
+
+
 def max_rigs(rows: list[dict[str, Any]]) -> int:
     """The largest rig count kept in real time with every smaller measured count also kept."""
     best = 0

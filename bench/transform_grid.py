@@ -17,6 +17,7 @@ from bench_core import interleaved_medians
 from core import LRR
 from latency import Latency
 from processes import cpu_seconds
+from service_path import service_path_us
 from wsload import StreamRun, run_paced, run_pipelined
 from workload import FS, chunks, dense_weights, expect_chunk, expect_echo, frames, upload_weights
 
@@ -47,11 +48,17 @@ class GridRow:
     matmul_us: float
     echo_cpu_us: float
     service_cpu_us: float
+    path_us: float
 
     @property
     def overhead_p50_us(self) -> float:
         """The service's own cost per frame: its round trip minus (transport floor + engine), at p50."""
         return self.service_paced.p50 - self.echo_paced.p50 - self.engine_us
+
+    @property
+    def path_overhead_us(self) -> float:
+        """What the service's own code adds per frame in-process: on_binary minus the engine's transform."""
+        return self.path_us - self.engine_us
 
     @property
     def cpu_overhead_us(self) -> float:
@@ -73,7 +80,8 @@ class GridRow:
             "service_pipelined_fps": self.service_pipelined_fps, "engine_us": self.engine_us,
             "matmul_us": self.matmul_us, "overhead_p50_us": self.overhead_p50_us,
             "echo_cpu_us": self.echo_cpu_us, "service_cpu_us": self.service_cpu_us,
-            "cpu_overhead_us": self.cpu_overhead_us,
+            "cpu_overhead_us": self.cpu_overhead_us, "path_us": self.path_us,
+            "path_overhead_us": self.path_overhead_us,
             "realtime_factor": self.realtime_factor,
         }
 
@@ -124,11 +132,12 @@ async def measure_row(service_url: str, echo_url: str, pids: tuple[int, int], we
     service_paced = await run_paced(service_url, wire, paced_frames, period, service_check)
     service_pipe, service_cpu = await pipelined_with_cpu(service_url, wire, service_check, pids[0])
     engine_us, matmul_us = engine_floors(weights, data[0], floor_seconds)
+    path_us = await service_path_us(weights, wire[0], floor_seconds)
     return GridRow(
         n_channels, n_samples, dtype, size,
         echo_paced.summary(WARMUP_FRAMES), echo_pipe.frames_per_second(),
         service_paced.summary(WARMUP_FRAMES), service_pipe.summary(WARMUP_FRAMES),
-        service_pipe.frames_per_second(), engine_us, matmul_us, echo_cpu, service_cpu,
+        service_pipe.frames_per_second(), engine_us, matmul_us, echo_cpu, service_cpu, path_us,
     )
 
 
@@ -148,6 +157,7 @@ async def measure_grid(service_base: str, service_ws: str, echo_ws: str, pids: t
                          f"  p99 {row.service_paced.p99:8.1f}  echo p50 {row.echo_paced.p50:7.1f}"
                          f"  engine {row.engine_us:7.1f}  overhead {row.overhead_p50_us:7.1f}"
                          f"  CPU/frame svc {row.service_cpu_us:6.1f} echo {row.echo_cpu_us:6.1f}"
+                         f"  in-process path +{row.path_overhead_us:5.1f}"
                          f"  pipelined {row.realtime_factor:6.1f}x real time")  # fmt: skip
                 rows.append(row)
     return rows

@@ -8,6 +8,7 @@ before the clock starts and reused cyclically.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -54,15 +55,42 @@ async def open_stream(url: str) -> ClientConnection:
     return await connect(url, compression=None, max_size=None, open_timeout=20, ping_interval=None)
 
 
-def paced(period: float, start: float) -> Schedule:
-    """Send frame i at `start + i * period` (never early; late frames go at once, like a rig's buffer)."""
+def paced_group(period: float, starts: Sequence[float], count: int) -> list[Schedule]:
+    """One schedule per stream: frame i of stream k at `starts[k] + i * period`, never early.
 
-    async def wait(i: int) -> None:
-        delay = start + i * period - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    The clock is one thread sleeping with `time.sleep` (a high-resolution timer) through the merged
+    schedule of all streams: the event loop's own timers are millisecond-grained (uvloop even fires
+    sub-millisecond sleeps at once), which would send frames early or in bursts and misstate every
+    paced figure. Late frames go at once, like a rig's buffer.
+    """
+    loop = asyncio.get_running_loop()
+    queues: list[asyncio.Queue[int]] = [asyncio.Queue() for _ in starts]
+    events = sorted((start + i * period, k, i) for k, start in enumerate(starts) for i in range(count))
 
-    return wait
+    def ticker() -> None:
+        for due, k, i in events:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                loop.call_soon_threadsafe(queues[k].put_nowait, i)
+            except RuntimeError:  # the loop is gone: the run was abandoned
+                return
+
+    threading.Thread(target=ticker, name="bench-pacer", daemon=True).start()
+
+    def schedule(queue: asyncio.Queue[int]) -> Schedule:
+        async def wait(i: int) -> None:
+            await queue.get()
+
+        return wait
+
+    return [schedule(queue) for queue in queues]
+
+
+def paced(period: float, start: float, count: int) -> Schedule:
+    """The schedule of a single paced stream (see `paced_group`)."""
+    return paced_group(period, [start], count)[0]
 
 
 async def drive(ws: ClientConnection, frames: Sequence[bytes], count: int, schedule: Schedule,
@@ -104,7 +132,7 @@ async def run_paced(url: str, frames: Sequence[bytes], count: int, period: float
     async with await open_stream(url) as ws:
         await ws.send(frames[0])
         await ws.recv()  # warm-up: session lookup, first-use allocations
-        return await drive(ws, frames, count, paced(period, time.perf_counter()), check)
+        return await drive(ws, frames, count, paced(period, time.perf_counter(), count), check)
 
 
 async def run_pipelined(url: str, frames: Sequence[bytes], count: int, window: int, check: Check) -> StreamRun:
@@ -125,7 +153,8 @@ async def run_paced_many(urls: Sequence[str], frames: Sequence[bytes], count: in
             await ws.recv()
         start = time.perf_counter() + 0.01
         offsets = [start + period * k / len(sockets) for k in range(len(sockets))]
-        runs = [drive(ws, frames, count, paced(period, offset), check) for ws, offset in zip(sockets, offsets)]
+        schedules = paced_group(period, offsets, count)
+        runs = [drive(ws, frames, count, schedule, check) for ws, schedule in zip(sockets, schedules)]
         return list(await asyncio.gather(*runs))
     finally:
         for ws in sockets:
