@@ -9,7 +9,7 @@ are separate steps so that a real-time caller decides when to solve, and where.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +33,8 @@ class Solution:
     weights: np.ndarray
     n_samples: int
     generation: int
+    plans: dict[np.dtype, ApplyPlan] = field(default_factory=dict)
+    """Application plans prepared with the solve, so installing them costs nothing."""
 
 
 class LRR:
@@ -43,7 +45,11 @@ class LRR:
     call raises a ``ValueError`` subclass and leaves the engine exactly as it was.
     """
 
-    def __init__(self, settings: LRRSettings | None = None, *, staging_bytes: int = DEFAULT_STAGING_BYTES) -> None:
+    def __init__(self, settings: LRRSettings | None = None, *, staging_bytes: int = DEFAULT_STAGING_BYTES,
+                 weights_version: int = 0) -> None:
+        """``weights_version`` lets a replacement engine continue its predecessor's versions."""
+        if isinstance(weights_version, bool) or not isinstance(weights_version, int) or weights_version < 0:
+            raise ValueError(f"weights_version must be an integer >= 0, got {weights_version!r}")
         self._settings = settings if settings is not None else LRRSettings()
         self._staging_bytes = staging_bytes
         self._n_channels: int | None = None
@@ -51,7 +57,7 @@ class LRR:
         self._accumulator: CovarianceAccumulator | None = None
         self._weights: np.ndarray | None = None
         self._source: WeightsSource = "none"
-        self._version = 0
+        self._version = weights_version
         self._generation = 0
         self._n_samples_solved = 0
         self._plans: dict[np.dtype, ApplyPlan] = {}
@@ -127,15 +133,23 @@ class LRR:
         """A copy of the statistics that ``solve_statistics`` can use in another thread."""
         if self._accumulator is None:
             raise ShapeError("no data yet: accumulate a chunk before asking for statistics")
-        return self._accumulator.statistics()
+        return replace(self._accumulator.statistics(), generation=self._generation)
 
     def solve_statistics(self, stats: Statistics) -> Solution:
-        """Solve W from ``stats``; reads only immutable inputs, so it is thread-safe."""
-        if self._n_channels != stats.n_channels:
-            raise ChannelCountError(self._n_channels or 0, stats.n_channels, what="statistics")
-        W = solve_weights(stats, self._groups, self._settings)
+        """Solve W from ``stats`` and plan its application; safe in a worker thread.
+
+        It reads the settings and groups (replaced, never mutated) and the statistics copy;
+        the solution remembers the statistics' generation, so ``install`` refuses it if the
+        engine was reset or given other weights in the meantime.
+        """
+        groups, n_channels = self._groups, self._n_channels
+        if n_channels != stats.n_channels:
+            raise ChannelCountError(n_channels or 0, stats.n_channels, what="statistics")
+        W = solve_weights(stats, groups, self._settings)
         W.flags.writeable = False
-        return Solution(W, stats.n_samples, self._generation)
+        dtypes = tuple(self._plans) or (np.dtype(np.float32),)
+        plans = {dtype: ApplyPlan(W, stats.n_channels, dtype) for dtype in dtypes}
+        return Solution(W, stats.n_samples, stats.generation, plans)
 
     def install(self, solution: Solution, *, replace_uploaded: bool = False) -> bool:
         """Apply solved weights unless they are stale; True when they were applied.
@@ -151,6 +165,7 @@ class LRR:
         if self._source == "fitted" and solution.n_samples < self._n_samples_solved:
             return False
         self._set_weights(solution.weights, "fitted")
+        self._plans = dict(solution.plans)
         self._n_samples_solved = solution.n_samples
         return True
 

@@ -25,6 +25,8 @@ class Statistics:
     """Σ wᵢ: the effective number of samples."""
     n_samples: int
     """Samples accepted, counted without forgetting."""
+    generation: int = 0
+    """The engine's generation when copied, so a solution of stale statistics is recognised."""
 
     @property
     def n_channels(self) -> int:

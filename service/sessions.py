@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from core import LRR, LRRSettings
-from core.engine import SNAPSHOT_FORMAT
 from core.groups import resolve_groups
 from service.keys import validate_key
 from service.logs import log_event
@@ -113,11 +112,7 @@ class Session:
 
 def engine_with_settings(settings: LRRSettings, after_version: int = 0) -> LRR:
     """A fresh engine whose weights_version continues after `after_version`, so versions never go back."""
-    if after_version <= 0:
-        return LRR(settings)
-    meta = {"format": SNAPSHOT_FORMAT, "settings": settings.to_dict(), "n_channels": None,
-            "weights_version": after_version + 1, "weights_source": "none"}  # fmt: skip
-    return LRR.restore(meta, {})
+    return LRR(settings, weights_version=after_version + 1 if after_version > 0 else 0)
 
 
 def check_settings_fit(settings: LRRSettings, n_channels: int) -> None:

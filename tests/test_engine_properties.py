@@ -195,3 +195,37 @@ def test_accumulate_is_cheap_until_the_staging_block_is_full():
     engine.accumulate(np.ones((30, 4)))
     assert engine.accumulate_is_cheap(70) and not engine.accumulate_is_cheap(71)
     assert not engine.accumulate_is_cheap(100)
+
+
+def test_statistics_carry_their_generation_so_a_reset_in_between_makes_them_stale():
+    rng = np.random.default_rng(11)
+    engine = LRR()
+    engine.accumulate(mixed_signals(rng, 300, 6))
+    stats = engine.statistics()
+    engine.reset()
+    engine.accumulate(mixed_signals(rng, 300, 6))  # same channel count again
+    assert engine.install(engine.solve_statistics(stats)) is False
+    assert engine.install(engine.solve_statistics(engine.statistics())) is True
+
+
+def test_solutions_bring_their_application_plans_for_the_dtypes_in_use():
+    rng = np.random.default_rng(12)
+    engine = LRR()
+    X = mixed_signals(rng, 300, 6)
+    engine.accumulate(X)
+    first = engine.solve_statistics(engine.statistics())
+    assert set(first.plans) == {np.dtype(np.float32)}
+    engine.install(first)
+    engine.transform(X)  # float64 now in use too
+    second = engine.solve_statistics(engine.statistics())
+    assert set(second.plans) == {np.dtype(np.float32), np.dtype(np.float64)}
+    engine.install(second)
+    np.testing.assert_allclose(engine.transform(X), X @ (np.eye(6) - second.weights), atol=1e-12)
+
+
+def test_a_replacement_engine_continues_the_weights_version():
+    engine = LRR(weights_version=41)
+    engine.load_weights(np.zeros((3, 3)))
+    assert engine.weights_version == 42
+    with pytest.raises(ValueError, match="weights_version"):
+        LRR(weights_version=-1)
