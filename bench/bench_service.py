@@ -72,7 +72,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         print("fit traffic:", flush=True)
         results["fit"] = await measure_fit(server.ws_url, server.url, 3.0 * scale)
         print("concurrent rigs:", flush=True)
-        results["rigs"] = await measure_rigs(server.url, server.ws_url, server.pid or 0, echo.ws_url, 2.0 * scale)
+        results["rigs"] = await measure_rigs(server.url, server.ws_url, pids[0], echo.ws_url, pids[1], 2.0 * scale)
     print("transport variants (echo of a 30 x 384 float32 frame):", flush=True)
     results["transports"] = await measure_transports(2.0 * scale)
     print("memory per session:", flush=True)

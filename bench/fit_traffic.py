@@ -37,6 +37,9 @@ class FitRun:
     run: StreamRun
     n_before: int
     lags: list[float] = field(default_factory=list)
+    """Per solve seen: from the ack of its newest sample until it was in use (the freshest data's lag)."""
+    worst_lags: list[float] = field(default_factory=list)
+    """Per solve seen: from the ack of the first sample it did NOT include until the next solve was in use."""
 
     def samples_per_second(self) -> float:
         """Fit samples acknowledged per second."""
@@ -68,15 +71,24 @@ async def poll_lag(base_url: str, fit: asyncio.Task[FitRun]) -> list[tuple[float
     return seen
 
 
-def weights_lags(fit: FitRun, seen: list[tuple[float, int]]) -> list[float]:
-    """For each newly solved sample count: when it was first seen in use minus when its last sample was acked."""
+def weights_lags(fit: FitRun, seen: list[tuple[float, int]]) -> tuple[list[float], list[float]]:
+    """(freshest lags, worst lags) in seconds from the solves seen in use and the fit acks' times."""
     acked_counts = [fit.n_before + (i + 1) * N_SAMPLES for i in range(len(fit.run.sent))]
-    lags = []
-    for seen_at, solved in seen:
-        i = bisect.bisect_left(acked_counts, solved)
-        if solved > fit.n_before and i < len(acked_counts):
-            lags.append(seen_at - float(fit.run.received[i]))
-    return lags
+
+    def acked_at(n_samples: int) -> float | None:
+        i = bisect.bisect_left(acked_counts, n_samples)
+        return float(fit.run.received[i]) if n_samples > fit.n_before and i < len(acked_counts) else None
+
+    fresh, worst = [], []
+    for k, (seen_at, solved) in enumerate(seen):
+        newest = acked_at(solved)
+        if newest is not None:
+            fresh.append(seen_at - newest)
+        if k + 1 < len(seen):
+            first_left_out = acked_at(solved + 1)
+            if first_left_out is not None:
+                worst.append(seen[k + 1][0] - first_left_out)
+    return fresh, worst
 
 
 async def fit_with_transform(service_ws: str, base_url: str, fit_wire: list[bytes], tr_wire: list[bytes],
@@ -89,15 +101,17 @@ async def fit_with_transform(service_ws: str, base_url: str, fit_wire: list[byte
     transform = await run_paced(f"{service_ws}/ws/{KEY}/transform", tr_wire, count, period,
                                 expect_chunk(N_SAMPLES, N_CHANNELS))  # fmt: skip
     fit_run = await fit
-    fit_run.lags = weights_lags(fit_run, await poller)
+    fit_run.lags, fit_run.worst_lags = weights_lags(fit_run, await poller)
     return fit_run, transform
 
 
-def lag_summary(lags: list[float]) -> dict[str, float]:
-    """Median and worst weights lag, in ms."""
-    if not lags:
-        return {"n": 0, "median_ms": float("nan"), "max_ms": float("nan")}
-    return {"n": len(lags), "median_ms": float(np.median(lags)) * 1e3, "max_ms": float(max(lags)) * 1e3}
+def lag_summary(fit: FitRun) -> dict[str, float]:
+    """Median and worst of the freshest-data lag, and the worst lag any sample saw, in ms."""
+    nan = float("nan")
+    fresh, worst = fit.lags, fit.worst_lags
+    return {"n": len(fresh), "median_ms": float(np.median(fresh)) * 1e3 if fresh else nan,
+            "max_ms": max(fresh) * 1e3 if fresh else nan,
+            "worst_sample_ms": max(worst) * 1e3 if worst else nan}  # fmt: skip
 
 
 async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, progress: Any = print) -> dict[str, Any]:
@@ -118,12 +132,12 @@ async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, prog
     realtime_fit, realtime_tr = await fit_with_transform(service_ws, base_url, fit_wire, tr_wire, seconds, period,
                                                          int(seconds / period))
     progress(f"  with real-time fit: transform p99 {realtime_tr.summary(WARMUP_FRAMES).p99:,.0f} µs, "
-             f"weights lag median {lag_summary(realtime_fit.lags)['median_ms']:.0f} ms")
+             f"weights lag median {lag_summary(realtime_fit)['median_ms']:.0f} ms")
     full_count = int(alone.samples_per_second() / N_SAMPLES * seconds)  # about as long as the transform stream
     full_fit, full_tr = await fit_with_transform(service_ws, base_url, fit_wire, tr_wire, seconds, None, full_count)
     progress(f"  with full-speed fit: {full_fit.samples_per_second():,.0f} samples/s, transform p99 "
              f"{full_tr.summary(WARMUP_FRAMES).p99:,.0f} µs, weights lag median "
-             f"{lag_summary(full_fit.lags)['median_ms']:.0f} ms")
+             f"{lag_summary(full_fit)['median_ms']:.0f} ms")
     transform_alone: Latency = quiet.summary(WARMUP_FRAMES)
     return {
         "fit_alone_samples_per_s": alone.samples_per_second(),
@@ -131,8 +145,8 @@ async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, prog
         "transform_alone": transform_alone.as_dict(),
         "transform_with_realtime_fit": realtime_tr.summary(WARMUP_FRAMES).as_dict(),
         "transform_with_full_speed_fit": full_tr.summary(WARMUP_FRAMES).as_dict(),
-        "lag_realtime_fit": lag_summary(realtime_fit.lags),
-        "lag_full_speed_fit": lag_summary(full_fit.lags),
+        "lag_realtime_fit": lag_summary(realtime_fit),
+        "lag_full_speed_fit": lag_summary(full_fit),
         "latencies_us": {
             "alone": (quiet.latencies[WARMUP_FRAMES:] * 1e6).tolist(),
             "realtime_fit": (realtime_tr.latencies[WARMUP_FRAMES:] * 1e6).tolist(),

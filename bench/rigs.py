@@ -33,8 +33,9 @@ def _pooled(runs: list[Any]) -> Any:
     return summarize(np.concatenate([run.latencies[WARMUP_FRAMES:] for run in runs]))
 
 
-async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo_ws: str, seconds: float = 2.0,
-                       counts: tuple[int, ...] = RIG_COUNTS, progress: Any = print) -> list[dict[str, Any]]:
+async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo_ws: str, echo_pid: int,
+                       seconds: float = 2.0, counts: tuple[int, ...] = RIG_COUNTS,
+                       progress: Any = print) -> list[dict[str, Any]]:
     """Run each rig count in turn until two counts in a row miss real time; one result row per count."""
     period = N_SAMPLES / FS
     wire = frames(chunks(N_SAMPLES, N_CHANNELS, "float32"))
@@ -44,8 +45,10 @@ async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo
         upload_weights(service_base, f"bench-rig-{i}", weights)
     rows, misses = [], 0
     for count in counts:
+        echo_cpu, started = cpu_seconds(echo_pid), time.perf_counter()
         echo = await run_paced_many([f"{echo_ws}/echo"] * count, wire, frames_per_rig, period,
                                     expect_echo(len(wire[0])))  # fmt: skip
+        echo_cpu = (cpu_seconds(echo_pid) - echo_cpu) / (time.perf_counter() - started)
         urls = [f"{service_ws}/ws/bench-rig-{i}/transform" for i in range(count)]
         server_cpu, client_cpu, started = cpu_seconds(server_pid), _own_cpu(), time.perf_counter()
         runs = await run_paced_many(urls, wire, frames_per_rig, period, expect_chunk(N_SAMPLES, N_CHANNELS))
@@ -55,12 +58,12 @@ async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo
         kept = summary.p99 < P99_LIMIT_US and min(rates) >= RATE_FLOOR
         row = {"rigs": count, "latency": summary.as_dict(), "echo": _pooled(echo).as_dict(),
                "min_rate": min(rates), "real_time": kept,
-               "server_cpu": (cpu_seconds(server_pid) - server_cpu) / wall,
+               "server_cpu": (cpu_seconds(server_pid) - server_cpu) / wall, "echo_server_cpu": echo_cpu,
                "client_cpu": (_own_cpu() - client_cpu) / wall}  # fmt: skip
         rows.append(row)
         progress(f"  {count:>3} rigs: p50 {summary.p50:8.0f} µs  p99 {summary.p99:8.0f} µs  (echo p99 "
                  f"{row['echo']['p99']:7.0f})  rate {min(rates):.3f}"
-                 f"  server CPU {row['server_cpu']:.0%}  client CPU {row['client_cpu']:.0%}"
+                 f"  server CPU {row['server_cpu']:.0%} (echo {echo_cpu:.0%})  client CPU {row['client_cpu']:.0%}"
                  f"  {'real time' if kept else 'MISSED'}")  # fmt: skip
         misses = 0 if kept else misses + 1
         if misses == 2:
