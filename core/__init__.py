@@ -1,6 +1,6 @@
 """The pure core of lrr-service: the LRR engine and the codecs. No I/O, no asyncio."""
 
-from .engine import LRR, Solution
+from .engine import LRR, Solution, first_non_finite
 from .errors import ChannelCountError, SettingsError, ShapeError, SnapshotError, WeightsError
 from .settings import LRRSettings
 from .statistics import Statistics
@@ -15,4 +15,5 @@ __all__ = [
     "ShapeError",
     "SnapshotError",
     "WeightsError",
+    "first_non_finite",
 ]

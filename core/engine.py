@@ -119,6 +119,16 @@ class LRR:
         self._accumulator.add(X)
         return True
 
+    def bind(self, n_channels: int) -> None:
+        """Bind the channel count without adding samples (O(n²) allocation, no BLAS).
+
+        Raises ``ChannelCountError`` if another count is bound, ``SettingsError`` if the
+        groups do not fit ``n_channels``; either way nothing changes.
+        """
+        if isinstance(n_channels, bool) or not isinstance(n_channels, int) or n_channels < 0:
+            raise ShapeError(f"n_channels must be an integer >= 0, got {n_channels!r}")
+        self._bind(n_channels)
+
     def accumulate_is_cheap(self, n_rows: int) -> bool:
         """Whether ``accumulate`` of ``n_rows`` samples would only stage them (a copy, microseconds).
 
@@ -126,7 +136,7 @@ class LRR:
         hundreds of channels: a real-time caller may then run it in a worker thread.
         """
         if self._accumulator is None:
-            return True
+            return False  # binding allocates the statistics; bind() first to know
         return not self._accumulator.fold_due(n_rows)
 
     def statistics(self) -> Statistics:
@@ -252,10 +262,10 @@ class LRR:
             stats = self._accumulator.statistics()
             meta["n_samples"] = stats.n_samples
             meta["stats_weight"] = stats.weight
-            arrays["cxx"] = np.array(stats.cxx)
-            arrays["col_sum"] = np.array(stats.col_sum)
+            arrays["cxx"] = stats.cxx  # already a fresh read-only copy
+            arrays["col_sum"] = stats.col_sum
         if self._weights is not None:
-            arrays["weights"] = np.array(self._weights)
+            arrays["weights"] = self._weights  # read-only, replaced but never mutated
         return meta, arrays
 
     @classmethod
@@ -342,6 +352,17 @@ def _all_finite(X: np.ndarray) -> bool:
         if math.isfinite(float(X.sum())):
             return True
     return bool(np.isfinite(X).all())
+
+
+def first_non_finite(X: np.ndarray) -> tuple[int, int] | None:
+    """(sample, channel) of the first NaN or infinity in a 2-D chunk, or None; O(size), no index lists."""
+    if X.dtype.kind != "f" or X.size == 0:
+        return None
+    bad = ~np.isfinite(X).ravel()
+    first = int(bad.argmax())
+    if not bad[first]:
+        return None
+    return divmod(first, X.shape[1])
 
 
 def _validated_weights(W: Any) -> np.ndarray:

@@ -191,7 +191,9 @@ def test_restore_refuses_inconsistent_snapshots(corrupt):
 
 def test_accumulate_is_cheap_until_the_staging_block_is_full():
     engine = LRR(staging_bytes=8 * 4 * 100)  # 100 rows of 4 channels
-    assert engine.accumulate_is_cheap(30)
+    assert not engine.accumulate_is_cheap(30)  # unbound: accumulating would allocate the statistics
+    engine.bind(4)
+    assert engine.accumulate_is_cheap(30) and engine.n_samples == 0
     engine.accumulate(np.ones((30, 4)))
     assert engine.accumulate_is_cheap(70) and not engine.accumulate_is_cheap(71)
     assert not engine.accumulate_is_cheap(100)
@@ -229,3 +231,25 @@ def test_a_replacement_engine_continues_the_weights_version():
     assert engine.weights_version == 42
     with pytest.raises(ValueError, match="weights_version"):
         LRR(weights_version=-1)
+
+
+def test_bind_checks_like_a_chunk_and_changes_nothing_when_refused():
+    engine = LRR(LRRSettings(channel_groups=[[0, 1, 2]]))
+    with pytest.raises(ValueError, match="out-of-range"):
+        engine.bind(2)
+    assert engine.n_channels is None
+    engine.bind(3)
+    with pytest.raises(ValueError, match="bound to 3"):
+        engine.bind(4)
+    assert engine.n_channels == 3 and engine.n_samples == 0
+
+
+def test_first_non_finite_names_sample_and_channel():
+    from core.engine import first_non_finite
+
+    X = np.zeros((5, 4), dtype=np.float32)
+    assert first_non_finite(X) is None
+    assert first_non_finite(np.zeros((5, 4), dtype=np.int16)) is None
+    X[3, 2] = np.inf
+    X[4, 0] = np.nan
+    assert first_non_finite(X) == (3, 2)
