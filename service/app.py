@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
-from core.errors import SnapshotError
 from service.auth import TokenChecker
 from service.checkpoints import Checkpointer
 from service.config import ServiceSettings
@@ -91,9 +90,10 @@ async def restore_sessions(context: ServiceContext, store: CheckpointStore) -> N
         log_event("checkpoint_corrupt", logging.ERROR, moved_to=str(path), reason=reason)
     for record in report.records:
         try:
-            context.registry.restore(record)
-        except (SnapshotError, ValueError) as exc:
-            moved = await asyncio.to_thread(store.move_aside, store.path_for(record.key))
-            log_event("checkpoint_corrupt", logging.ERROR, key=record.key, moved_to=str(moved), reason=str(exc))
+            context.registry.restore(record, context.settings.max_channels)
         except SessionLimitError as exc:
             log_event("checkpoint_skipped", logging.WARNING, key=record.key, reason=str(exc))
+        except Exception as exc:  # SnapshotError, but any failure of one file must not stop the server
+            moved = await asyncio.to_thread(store.move_aside, store.path_for(record.key))
+            log_event("checkpoint_corrupt", logging.ERROR, key=record.key, moved_to=str(moved),
+                      reason=f"{type(exc).__name__}: {exc}")  # fmt: skip

@@ -107,12 +107,13 @@ class CheckpointStore:
                 key = validate_key(str(meta["key"]))
                 if path.name != f"{key}{SUFFIX}":
                     raise CheckpointError(f"file name does not match the key {key!r} it holds")
-                arrays = {name: np.array(archive[ARRAY_PREFIX + name]) for name in meta["arrays"]}
+                engine_meta, service_meta, names = _checked_parts(meta)
+                arrays = {name: np.array(archive[ARRAY_PREFIX + name]) for name in names}
         except CheckpointError:
             raise
         except Exception as exc:  # OSError, BadZipFile, JSON, KeyError...: any failure means unreadable
             raise CheckpointError(f"unreadable checkpoint: {type(exc).__name__}: {exc}") from exc
-        return SessionRecord(key, dict(meta["engine"]), arrays, dict(meta.get("service") or {}))
+        return SessionRecord(key, engine_meta, arrays, service_meta)
 
     def load_all(self) -> LoadReport:
         """Read every checkpoint; a file that cannot be read is moved aside to `*.corrupt`."""
@@ -143,3 +144,40 @@ class CheckpointStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _checked_parts(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(engine meta, service meta, array names) after checking their types, so a restore can trust them.
+
+    Raises CheckpointError naming the first field that has the wrong type.
+    """
+    engine_meta = meta.get("engine")
+    if not isinstance(engine_meta, dict):
+        raise CheckpointError(f"'engine' is {_kind(engine_meta)}; expected an object (the engine snapshot)")
+    service_meta = meta.get("service")
+    if service_meta is None:
+        service_meta = {}
+    if not isinstance(service_meta, dict):
+        raise CheckpointError(f"'service' is {_kind(service_meta)}; expected an object")
+    created_at = service_meta.get("created_at")
+    if created_at is not None and (isinstance(created_at, bool) or not isinstance(created_at, (int, float))):
+        raise CheckpointError(f"'service.created_at' is {_kind(created_at)}; expected a number (Unix seconds)")
+    counters = service_meta.get("counters")
+    if counters is not None:
+        if not isinstance(counters, dict):
+            raise CheckpointError(f"'service.counters' is {_kind(counters)}; expected an object of integers")
+        for name, value in counters.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise CheckpointError(f"'service.counters.{name}' is {_kind(value)}; expected an integer >= 0")
+    names = meta.get("arrays")
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise CheckpointError(f"'arrays' is {_kind(names)}; expected a list of array names")
+    return engine_meta, service_meta, names
+
+
+def _kind(value: object) -> str:
+    """A short description of a JSON value for error messages (type and a bounded repr)."""
+    if value is None:
+        return "missing or null"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from core import LRR, LRRSettings
+from core.errors import SnapshotError
 from core.groups import resolve_groups
 from service.keys import validate_key
 from service.logs import log_event
@@ -168,8 +169,15 @@ class SessionRegistry:
                   weights_source=engine.weights_source, settings=engine.settings.to_dict())  # fmt: skip
         return session
 
-    def restore(self, record: SessionRecord) -> Session:
-        """Adopt a session read from a checkpoint; raises SnapshotError if the record is inconsistent."""
+    def restore(self, record: SessionRecord, max_channels: int) -> Session:
+        """Adopt a session read from a checkpoint; raises SnapshotError if the record is inconsistent
+        or binds more than `max_channels` channels (checked before anything is allocated)."""
+        n_channels = record.engine_meta.get("n_channels")
+        if n_channels is not None and (
+            isinstance(n_channels, bool) or not isinstance(n_channels, int) or not 1 <= n_channels <= max_channels
+        ):
+            raise SnapshotError(f"n_channels is {n_channels!r}; expected null or an integer from 1 to "
+                                f"{max_channels} (LRR_MAX_CHANNELS)")  # fmt: skip
         engine = LRR.restore(record.engine_meta, record.arrays)
         counters = SessionCounters(**{
             k: int(v) for k, v in dict(record.service_meta.get("counters") or {}).items()

@@ -187,6 +187,57 @@ def test_corrupt_files_are_moved_aside_and_the_server_starts(server_factory, tmp
     assert log.count('"event":"checkpoint_corrupt"') == 3
 
 
+def write_checkpoint(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """A well-formed npz checkpoint holding exactly `meta` (whatever it says) and `arrays`."""
+    entries = {"engine__" + name: arr for name, arr in arrays.items()}
+    with open(path, "wb") as handle:
+        np.savez(handle, __meta__=np.array(json.dumps(meta)), **entries)
+
+
+def fitted_checkpoint(key: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """The meta document and arrays the service writes for a fitted 3-channel session."""
+    from core import LRR
+
+    engine = LRR().fit(np.random.default_rng(11).standard_normal((50, 3)))
+    engine_meta, arrays = engine.snapshot()
+    meta = {"format": "lrr-service-session/1", "key": key, "engine": engine_meta,
+            "service": {"created_at": 1.5, "counters": {"fit_frames": 1}}, "arrays": sorted(arrays)}
+    return meta, arrays
+
+
+def _drop_engine(meta: dict) -> None:
+    del meta["engine"]
+
+
+BAD_METADATA = {
+    "missing engine": _drop_engine,
+    "engine not a dict": lambda meta: meta.update(engine=5),
+    "counters with null": lambda meta: meta["service"]["counters"].update(fit_frames=None),
+    "created_at a list": lambda meta: meta["service"].update(created_at=[1]),
+    "service a string": lambda meta: meta.update(service="abc"),
+    "n_channels 10**6": lambda meta: meta["engine"].update(n_channels=10**6),
+}
+
+
+@pytest.mark.parametrize("damage", list(BAD_METADATA), ids=list(BAD_METADATA))
+def test_bad_metadata_is_moved_aside_and_the_server_starts(server_factory, tmp_path: Path, damage: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    write_checkpoint(state / "good.lrr.npz", *fitted_checkpoint("good"))
+    meta, arrays = fitted_checkpoint("bad")
+    BAD_METADATA[damage](meta)
+    write_checkpoint(state / "bad.lrr.npz", meta, arrays)
+
+    server = server_factory(state_dir=state)
+    with server.http() as http:
+        assert http.get("/ready").status_code == 200
+        streams = http.get("/streams").json()["streams"]
+    assert [(s["key"], s["n_channels"], s["n_samples"]) for s in streams] == [("good", 3, 50)]
+    assert not (state / "bad.lrr.npz").exists()
+    assert (state / "bad.lrr.npz.corrupt").exists()
+    assert server.log_text().count('"event":"checkpoint_corrupt"') == 1
+
+
 def test_checkpoint_file_is_an_npz_without_pickles(tmp_path: Path, server_factory) -> None:
     server = server_factory(state_dir=tmp_path / "state")
     W = weights(3, 9)
