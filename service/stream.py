@@ -125,17 +125,14 @@ class StreamChannel:
         data = chunk.data
         n_samples = data.shape[0]
         async with session.engine_lock:
+            reset = self._rebind(session, data)
             engine = session.engine
-            if engine.n_channels == data.shape[1]:
-                reset = False
-                if engine.accumulate_is_cheap(n_samples):  # staging only: a copy, microseconds
-                    accepted = engine.accumulate(data)
-                else:  # folds the staged block into XᵀX with BLAS: milliseconds, off the loop
-                    accepted = await self.lane.run(engine.accumulate, data)
-            else:
-                reset = self._rebind(session, data)
-                engine = session.engine
-                accepted = engine.accumulate(data)  # binds the engine on the loop; its statistics are empty
+            if engine.n_channels is None:
+                engine.bind(data.shape[1])  # allocation only, so the check below is exact for every chunk
+            if engine.accumulate_is_cheap(n_samples):  # staging only: a copy, microseconds
+                accepted = engine.accumulate(data)
+            else:  # folds the staged block into XᵀX with BLAS: milliseconds, off the loop
+                accepted = await self.lane.run(engine.accumulate, data)
             if not accepted:
                 raise RejectedChunk(NON_FINITE, self._non_finite_message(data))
             counters = session.counters

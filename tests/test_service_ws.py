@@ -429,10 +429,50 @@ async def test_concurrent_fits_transforms_and_rest_changes_stay_consistent(serve
         assert not isinstance(reply, ErrorReply), reply
     assert set(statuses) <= {200, 409}, statuses  # 409: a solve with no data since a reset
     assert '"event":"chunk_failed"' not in server.log_text()
-    # quiet now: the count is consistent with one more chunk
+    # quiet now: every frame was counted once, and the statistics hold whole chunks since the last reset
     async with server.connect(stream_key, "fit") as ws:
         last = await exchange(ws, encode_chunk(99, fit_chunks[0]))
-    assert describe(server, stream_key)["n_samples"] == last.n_samples
+    assert isinstance(last, AckReply)
+    state = describe(server, stream_key)
+    fit_frames = 1 + 2 * len(fit_chunks) + 1
+    assert state["counters"]["fit_frames"] == fit_frames
+    assert state["counters"]["fit_samples"] == fit_frames * 64
+    assert state["counters"]["transform_frames"] == len(outputs) + len(fits_b)
+    assert state["counters"]["rejected_frames"] == 0
+    assert 64 <= last.n_samples <= fit_frames * 64 and last.n_samples % 64 == 0
+
+
+async def test_fits_crossing_the_staging_block_add_up_exactly(server: LiveServer, stream_key: str) -> None:
+    """Enough fit rows from two connections to fold the 4 MiB staging block in the statistics lane
+    (16 channels: 32768 rows), with transforms on the loop meanwhile: nothing is lost or counted twice."""
+    rng = np.random.default_rng(21)
+    per_connection = 320  # 2 x 320 x 64 = 40960 rows > 32768
+    chunks = {route: [chunk(rng, 64, 16) for _ in range(per_connection)] for route in ("fit", "fit_transform")}
+    probe = chunk(rng, 8, 16)
+
+    async def fitter(route: str) -> list:
+        async with server.connect(stream_key, route) as ws:
+            return [await exchange(ws, encode_chunk(i, c)) for i, c in enumerate(chunks[route])]
+
+    async def transformer() -> list:
+        async with server.connect(stream_key, "transform") as ws:
+            return [await exchange(ws, encode_chunk(i, probe)) for i in range(200)]
+
+    async with server.connect(stream_key, "fit") as ws:  # bind the session to 16 channels first
+        first = chunk(rng, 64, 16)
+        assert isinstance(await exchange(ws, encode_chunk(0, first)), AckReply)
+    fits, fit_outputs, outputs = await asyncio.gather(fitter("fit"), fitter("fit_transform"), transformer())
+    assert all(isinstance(reply, AckReply) for reply in fits)
+    assert all(isinstance(reply, ChunkReply) and reply.data.shape == (64, 16) for reply in fit_outputs)
+    assert all(isinstance(reply, ChunkReply) and reply.data.shape == (8, 16) for reply in outputs)
+    everything = np.concatenate([first, *chunks["fit"], *chunks["fit_transform"]])
+    assert describe(server, stream_key)["n_samples"] == everything.shape[0] == 64 * (1 + 2 * per_connection)
+    with server.http() as http:
+        solved = http.post(f"/streams/{stream_key}/solve")
+        assert solved.status_code == 200, solved.text
+        csv = http.get(f"/streams/{stream_key}/weights").text
+    W = np.loadtxt(csv.splitlines(), delimiter=",")
+    np.testing.assert_allclose(W, LRR().fit(everything).weights, rtol=0, atol=1e-10)
 
 
 async def test_logs_name_events_and_never_grow_per_frame(server: LiveServer, stream_key: str) -> None:
