@@ -25,6 +25,7 @@ from core.codec import (
     encode_chunk_reply,
     encode_error,
 )
+from core import first_non_finite
 from core.errors import SettingsError
 from service.context import ServiceContext
 from service.logs import log_event
@@ -167,14 +168,14 @@ class StreamChannel:
             raise RejectedChunk(SETTINGS_MISMATCH, f"{exc}; change the session's settings (PUT /streams/"
                                 f"{session.key}) or send chunks with a matching channel count") from None  # fmt: skip
         checks_finite = session.engine.settings.check_finite
-        if self.fits and checks_finite and data.dtype.kind == "f" and not np.isfinite(data).all():
+        if self.fits and checks_finite and first_non_finite(data) is not None:
             raise RejectedChunk(NON_FINITE, self._non_finite_message(data))
 
     @staticmethod
     def _non_finite_message(data: np.ndarray) -> str:
-        """Where the first NaN/Inf is, so the sender can find it."""
-        bad = np.argwhere(~np.isfinite(data))
-        where = f" (first at sample {bad[0][0]}, channel {bad[0][1]})" if bad.size else ""
+        """Where the first NaN/Inf is, so the sender can find it (one pass, no index lists)."""
+        first = first_non_finite(data)
+        where = f" (first at sample {first[0]}, channel {first[1]})" if first is not None else ""
         return (f"the chunk holds NaN or infinity{where}; it was not fitted, nothing changed: "
                 "send finite samples (drop or interpolate bad ones)")  # fmt: skip
 

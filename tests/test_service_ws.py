@@ -292,6 +292,7 @@ async def test_non_finite_chunk_on_a_new_key_leaves_no_session(server: LiveServe
     async with server.connect(stream_key, "fit") as ws:
         reply = await exchange(ws, encode_chunk(0, np.full((2, 3), np.nan)))
     assert reply.code == "non_finite"
+    assert "first at sample 0, channel 0" in reply.message
     with server.http() as http:
         assert http.get(f"/streams/{stream_key}").status_code == 404
 
