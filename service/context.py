@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
@@ -27,6 +28,8 @@ class ServiceContext:
     lane: StatisticsLane
     auth: TokenChecker
     ready: bool = False
+    upload_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    """Held while a large weights upload is read and parsed, so concurrent uploads cannot pile up in memory."""
 
 
 def get_context(connection: HTTPConnection) -> ServiceContext:

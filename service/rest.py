@@ -6,7 +6,11 @@ Handlers are thin: validate, call the registry / scheduler / checkpointer, answe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated, Any, NoReturn
+
+import numpy as np
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -19,7 +23,7 @@ from service.keys import InvalidKeyError, validate_key
 from service.metrics import PROMETHEUS_CONTENT_TYPE
 from service.schemas import SessionSettingsBody
 from service.sessions import Session, SessionLimitError, UnknownSessionError
-from service.uploads import UploadError, read_csv_upload
+from service.uploads import UploadError, is_large_upload, read_csv_upload
 
 Context = Annotated[ServiceContext, Depends(get_context)]
 
@@ -213,8 +217,27 @@ async def get_weights(key: Key, context: Context) -> Response:
         api_error(context, status.HTTP_404_NOT_FOUND, "no_weights",
                   f"session {key!r} has no weights yet (identity); fit it or upload weights first")  # fmt: skip
     filename = f"{key}-weights-v{engine.weights_version}.csv"
-    return Response(format_weights_csv(weights), media_type="text/csv",
+    text = await asyncio.to_thread(format_weights_csv, weights)  # seconds at 4096 channels: off the loop
+    return Response(text, media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+
+
+async def read_weights_upload(request: Request, context: ServiceContext) -> np.ndarray:
+    """Read and parse an uploaded weights CSV (parsed in a worker thread; large uploads one at a time).
+
+    Raises the 400/413/422 HTTP errors of the upload table in docs/service.md.
+    """
+    slot = context.upload_slot if is_large_upload(request) else contextlib.nullcontext()
+    async with slot:
+        try:
+            content = await read_csv_upload(request, context.settings.csv_limit_bytes())
+        except UploadError as exc:
+            api_error(context, exc.status_code, exc.code, str(exc))
+        try:
+            return await asyncio.to_thread(parse_weights_csv, content, max_channels=context.settings.max_channels)
+        except WeightsCsvError as exc:
+            api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_csv", str(exc),
+                      row=exc.row, column=exc.column)  # fmt: skip
 
 
 @router.put("/streams/{key}/weights", tags=["weights"])
@@ -225,15 +248,7 @@ async def put_weights(
     replace: Annotated[bool, Query(description="Reset a session bound to another channel count.")] = False,
 ) -> dict[str, Any]:
     """Upload W as CSV (`text/csv` body or multipart field `file`); pinned and durable before the reply."""
-    limit = context.settings.csv_limit_bytes()
-    try:
-        content = await read_csv_upload(request, limit)
-    except UploadError as exc:
-        api_error(context, exc.status_code, exc.code, str(exc))
-    try:
-        weights = parse_weights_csv(content, max_channels=context.settings.max_channels)
-    except WeightsCsvError as exc:
-        api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_csv", str(exc), row=exc.row, column=exc.column)
+    weights = await read_weights_upload(request, context)
     session, created = new_or_existing_session(context, key)
     bound = session.engine.n_channels  # re-checked by the engine under the lock (ChannelCountError)
     n = weights.shape[0]

@@ -8,6 +8,9 @@ from starlette.datastructures import UploadFile
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Room for multipart boundaries and part headers on top of the CSV itself."""
 
+LARGE_UPLOAD_BYTES = 1024 * 1024
+"""Uploads declaring more than this (or no length) are read and parsed one at a time (ServiceContext.upload_slot)."""
+
 
 class UploadError(Exception):
     """An upload that could not be read: `.status_code` (400 or 413) and protocol `.code`."""
@@ -24,27 +27,33 @@ def _too_large(limit: int, what: str) -> UploadError:
                        "expected a CSV of at most LRR_MAX_CHANNELS x LRR_MAX_CHANNELS values")  # fmt: skip
 
 
-async def read_csv_upload(request: Request, limit: int) -> bytes:
-    """The CSV bytes of a PUT /streams/{key}/weights request; raises UploadError (400, 413)."""
+def is_large_upload(request: Request) -> bool:
+    """True unless the request declares a body of at most LARGE_UPLOAD_BYTES (chunked bodies count as large)."""
+    declared = request.headers.get("content-length", "")
+    return not declared.isdigit() or int(declared) > LARGE_UPLOAD_BYTES
+
+
+async def read_csv_upload(request: Request, limit: int) -> bytes | bytearray:
+    """The CSV bytes of a PUT /streams/{key}/weights request (not copied again); raises UploadError (400, 413)."""
     is_multipart = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + (MULTIPART_OVERHEAD_BYTES if is_multipart else 0):
         raise _too_large(limit, f"the request body ({declared} bytes)")
     content = await (_read_multipart_file(request, limit) if is_multipart else _read_body(request, limit))
-    if not content.strip():
+    if not content or content.isspace():  # no strip(): it would copy the whole upload
         raise UploadError(status.HTTP_400_BAD_REQUEST, "empty_upload",
                           "the upload is empty; expected CSV text, n lines of n comma-separated numbers")  # fmt: skip
     return content
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytearray:
     """The raw body, refusing it as soon as it grows past `limit` (chunked uploads included)."""
     body = bytearray()
     async for piece in request.stream():
         body += piece
         if len(body) > limit:
             raise _too_large(limit, "the request body")
-    return bytes(body)
+    return body
 
 
 async def _read_multipart_file(request: Request, limit: int) -> bytes:

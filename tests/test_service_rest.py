@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import numpy as np
 import pytest
 
@@ -250,6 +252,7 @@ async def test_car_default_weights_are_served_before_any_fit(server: LiveServer,
         ("0;1\n1;0\n", 422, 1, None),
         ("0,1\n1,1e999\n", 422, 2, 2),
         ("", 400, None, None),
+        (" \n\t\n", 400, None, None),
         (",".join(["0"] * (MAX_CHANNELS + 1)) + "\n", 422, 1, None),
     ],
 )
@@ -280,6 +283,31 @@ def test_upload_over_the_size_limit_is_413(server: LiveServer, stream_key: str) 
 
         streamed = http.put(f"/streams/{stream_key}/weights", content=chunked())
         assert streamed.status_code == 413
+
+
+async def test_concurrent_large_uploads_are_each_applied_exactly(server_factory) -> None:
+    """Uploads over 1 MiB (declared or chunked) are read one at a time and parsed in a worker thread:
+    all of them still succeed, each session gets exactly its matrix, and downloads are bit-identical."""
+    big = server_factory(env={"LRR_MAX_CHANNELS": "256"})
+    matrices = {f"big-{i}": random_weights(256, seed=40 + i) for i in range(3)}
+    bodies = {key: format_weights_csv(W).encode() for key, W in matrices.items()}
+    assert all(len(body) > 1024 * 1024 for body in bodies.values())
+
+    async def upload(http: httpx.AsyncClient, key: str, chunked: bool) -> int:
+        async def pieces() -> AsyncIterator[bytes]:
+            for start in range(0, len(bodies[key]), 65536):
+                yield bodies[key][start : start + 65536]
+
+        response = await http.put(f"/streams/{key}/weights", content=pieces() if chunked else bodies[key])
+        return response.status_code
+
+    async with httpx.AsyncClient(base_url=big.url, timeout=30.0) as http:
+        statuses = await asyncio.gather(*(upload(http, key, i == 0) for i, key in enumerate(matrices)))
+        assert statuses == [200, 200, 200]
+        for key, W in matrices.items():
+            downloaded = await http.get(f"/streams/{key}/weights")
+            assert downloaded.content == bodies[key]
+            assert np.loadtxt(io.StringIO(downloaded.text), delimiter=",").tobytes() == W.tobytes()
 
 
 async def test_size_mismatch_is_409_unless_replace(server: LiveServer, stream_key: str) -> None:
