@@ -23,8 +23,17 @@ class StatisticsLane:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-statistics")
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
-        """Run `function(*args)` in the lane's thread and return its result (or raise its exception)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        """Run `function(*args)` in the lane's thread and return its result (or raise its exception).
+
+        If the caller is cancelled, it still waits for the thread to finish before the cancellation
+        propagates, so a lock held around this call is never released while the thread uses the engine.
+        """
+        future = asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.wait([future])
+            raise
 
     def shutdown(self) -> None:
         """Stop the thread once queued work is done (at app shutdown, after the final checkpoint)."""
