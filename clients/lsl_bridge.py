@@ -123,6 +123,8 @@ class LSLBridge:
                  resolve_timeout: float = RESOLVE_TIMEOUT_S) -> None:
         if fit_seconds is not None and fit_seconds <= 0:
             raise ValueError(f"fit_seconds must be > 0 (or omitted for fit_transform), got {fit_seconds}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1 (chunks awaiting a reply at once), got {max_in_flight}")
         self.input_name = input_name
         self.url, self.key, self.token = url, key, token
         self.window = FitWindow(fit_seconds)
@@ -161,7 +163,10 @@ class LSLBridge:
 
     async def _pump(self, inlet: Any, client: LRRClient, queue: asyncio.Queue[Any], dtype: type,
                     deadline: float | None, stop: asyncio.Event) -> None:
-        """Pull input and submit it: fitting-period samples to fit, then (after a solve) transform or fit_transform."""
+        """Pull input and submit it: fitting-period samples to fit, then (after a solve) transform or fit_transform.
+
+        At most `max_in_flight` chunks await their reply at once, fits included, so a refusal surfaces promptly.
+        """
         solved = self.window.fit_seconds is None
         fit_acks: list[tuple[asyncio.Future[Any], int]] = []
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
@@ -174,12 +179,12 @@ class LSLBridge:
             n_fit = self.window.split(times)
             if n_fit:
                 fit_acks.append((client.channel("fit").submit(data[:n_fit]), n_fit))
-                self.stats.samples_fitted += n_fit
+                if len(fit_acks) >= self.max_in_flight:
+                    await self._settle_fits(fit_acks)
             if n_fit == len(times):
                 continue
             if not solved:
-                await self._settle_fits(fit_acks)
-                await client.solve()
+                await self._end_fitting(client, fit_acks)
                 solved = True
             fitting = self.window.fit_seconds is None
             future = client.channel("fit_transform" if fitting else "transform").submit(data[n_fit:])
@@ -187,14 +192,28 @@ class LSLBridge:
         await self._settle_fits(fit_acks)
         await queue.put(None)
 
+    async def _end_fitting(self, client: LRRClient, acks: list[tuple[asyncio.Future[Any], int]]) -> None:
+        """Wait for the fitting period's fits and solve; BridgeError if none of its samples could be fitted."""
+        await self._settle_fits(acks)
+        if self.stats.samples_fitted == 0:
+            raise BridgeError(f"none of the {self.stats.samples_not_fitted} samples of the first "
+                              f"{self.window.fit_seconds:g} s could be fitted (each chunk held NaN or Inf), so "
+                              "there is nothing to solve; fix the input or use a longer --fit-seconds")
+        await client.solve()
+
     async def _settle_fits(self, acks: list[tuple[asyncio.Future[Any], int]]) -> None:
-        """Wait for fit acknowledgements; chunks refused as non-finite are counted, not fatal."""
+        """Wait for fit acknowledgements and count their samples as fitted or not fitted.
+
+        Chunks refused as non-finite are counted, not fatal; any other refusal stops the bridge.
+        """
         outcomes = await asyncio.gather(*(future for future, _ in acks), return_exceptions=True)
         for outcome, (_, samples) in zip(outcomes, acks):
             if isinstance(outcome, NonFiniteError):
                 self.stats.samples_not_fitted += samples
             elif isinstance(outcome, BaseException):
                 raise outcome
+            else:
+                self.stats.samples_fitted += samples
         acks.clear()
 
     async def _publish(self, queue: asyncio.Queue[Any], outlet: Any, client: LRRClient) -> None:

@@ -169,3 +169,73 @@ def test_missing_input_stream_fails_with_one_line():
                           env=env, stdin=subprocess.DEVNULL)
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "no LSL stream named" in done.stderr
+
+
+def wait_for_fitted(url: str, key: str, n_samples: int) -> None:
+    """Wait (bounded by WAIT_S) until the server's session holds `n_samples` fitted samples."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        reply = httpx.get(f"{url}/streams/{key}")
+        if reply.status_code == 200 and reply.json()["n_samples"] >= n_samples:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the session never held {n_samples} samples: {reply.text}")
+
+
+def test_a_non_finite_chunk_in_the_fitting_period_is_counted_once_and_not_fitted(shared_server):
+    url, key = shared_server.url, "lsl-fit-nan"
+    data, stamps = recording(1000)  # the first second (500 samples) is the fitting period
+    data[300, 2] = np.nan
+    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
+    outlet = make_input_outlet(name)
+    bridge = start_bridge(name, url, key, "--fit-seconds", "1")
+    try:
+        inlet = connect_output(name, outlet)
+        push_recording(outlet, data[:200], stamps[:200])
+        wait_for_fitted(url, key, 200)  # the finite start is fitted apart from the chunk holding the NaN
+        push_recording(outlet, data[200:], stamps[200:])
+        output, out_stamps = pull_samples(inlet, 500)
+    finally:
+        code, out, err = stop_bridge(bridge)
+    assert code == 0, err
+    summary = json.loads(out)
+    fitted, skipped = summary["samples_fitted"], summary["samples_not_fitted"]
+    assert skipped >= 1 and fitted >= 200 and fitted + skipped == 500  # each sample counted exactly once
+    assert session(url, key)["n_samples"] == fitted
+    np.testing.assert_array_equal(out_stamps, stamps[500:])  # only the second after the fitting period
+    assert np.isfinite(output).all() and summary["samples_out"] == 500
+
+
+def test_a_fitting_period_without_finite_chunks_stops_the_bridge_with_a_clear_error(shared_server):
+    data, stamps = recording(1000)
+    data[:500, 0] = np.inf  # every chunk of the fitting period is refused as non-finite
+    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
+    outlet = make_input_outlet(name)
+    bridge = start_bridge(name, shared_server.url, "lsl-fit-all-nan", "--fit-seconds", "1")
+    try:
+        assert outlet.wait_for_consumers(WAIT_S), "the bridge never connected to the input stream"
+        push_recording(outlet, data, stamps)
+        bridge.wait(WAIT_S)  # it stops by itself at the end of the fitting period
+    finally:
+        code, _, err = stop_bridge(bridge)
+    assert code == 1, err
+    assert err.strip().count("\n") == 0 and "could be fitted" in err and "nothing to solve" in err
+
+
+def test_a_refused_fit_stops_the_bridge_during_the_fitting_period(shared_server):
+    url, key = shared_server.url, "lsl-fit-refused"
+    created = httpx.put(f"{url}/streams/{key}", json={"channel_groups": [[0, 1, 2, CHANNELS + 1]]})
+    assert created.status_code == 201, created.text  # a group naming a channel the stream does not have
+    data, stamps = recording(100)
+    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
+    outlet = make_input_outlet(name)
+    bridge = start_bridge(name, url, key, "--fit-seconds", "1000", "--max-in-flight", "1")
+    try:
+        assert outlet.wait_for_consumers(WAIT_S), "the bridge never connected to the input stream"
+        push_recording(outlet, data, stamps)
+        bridge.wait(WAIT_S)  # raises if still running: the refusal must stop it long before the 1000 s end
+    finally:
+        code, _, err = stop_bridge(bridge)
+    assert code == 1, err
+    assert err.strip().count("\n") == 0 and "settings_mismatch" in err, err
+    assert session(url, key)["n_samples"] == 0

@@ -28,6 +28,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                         help="fit on the first S seconds only, then transform (default: fit_transform throughout)")
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="stop after S seconds (default: run until interrupted)")
+    parser.add_argument("--max-in-flight", type=int, default=8, metavar="N",
+                        help="chunks sent before waiting for their replies (default 8)")
     parser.add_argument("--resolve-timeout", type=float, default=10.0, metavar="S",
                         help="how long to look for the input stream (default 10)")
     add_server_options(parser)
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     from clients.lsl_bridge import LSLBridge
 
     bridge = LSLBridge(args.input, args.url, args.key, args.token, fit_seconds=args.fit_seconds,
-                       resolve_timeout=args.resolve_timeout)
+                       max_in_flight=args.max_in_flight, resolve_timeout=args.resolve_timeout)
     stats = asyncio.run(_run_until_signalled(bridge, args.duration))
     data = dataclasses.asdict(stats)
     data.pop("extra")
