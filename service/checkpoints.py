@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+import weakref
 
 from service.lane import StatisticsLane
 from service.logs import log_event
@@ -30,11 +30,24 @@ class Checkpointer:
         self.lane = lane
         self.registry = registry
         self.metrics = metrics
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        """Per-key locks, alive only while a write or delete of the key holds or awaits them."""
+
+    def _lock_for(self, key: str) -> asyncio.Lock:
+        """The key's lock, shared by everyone working on the key now; forgotten once nobody is."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    @property
+    def lock_count(self) -> int:
+        """How many per-key locks exist (keys with a write or delete in progress)."""
+        return len(self._locks)
 
     async def checkpoint(self, session: Session, reason: str) -> None:
         """Write `session` durably; raises OSError (and keeps it dirty) if the write fails."""
-        async with self._locks[session.key]:
+        async with self._lock_for(session.key):
             if session.closed:
                 return
             async with session.engine_lock:
@@ -73,6 +86,6 @@ class Checkpointer:
 
     async def delete(self, session: Session) -> None:
         """Remove the checkpoint of a session that was taken out of the registry."""
-        async with self._locks[session.key]:
+        async with self._lock_for(session.key):
             await asyncio.to_thread(self.store.delete, session.key)
         log_event("checkpoint_deleted", key=session.key)
