@@ -87,8 +87,11 @@ class AsyncRestClient:
 
     async def weights_csv(self, key: str) -> str:
         """GET /streams/{key}/weights: W as CSV text, exactly as the server wrote it."""
-        response = await self._request("GET", stream_path(key, "weights"))
-        return response.text
+        return (await self._weights_response(key)).text
+
+    async def _weights_response(self, key: str) -> httpx.Response:
+        """GET /streams/{key}/weights, whose body is W's CSV."""
+        return await self._request("GET", stream_path(key, "weights"))
 
     async def get_weights(self, key: str) -> np.ndarray:
         """W as a float64 (n, n) array, bit-identical to the server's."""
@@ -96,24 +99,28 @@ class AsyncRestClient:
         return weights_csv.parse_weights_csv(text, max_channels=max(1, text.count("\n") + 1))
 
     async def download_weights(self, key: str, path: Path | str) -> Path:
-        """Save W's CSV to `path` unchanged; returns the path."""
+        """Save W's CSV to `path` byte for byte, as the server sent it; returns the path."""
         path = Path(path)
-        path.write_text(await self.weights_csv(key))
+        path.write_bytes((await self._weights_response(key)).content)
         return path
 
-    async def put_weights_csv(self, key: str, csv_text: str, *, replace: bool = False) -> dict[str, Any]:
-        """PUT /streams/{key}/weights with CSV text; `replace` overrides weights the session already has."""
+    async def put_weights_csv(self, key: str, csv: bytes | str, *, replace: bool = False) -> dict[str, Any]:
+        """PUT /streams/{key}/weights with CSV bytes (sent as they are) or text (sent as UTF-8).
+
+        `replace` lets a matrix of another size reset the session to that channel count.
+        """
         params = {"replace": "true"} if replace else None
-        return await self._json("PUT", stream_path(key, "weights"), content=csv_text.encode(),
+        content = csv.encode() if isinstance(csv, str) else csv
+        return await self._json("PUT", stream_path(key, "weights"), content=content,
                                 headers={"Content-Type": "text/csv"}, params=params)
 
     async def put_weights(self, key: str, weights: np.ndarray | Path | str, *, replace: bool = False) -> dict[str, Any]:
-        """Upload W from an array (encoded exactly) or from a CSV file path (sent as is)."""
+        """Upload W from an array (encoded exactly) or from a CSV file path (its bytes sent unchanged)."""
         if isinstance(weights, (str, Path)):
-            text = Path(weights).read_text()
+            csv: bytes | str = Path(weights).read_bytes()
         else:
-            text = weights_csv.format_weights_csv(np.asarray(weights))
-        return await self.put_weights_csv(key, text, replace=replace)
+            csv = weights_csv.format_weights_csv(np.asarray(weights))
+        return await self.put_weights_csv(key, csv, replace=replace)
 
     # -- transport --------------------------------------------------------------------------
 

@@ -234,3 +234,14 @@ def test_token_from_option_or_environment(server_factory):
                           capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["url"] == server.url
+
+
+def test_weights_put_sends_the_files_bytes_and_get_writes_the_servers(shared_server, tmp_path):
+    (tmp_path / "latin1.csv").write_bytes(b"# gain in \xb5V\n0,0.5\n0.25,0\n")
+    refused = lrr("weights", "put", str(tmp_path / "latin1.csv"), "--key", "cli-bytes", "--url", shared_server.url)
+    assert_one_line_failure(refused, "bad_csv", "0xb5")  # the server judged the bytes, not a local decode
+    (tmp_path / "crlf.csv").write_bytes(b"0,0.5\r\n0.25,0\r\n")
+    lrr_json("weights", "put", str(tmp_path / "crlf.csv"), "--key", "cli-bytes", url=shared_server.url)
+    got = lrr_json("weights", "get", "--key", "cli-bytes", "-o", str(tmp_path / "back.csv"), url=shared_server.url)
+    assert got["n_channels"] == 2
+    assert (tmp_path / "back.csv").read_bytes() == httpx.get(f"{shared_server.url}/streams/cli-bytes/weights").content

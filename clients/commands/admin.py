@@ -69,22 +69,27 @@ def run_solve(args: argparse.Namespace) -> CommandResult:
 
 def run_weights_get(args: argparse.Namespace) -> CommandResult:
     """GET /streams/{key}/weights to a file, or to stdout."""
-    csv_text = with_rest(args, lambda rest: rest.weights_csv(args.key))
-    n = len(csv_text.strip().splitlines())
     if args.output is None:
+        csv_text = with_rest(args, lambda rest: rest.weights_csv(args.key))
+        n = _row_count(csv_text)
         return CommandResult({"key": args.key, "n_channels": n, "csv": csv_text}, csv_text.rstrip("\n"))
-    args.output.write_text(csv_text)
+    path = with_rest(args, lambda rest: rest.download_weights(args.key, args.output))
+    n = _row_count(path.read_text(encoding="utf-8"))
     return CommandResult({"key": args.key, "n_channels": n, "output": str(args.output)},
                          f"wrote the {n}x{n} weights of '{args.key}' to {args.output}")
 
 
 def run_weights_put(args: argparse.Namespace) -> CommandResult:
-    """PUT /streams/{key}/weights from a CSV file (sent as is, so the values arrive bit for bit)."""
+    """PUT /streams/{key}/weights from a CSV file (its bytes sent unchanged, so the values arrive bit for bit)."""
     if not args.file.is_file():
         raise ValueError(f"{args.file}: no such file; expected a CSV file holding W")
-    text = args.file.read_text()
-    reply = with_rest(args, lambda rest: rest.put_weights_csv(args.key, text, replace=args.replace))
+    reply = with_rest(args, lambda rest: rest.put_weights(args.key, args.file, replace=args.replace))
     return CommandResult(reply, f"uploaded {args.file} to '{args.key}'" + _describe(reply))
+
+
+def _row_count(csv_text: str) -> int:
+    """How many rows (= channels) the server's weights CSV holds."""
+    return len(csv_text.strip().splitlines())
 
 
 def _describe(reply: Any) -> str:
