@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
+from service.apidocs import router as docs_router
 from service.auth import TokenChecker
 from service.checkpoints import Checkpointer
 from service.config import ServiceSettings
@@ -74,10 +75,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         summary="Real-time Linear Regression Rereferencing over websockets",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served behind the token by service/apidocs.py
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.context = context
     app.include_router(public)
     app.include_router(router)
+    app.include_router(docs_router)
     app.include_router(ws_router)
     return app
 

@@ -11,6 +11,8 @@ from websockets.exceptions import InvalidStatus
 
 from core.codec import AckReply, encode_chunk
 from live_server import LiveServer, exchange
+from service.app import create_app
+from service.config import ServiceSettings
 
 TOKEN = "s3cret-token"
 
@@ -22,21 +24,39 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
-REST_CALLS = [
-    ("GET", "/ready"),
-    ("GET", "/metrics"),
-    ("GET", "/streams"),
-    ("GET", "/streams/k"),
-    ("PUT", "/streams/k"),
-    ("DELETE", "/streams/k"),
-    ("POST", "/streams/k/reset"),
-    ("POST", "/streams/k/solve"),
-    ("GET", "/streams/k/weights"),
-    ("PUT", "/streams/k/weights"),
-]
+def http_routes(routes: list) -> list:
+    """Every HTTP route below `routes`, looking into included routers (FastAPI >= 0.16x nests them) and mounts."""
+    found = []
+    for route in routes:
+        if getattr(route, "methods", None):  # an HTTP route; websocket routes have no methods
+            found.append(route)
+        elif getattr(route, "original_router", None) is not None:
+            found += http_routes(route.original_router.routes)
+        elif getattr(route, "routes", None):
+            found += http_routes(route.routes)
+    return found
 
 
-@pytest.mark.parametrize(("method", "path"), REST_CALLS)
+def rest_calls() -> list[tuple[str, str]]:
+    """(method, path) of every HTTP route the app has, read from the app itself, with `{key}` filled in."""
+    calls = []
+    for route in http_routes(create_app(ServiceSettings()).routes):
+        path = route.path.replace("{key}", "k")
+        calls += [(method, path) for method in sorted(route.methods - {"HEAD"})]
+    return calls
+
+
+REST_CALLS = rest_calls()
+PROTECTED_CALLS = [call for call in REST_CALLS if call[1] != "/health"]
+
+
+def test_the_route_list_covers_the_documentation_and_every_stream_route() -> None:
+    paths = {path for _, path in REST_CALLS}
+    assert {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics", "/ready"} <= paths
+    assert ("PUT", "/streams/k/weights") in REST_CALLS and ("DELETE", "/streams/k") in REST_CALLS
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED_CALLS)
 @pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x", TOKEN[:-1]])
 def test_rest_refuses_missing_or_wrong_token(secured: LiveServer, method: str, path: str, token: str | None) -> None:
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -56,6 +76,8 @@ def test_rest_accepts_the_token_and_health_needs_none(secured: LiveServer) -> No
         assert http.put("/streams/authed", json={}).status_code == 201
         assert http.get("/streams").json()["count"] >= 1
         assert http.get("/metrics").status_code == 200
+        assert "/streams/{key}" in http.get("/openapi.json").json()["paths"]
+        assert http.get("/docs").status_code == 200 and http.get("/redoc").status_code == 200
 
 
 @pytest.mark.parametrize("query", ["", "?token=wrong", "?token="])
