@@ -105,7 +105,8 @@ fi
 if command -v check-jsonschema >/dev/null 2>&1; then
   check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 fi
-LRR_API_TOKEN=$TOKEN "${COMPOSE[@]}" -f docker-compose.yml config --format json | "$PY" scripts/container_check.py compose-env
+LRR_API_TOKEN=$TOKEN "${COMPOSE[@]}" -f docker-compose.yml config --format json \
+  | "$PY" scripts/container_check.py settings-coverage --docs docs/deploy.md
 
 # --- 2. the image -----------------------------------------------------------------------------
 step "build $IMAGE ($ENGINE)"

@@ -209,15 +209,20 @@ def run_wait_ready(args: argparse.Namespace) -> None:
     print(f"ok: {args.url} healthy and ready")
 
 
-def run_compose_env(args: argparse.Namespace) -> None:
-    """docker-compose.yml passes every LRR_ setting the service reads, except those the image fixes."""
+def run_settings_coverage(args: argparse.Namespace) -> None:
+    """docker-compose.yml passes, and the deploy docs name, every LRR_ setting the service reads."""
+    expected = {f"LRR_{name.upper()}" for name in ServiceSettings.model_fields}
+    configurable = expected - IMAGE_FIXED_SETTINGS
     environment = json.load(sys.stdin)["services"]["lrr"]["environment"]
     passed = {name for name in environment if name.startswith("LRR_")}
-    expected = {f"LRR_{name.upper()}" for name in ServiceSettings.model_fields} - IMAGE_FIXED_SETTINGS
-    missing, unknown = sorted(expected - passed), sorted(passed - expected)
+    missing, unknown = sorted(configurable - passed), sorted(passed - configurable)
     if missing or unknown:
         raise CheckFailed(f"docker-compose.yml service lrr: LRR_ variables missing {missing}, unknown {unknown}")
-    print(f"ok: docker-compose.yml passes all {len(expected)} configurable LRR_ settings")
+    documented = args.docs.read_text()
+    undocumented = sorted(name for name in expected if f"`{name}`" not in documented)
+    if undocumented:
+        raise CheckFailed(f"{args.docs} does not describe {undocumented}")
+    print(f"ok: docker-compose.yml passes and {args.docs} describes all {len(expected)} LRR_ settings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(run=run_fit)
     samples = commands.add_parser("same-samples", parents=[server], help="the session still holds its fitted samples")
     samples.set_defaults(run=run_same_samples)
-    compose = commands.add_parser("compose-env", help="stdin: `docker compose config --format json`")
-    compose.set_defaults(run=run_compose_env)
+    coverage = commands.add_parser("settings-coverage", help="stdin: `docker compose config --format json`")
+    coverage.add_argument("--docs", type=Path, required=True, help="the deployment document (docs/deploy.md)")
+    coverage.set_defaults(run=run_settings_coverage)
     return parser
 
 
