@@ -29,7 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server (the default command)")
     for target in (parser, serve):
         _add_setting_flags(target)
+        target.add_argument(
+            "--allow-unauthenticated", action="store_true", default=argparse.SUPPRESS,
+            help="listen on a non-loopback host without LRR_API_TOKEN (e.g. behind an authenticating proxy)",
+        )  # fmt: skip
     return parser
+
+
+def exposure_problem(settings: ServiceSettings, allow_unauthenticated: bool) -> str | None:
+    """Why the server must not start as configured (open to the network without a token), or None."""
+    if settings.listens_on_loopback() or settings.token() is not None or allow_unauthenticated:
+        return None
+    return (f"refusing to listen on {settings.host!r} without LRR_API_TOKEN: anyone who can reach the port could "
+            "read, change and delete every session. Set LRR_API_TOKEN, listen on 127.0.0.1, or pass "
+            "--allow-unauthenticated if something in front of the server authenticates clients")  # fmt: skip
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         settings.session_defaults()
     except (ValidationError, ValueError) as exc:
         print(f"lrr-service: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    problem = exposure_problem(settings, getattr(args, "allow_unauthenticated", False))
+    if problem is not None:
+        print(f"lrr-service: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     uvicorn.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,7 +73,16 @@ class ServiceSettings(BaseSettings):
         None, description="Exponential forgetting half-life in samples; none = off."
     )
 
-    @field_validator("api_token", "max_csv_bytes", "channel_groups", "block_size", "half_life_samples", mode="before")
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _token_not_blank(cls, value: Any) -> Any:
+        """A blank (or `none`/`null`) token would silently turn authentication off: refuse it."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+            raise ValueError(f"LRR_API_TOKEN is {value!r}, which is not a usable token; set a real token, "
+                             "or unset the variable (and drop --api-token) to disable authentication")  # fmt: skip
+        return value
+
+    @field_validator("max_csv_bytes", "channel_groups", "block_size", "half_life_samples", mode="before")
     @classmethod
     def _empty_means_none(cls, value: Any) -> Any:
         """An empty or `none`/`null` value of an optional variable means "not set"."""
@@ -97,6 +107,15 @@ class ServiceSettings(BaseSettings):
     def csv_limit_bytes(self) -> int:
         """The weights upload size limit: LRR_MAX_CSV_BYTES, or the size a max_channels matrix can need."""
         return self.max_csv_bytes or max_csv_bytes(self.max_channels)
+
+    def listens_on_loopback(self) -> bool:
+        """True when `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`: only this machine can connect."""
+        if self.host.strip().lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:  # a host name other than localhost: assume it is reachable from elsewhere
+            return False
 
     def token(self) -> str | None:
         """The API token in clear, or None when authentication is off."""

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from live_server import REPO_ROOT, LiveServer
-from service.__main__ import build_parser, settings_from_args
+from service.__main__ import build_parser, exposure_problem, settings_from_args
 from service.config import ServiceSettings
 
 
@@ -51,6 +51,47 @@ def test_invalid_configuration_exits_2_naming_the_setting(args: list[str], env: 
     result = run_service(*args, env=env)
     assert result.returncode == 2
     assert "invalid configuration" in result.stderr and named in result.stderr
+
+
+@pytest.mark.parametrize("token", ["", "  ", "none", "NULL"])
+def test_a_blank_token_is_refused_rather_than_turning_auth_off(token: str) -> None:
+    result = run_service("serve", "--port", "0", env={"LRR_API_TOKEN": token})
+    assert result.returncode == 2
+    assert "api_token" in result.stderr and "unset the variable" in result.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "rig-server.lab"])
+def test_a_non_loopback_host_without_a_token_is_refused(host: str, tmp_path: Path) -> None:
+    result = run_service("serve", "--host", host, "--port", "0", "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 2
+    assert f"refusing to listen on {host!r} without LRR_API_TOKEN" in result.stderr
+    assert "--allow-unauthenticated" in result.stderr
+    assert not (tmp_path / "state").exists()  # it stopped before doing anything
+
+
+@pytest.mark.parametrize(
+    ("host", "token", "allowed", "refused"),
+    [
+        ("127.0.0.1", None, False, False),
+        ("127.5.6.7", None, False, False),
+        ("::1", None, False, False),
+        ("[::1]", None, False, False),
+        ("localhost", None, False, False),
+        ("0.0.0.0", None, False, True),
+        ("0.0.0.0", "t0ken", False, False),
+        ("0.0.0.0", None, True, False),
+        ("example.org", None, False, True),
+    ],
+)
+def test_exposure_rule(host: str, token: str | None, allowed: bool, refused: bool) -> None:
+    settings = ServiceSettings(host=host, api_token=token)
+    assert (exposure_problem(settings, allowed) is not None) == refused
+
+
+def test_allow_unauthenticated_flag_parses_before_or_after_serve() -> None:
+    assert build_parser().parse_args(["serve", "--allow-unauthenticated"]).allow_unauthenticated is True
+    assert build_parser().parse_args(["--allow-unauthenticated"]).allow_unauthenticated is True
+    assert not hasattr(build_parser().parse_args(["serve"]), "allow_unauthenticated")
 
 
 def test_runs_without_the_serve_word(tmp_path: Path) -> None:
