@@ -39,6 +39,28 @@ class ReconnectPolicy:
             delay = min(delay * self.factor, self.max_delay)
 
 
+class RetryBudget:
+    """The reconnect attempts left to one channel (pure logic, no I/O): spent by retries, renewed by progress.
+
+    `renew()` whenever the connection proves useful (a reply arrived) or a new connection supervisor
+    starts, so an earlier exhausted budget never leaves a later connection without retries.
+    """
+
+    def __init__(self, policy: ReconnectPolicy) -> None:
+        self._policy = policy
+        self._delays: Iterator[float] | None = None
+
+    def renew(self) -> None:
+        """Give back the whole budget of the policy."""
+        self._delays = None
+
+    def next_delay(self) -> float | None:
+        """How long to wait before the next attempt, or None once the budget is spent."""
+        if self._delays is None:
+            self._delays = iter(self._policy.delays())
+        return next(self._delays, None)
+
+
 NO_RECONNECT = ReconnectPolicy(max_attempts=0)
 
 

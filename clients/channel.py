@@ -9,14 +9,13 @@ A frame is never dropped silently: it gets its reply, a typed ServerError, or Co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from core import codec
-from clients.backoff import ReconnectPolicy
+from clients.backoff import ReconnectPolicy, RetryBudget
 from clients.errors import (
     AuthenticationError, ConnectionLost, LRRClientError, ProtocolError, ServerError, error_for,
 )
@@ -42,7 +41,6 @@ class Channel:
                  resend: bool = True, open_timeout: float = 10.0) -> None:
         self.url = url
         self._headers = headers
-        self._policy = policy
         self._resend = resend
         self._open_timeout = open_timeout
         self._frames = InFlight()
@@ -53,7 +51,7 @@ class Channel:
         self._supervisor: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
-        self._retry_delays: Iterator[float] | None = None
+        self._retries = RetryBudget(policy)
         self._refusal: ServerError | None = None
         self.reconnects = 0
         """How many times the connection was re-established after a drop."""
@@ -117,7 +115,11 @@ class Channel:
             self._sender = asyncio.create_task(self._send_queued(), name=f"lrr-send {self.url}")
 
     async def _supervise(self) -> None:
-        """Connect, read replies until the connection drops, reconnect; fail every waiting frame if that fails."""
+        """Connect, read replies until the connection drops, reconnect; fail every waiting frame if that fails.
+
+        Each supervisor starts with the full reconnect budget, even after an earlier one spent its own.
+        """
+        self._retries.renew()
         try:
             await self._connect(first=True)
             while True:
@@ -161,9 +163,7 @@ class Channel:
         failure: Exception | None = None
         while True:
             if not first:
-                if self._retry_delays is None:
-                    self._retry_delays = iter(self._policy.delays())
-                delay = next(self._retry_delays, None)
+                delay = self._retries.next_delay()
                 if delay is None:
                     raise ConnectionLost(f"lost the connection to {self.url} and could not reconnect "
                                          f"({_describe(failure) if failure else 'reconnecting is disabled'})",
@@ -232,7 +232,7 @@ class Channel:
 
     def _dispatch(self, reply: codec.Reply) -> None:
         """Hand a reply to its frame; a bad_key refusal concerns the whole connection (the server closes next)."""
-        self._retry_delays = None  # progress: a later drop gets a fresh reconnect budget
+        self._retries.renew()  # progress: a later drop gets a fresh reconnect budget
         if isinstance(reply, codec.ErrorReply) and reply.seq is None and reply.code == codec.BAD_KEY:
             self._refusal = error_for(reply.code, reply.message)
             return

@@ -46,9 +46,12 @@ class LRRClientSync:
         self.close()
 
     def close(self) -> None:
-        """Close the connections and stop the background loop; idempotent."""
-        if not self._thread.loop.is_closed():
+        """Close the connections and stop the background loop; idempotent. The loop stops even if closing fails."""
+        if self._thread.loop.is_closed():
+            return
+        try:
             self._thread.run(self._client.aclose())
+        finally:
             self._thread.close()
 
     @property

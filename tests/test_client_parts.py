@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
-from clients.backoff import ReconnectPolicy, as_policy
+from clients.backoff import ReconnectPolicy, RetryBudget, as_policy
 from clients.endpoints import http_base, stream_path, websocket_url
 from clients.lsl_bridge import FitWindow
 from clients.recordings import RecordingError, read_recording, write_recording
+from clients.sync import LRRClientSync
 from clients.synthetic import artifact_power, make_rig, reduction_db
 
 
@@ -21,6 +24,31 @@ def test_backoff_grows_caps_and_stops_at_either_bound():
     assert as_policy(True) == ReconnectPolicy()
     with pytest.raises(ValueError, match="factor"):
         ReconnectPolicy(factor=0.5)
+
+
+def test_retry_budget_is_spent_by_attempts_and_renewed_whole():
+    budget = RetryBudget(ReconnectPolicy(max_attempts=3, initial_delay=0.1, max_delay=1.0, factor=2))
+    assert [budget.next_delay() for _ in range(4)] == [0.1, 0.2, 0.4, None]
+    assert budget.next_delay() is None  # spent stays spent until renewed
+    budget.renew()  # what a reply, or a restarted connection supervisor, does
+    assert [budget.next_delay() for _ in range(4)] == [0.1, 0.2, 0.4, None]
+    assert RetryBudget(as_policy(False)).next_delay() is None
+
+
+def test_blocking_client_stops_its_loop_thread_even_when_closing_fails():
+    before = set(threading.enumerate())
+    client = LRRClientSync("http://127.0.0.1:9", "never-connected")  # nothing connects until first use
+    original_aclose = client._client.aclose
+
+    async def failing_aclose() -> None:
+        await original_aclose()
+        raise RuntimeError("closing failed")
+
+    client._client.aclose = failing_aclose  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="closing failed"):
+        client.close()
+    assert set(threading.enumerate()) <= before  # the client's loop thread is gone
+    client.close()  # idempotent after a failed close
 
 
 def test_urls_map_http_to_ws_and_quote_keys():
