@@ -161,7 +161,7 @@ def mutated_frames(draw: st.DrawFn) -> bytes:
         elif action == "replace":
             message[name] = draw(values)
     if draw(st.booleans()):
-        message[draw(st.text(max_size=5) | st.integers())] = draw(msgpack_values | ext_values)
+        message[draw(st.text(max_size=5) | st.integers(-(2**63), 2**64 - 1))] = draw(msgpack_values | ext_values)
     return msgpack.packb(message)
 
 
