@@ -66,6 +66,11 @@ class GridRow:
         return self.service_cpu_us - self.echo_cpu_us - self.engine_us
 
     @property
+    def cpu_bound_factor(self) -> float:
+        """Real-time factor if the server had its core to itself: 1 s of CPU / CPU per frame, in samples."""
+        return 1e6 / self.service_cpu_us * self.n_samples / FS if self.service_cpu_us > 0 else float("nan")
+
+    @property
     def realtime_factor(self) -> float:
         """Pipelined samples per second over the 30 kHz a rig produces."""
         return self.service_pipelined_fps * self.n_samples / FS
@@ -82,7 +87,7 @@ class GridRow:
             "echo_cpu_us": self.echo_cpu_us, "service_cpu_us": self.service_cpu_us,
             "cpu_overhead_us": self.cpu_overhead_us, "path_us": self.path_us,
             "path_overhead_us": self.path_overhead_us,
-            "realtime_factor": self.realtime_factor,
+            "realtime_factor": self.realtime_factor, "cpu_bound_factor": self.cpu_bound_factor,
         }
 
 
