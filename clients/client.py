@@ -158,9 +158,9 @@ class LRRClient:
         """Solve the weights from the session's statistics now."""
         return await self.rest.solve(self.key)
 
-    async def delete(self) -> dict[str, Any]:
-        """Delete the session on the server."""
-        return await self.rest.delete(self.key)
+    async def delete(self) -> None:
+        """Delete the session (and its checkpoint) on the server."""
+        await self.rest.delete(self.key)
 
     async def get_weights(self) -> np.ndarray:
         """The session's W as float64 (n, n), bit-identical to the server's."""

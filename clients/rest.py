@@ -1,4 +1,4 @@
-"""REST helpers (httpx, async): health, sessions, settings, weights upload/download, reset, solve, delete.
+"""REST helpers (httpx, async): sessions, settings, weights upload/download, reset, solve, delete.
 
 Weights travel as CSV text produced and parsed by core.weights_csv, so an array or file round-trips bit for bit.
 """
@@ -18,8 +18,6 @@ from clients.errors import ConnectionLost, ProtocolError, ServerError, error_for
 
 DEFAULT_TIMEOUT_S = 30.0
 
-_CODE_FOR_STATUS = {401: "unauthorized", 403: "unauthorized", 404: "not_found", 409: "conflict",
-                    413: "too_large", 422: "invalid_request"}
 
 
 class AsyncRestClient:
@@ -42,24 +40,12 @@ class AsyncRestClient:
 
     # -- server -----------------------------------------------------------------------------
 
-    async def health(self) -> dict[str, Any]:
-        """GET /health: the process is up."""
-        return await self._json("GET", "/health")
-
-    async def ready(self) -> dict[str, Any]:
-        """GET /ready: the server accepts work."""
-        return await self._json("GET", "/ready")
-
     async def sessions(self) -> list[dict[str, Any]]:
-        """GET /streams: one summary dict per session."""
+        """GET /streams: one summary dict per session (the reply's `streams` list)."""
         reply = await self._json("GET", "/streams")
-        if isinstance(reply, dict):
-            for name in ("streams", "sessions", "items"):
-                if isinstance(reply.get(name), list):
-                    return reply[name]
-        if not isinstance(reply, list):
-            raise ProtocolError(f"GET /streams answered {type(reply).__name__}; expected a list of sessions")
-        return reply
+        if not isinstance(reply, dict) or not isinstance(reply.get("streams"), list):
+            raise ProtocolError(f"GET /streams answered {str(reply)[:80]!r}; expected {{\"streams\": [...], ...}}")
+        return reply["streams"]
 
     # -- one session ------------------------------------------------------------------------
 
@@ -71,9 +57,9 @@ class AsyncRestClient:
         """PUT /streams/{key}: create the session or change its settings."""
         return await self._json("PUT", stream_path(key), json=settings)
 
-    async def delete(self, key: str) -> dict[str, Any]:
-        """DELETE /streams/{key}: drop the session and its checkpoint."""
-        return await self._json("DELETE", stream_path(key))
+    async def delete(self, key: str) -> None:
+        """DELETE /streams/{key}: drop the session and its checkpoint (the server answers 204, no body)."""
+        await self._request("DELETE", stream_path(key))
 
     async def reset(self, key: str) -> dict[str, Any]:
         """POST /streams/{key}/reset: clear statistics and weights, keep settings."""
@@ -135,10 +121,8 @@ class AsyncRestClient:
         return response
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send one request and return its JSON body (None when empty)."""
+        """Send one request and return its JSON body."""
         response = await self._request(method, path, **kwargs)
-        if not response.content:
-            return None
         try:
             return response.json()
         except ValueError:
@@ -146,25 +130,22 @@ class AsyncRestClient:
 
 
 def _refusal(response: httpx.Response) -> ServerError:
-    """The typed exception for an HTTP error response, from its JSON error body when it has one."""
+    """The typed exception for an HTTP error response.
+
+    The server answers `{"detail": {"code", "message", ...}}`, or FastAPI's field list for a 422 body error;
+    anything else (a plain-text 500, FastAPI's `{"detail": "Not Found"}`) keeps its status and text.
+    """
     status = response.status_code
-    code, message = _CODE_FOR_STATUS.get(status, "internal" if status >= 500 else "http_error"), ""
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        detail = body.get("error", body.get("detail", body))
-        if isinstance(detail, dict):
-            code = str(detail.get("code", code))
-            message = str(detail.get("message", detail.get("msg", "")) or "")
-        elif isinstance(detail, str):
-            message = detail
-        elif isinstance(detail, list):
-            message = "; ".join(_field_error(item) for item in detail)
-    if not message:
-        message = response.text.strip()[:300] or response.reason_phrase
-    return error_for(code, message, status=status)
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, dict) and "code" in detail:
+        return error_for(str(detail["code"]), str(detail.get("message", "")), status=status)
+    if isinstance(detail, list):
+        return error_for("invalid_request", "; ".join(_field_error(item) for item in detail), status=status)
+    message = detail if isinstance(detail, str) else response.text.strip()[:300] or response.reason_phrase
+    return error_for("internal" if status >= 500 else "http_error", message, status=status)
 
 
 def _field_error(item: Any) -> str:

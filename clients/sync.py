@@ -135,9 +135,9 @@ class LRRClientSync:
         """Solve the weights from the session's statistics now."""
         return self._thread.run(self._client.solve())
 
-    def delete(self) -> dict[str, Any]:
-        """Delete the session."""
-        return self._thread.run(self._client.delete())
+    def delete(self) -> None:
+        """Delete the session (and its checkpoint) on the server."""
+        self._thread.run(self._client.delete())
 
     def get_weights(self) -> np.ndarray:
         """The session's W, bit-identical to the server's."""

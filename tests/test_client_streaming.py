@@ -90,7 +90,7 @@ def test_blocking_client_streams_and_round_trips_weights_exactly(shared_server, 
         assert np.array_equal(np.loadtxt(path, delimiter=","), uploaded)
         assert client.info()["weights_source"] == "uploaded"
         keys = [session["key"] for session in client.sessions()]
-        client.delete()
+        assert client.delete() is None  # the server answers 204 No Content
         remaining = [session["key"] for session in client.sessions()]
     assert "stream-sync" in keys and "stream-sync" not in remaining
     assert [o.dtype for o in outputs] == [np.float32] * 100
