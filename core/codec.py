@@ -30,6 +30,7 @@ TOO_MANY_SESSIONS: Final = "too_many_sessions"
 BAD_KEY: Final = "bad_key"
 SETTINGS_MISMATCH: Final = "settings_mismatch"
 INTERNAL: Final = "internal"
+OVER_CAPACITY: Final = "over_capacity"
 
 ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -47,6 +48,7 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         BAD_KEY: "the session key is not 1-128 characters of [A-Za-z0-9._-]",
         SETTINGS_MISMATCH: "the session's settings cannot take the chunk's channel count; nothing changed",
         INTERNAL: "an unexpected server fault; the chunk was not applied",
+        OVER_CAPACITY: "binding the session to the chunk's channel count would exceed the server's memory budget",
     }
 )
 

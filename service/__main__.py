@@ -18,6 +18,9 @@ from service.app import create_app
 from service.config import ServiceSettings
 from service.logs import configure_logging
 
+REST_HEADROOM = 64
+"""uvicorn counts open websockets against limit_concurrency: room so REST and /health answer when streams are full."""
+
 #: Settings whose flag value is JSON rather than a scalar.
 _JSON_FLAGS = {"channel_groups"}
 
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        limit_concurrency=settings.max_connections + REST_HEADROOM,  # HTTP only: upgrades are not limited
     )
     return 0
 

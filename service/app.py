@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from service.apidocs import router as docs_router
 from service.auth import TokenChecker
+from service.capacity import CapacityError
 from service.checkpoints import Checkpointer
 from service.config import ServiceSettings
 from service.context import ServiceContext
@@ -31,7 +32,7 @@ SOLVE_DRAIN_SECONDS = 10.0
 def create_app(settings: ServiceSettings) -> FastAPI:
     """Build an independent app (own sessions, metrics registry and solve thread) from `settings`."""
     metrics = ServiceMetrics()
-    registry = SessionRegistry(settings.session_defaults(), settings.max_sessions, metrics)
+    registry = SessionRegistry(settings.session_defaults(), settings.max_sessions, metrics, settings.max_state_bytes)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-solve")
     lane = StatisticsLane()
     store = CheckpointStore(settings.state_dir)
@@ -96,7 +97,7 @@ async def restore_sessions(context: ServiceContext, store: CheckpointStore) -> N
     for record in report.records:
         try:
             context.registry.restore(record, context.settings.max_channels)
-        except SessionLimitError as exc:
+        except (SessionLimitError, CapacityError) as exc:  # the file stays for a server with higher limits
             log_event("checkpoint_skipped", logging.WARNING, key=record.key, reason=str(exc))
         except Exception as exc:  # SnapshotError, but any failure of one file must not stop the server
             moved = await asyncio.to_thread(store.move_aside, store.path_for(record.key))

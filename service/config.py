@@ -13,6 +13,7 @@ from core.settings import LRRSettings
 from core.weights_csv import max_csv_bytes
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 #: ServiceSettings fields that are the default engine settings of a new session.
 SESSION_SETTING_FIELDS = (
@@ -36,6 +37,12 @@ class ServiceSettings(BaseSettings):
     max_frame_bytes: int = Field(16 * MIB, ge=1024, description="Largest websocket message; larger closes with 1009.")
     max_channels: int = Field(4096, ge=1, description="Most channels a chunk or weight matrix may have.")
     max_sessions: int = Field(1024, ge=1, description="Most stream sessions; new ones beyond are refused.")
+    max_state_bytes: int = Field(
+        4 * GIB, ge=MIB, description="Budget for the statistics and weights of all bound sessions (memory and disk)."
+    )
+    max_connections: int = Field(
+        256, ge=1, description="Most open websocket streams (beyond: handshake refused with 503); HTTP gets 64 more."
+    )
     max_csv_bytes: int | None = Field(
         None, ge=1024, description="Largest weights CSV upload, 413 beyond; unset = what max_channels needs."
     )

@@ -28,6 +28,8 @@ class ServiceContext:
     lane: StatisticsLane
     auth: TokenChecker
     ready: bool = False
+    open_streams: int = 0
+    """Websocket streams open now, bounded by LRR_MAX_CONNECTIONS (service/ws.py)."""
     upload_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     """Held while a large weights upload is read and parsed, so concurrent uploads cannot pile up in memory."""
 

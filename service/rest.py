@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from core.errors import ChannelCountError, SettingsError, WeightsError
 from core.settings import LRRSettings
 from core.weights_csv import WeightsCsvError, format_weights_csv, parse_weights_csv
+from service.capacity import CapacityError
 from service.context import ServiceContext, get_context
 from service.keys import InvalidKeyError, validate_key
 from service.metrics import PROMETHEUS_CONTENT_TYPE
@@ -259,10 +260,14 @@ async def put_weights(
                   n_channels=bound, got=n)  # fmt: skip
     try:
         async with session.engine_lock:
+            if session.engine.n_channels != n:
+                context.registry.check_capacity(key, n)
             context.registry.load_weights(session, weights, replace)
-    except (ChannelCountError, WeightsError, SettingsError) as exc:
+    except (ChannelCountError, WeightsError, SettingsError, CapacityError) as exc:
         if created:
             context.registry.discard_if_unused(session)
+        if isinstance(exc, CapacityError):
+            api_error(context, status.HTTP_507_INSUFFICIENT_STORAGE, "over_capacity", str(exc))
         api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_weights", str(exc))
     await persist(context, session, "weights_uploaded")
     return session.describe()

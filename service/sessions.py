@@ -19,6 +19,7 @@ import numpy as np
 from core import LRR, LRRSettings
 from core.errors import SnapshotError
 from core.groups import resolve_groups
+from service.capacity import check_budget, session_state_bytes
 from service.keys import validate_key
 from service.logs import log_event
 from service.metrics import ServiceMetrics
@@ -124,9 +125,14 @@ def check_settings_fit(settings: LRRSettings, n_channels: int) -> None:
 class SessionRegistry:
     """All sessions by key, with the limit on their number; counts and logs creations and resets."""
 
-    def __init__(self, default_settings: LRRSettings, max_sessions: int, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, default_settings: LRRSettings, max_sessions: int, metrics: ServiceMetrics,
+        max_state_bytes: int | None = None,
+    ) -> None:  # fmt: skip
         self.default_settings = default_settings
         self.max_sessions = max_sessions
+        self.max_state_bytes = max_state_bytes
+        """Budget for the bound sessions' statistics and weights (service/capacity.py); None: no budget."""
         self.metrics = metrics
         self._sessions: dict[str, Session] = {}
 
@@ -155,6 +161,13 @@ class SessionRegistry:
             return session, False
         return self._add(Session(validate_key(key), LRR(settings or self.default_settings)), "created"), True
 
+    def check_capacity(self, key: str, n_channels: int) -> None:
+        """Raise CapacityError if binding the session of `key` to `n_channels` would exceed the state budget."""
+        if self.max_state_bytes is None:
+            return
+        others = sum(session_state_bytes(s.engine.n_channels) for k, s in self._sessions.items() if k != key)
+        check_budget(key, n_channels, others, self.max_state_bytes)
+
     def _add(self, session: Session, how: str) -> Session:
         """Insert a session, enforcing the limit; logs `session_<how>`."""
         if len(self._sessions) >= self.max_sessions:
@@ -171,13 +184,16 @@ class SessionRegistry:
 
     def restore(self, record: SessionRecord, max_channels: int) -> Session:
         """Adopt a session read from a checkpoint; raises SnapshotError if the record is inconsistent
-        or binds more than `max_channels` channels (checked before anything is allocated)."""
+        or binds more than `max_channels` channels, CapacityError if it does not fit in the state budget
+        (both checked before anything is allocated)."""
         n_channels = record.engine_meta.get("n_channels")
         if n_channels is not None and (
             isinstance(n_channels, bool) or not isinstance(n_channels, int) or not 1 <= n_channels <= max_channels
         ):
             raise SnapshotError(f"n_channels is {n_channels!r}; expected null or an integer from 1 to "
                                 f"{max_channels} (LRR_MAX_CHANNELS)")  # fmt: skip
+        if n_channels is not None:
+            self.check_capacity(record.key, n_channels)
         engine = LRR.restore(record.engine_meta, record.arrays)
         counters = SessionCounters(**{
             k: int(v) for k, v in dict(record.service_meta.get("counters") or {}).items()

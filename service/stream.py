@@ -15,6 +15,7 @@ import numpy as np
 from core.codec import (
     INTERNAL,
     NON_FINITE,
+    OVER_CAPACITY,
     SETTINGS_MISMATCH,
     TEXT_FRAME,
     TOO_MANY_SESSIONS,
@@ -28,6 +29,7 @@ from core.codec import (
 from core import first_non_finite
 from core.errors import SettingsError
 from service.context import ServiceContext
+from service.capacity import CapacityError
 from service.logs import log_event
 from service.sessions import Session, SessionLimitError, check_settings_fit
 
@@ -167,6 +169,10 @@ class StreamChannel:
         except SettingsError as exc:
             raise RejectedChunk(SETTINGS_MISMATCH, f"{exc}; change the session's settings (PUT /streams/"
                                 f"{session.key}) or send chunks with a matching channel count") from None  # fmt: skip
+        try:
+            self.registry.check_capacity(session.key, data.shape[1])
+        except CapacityError as exc:
+            raise RejectedChunk(OVER_CAPACITY, str(exc)) from None
         checks_finite = session.engine.settings.check_finite
         if self.fits and checks_finite and first_non_finite(data) is not None:
             raise RejectedChunk(NON_FINITE, self._non_finite_message(data))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
+from fastapi.responses import JSONResponse
 
 from core.codec import BAD_KEY, encode_error
 from service.context import ServiceContext
@@ -17,14 +18,41 @@ from service.stream import STREAM_ROUTES, StreamChannel
 
 router = APIRouter()
 
+TOO_MANY_CONNECTIONS = "too_many_connections"
+"""REST-style code of the 503 handshake refusal (not a frame error code: no frame is exchanged)."""
+
 
 async def serve_stream(websocket: WebSocket, key: str, route: str) -> None:
-    """Authenticate, validate the key, then answer every message in order until the client leaves."""
+    """Authenticate, take one of the LRR_MAX_CONNECTIONS stream slots, then serve the stream."""
     context: ServiceContext = websocket.app.state.context
     if not context.auth.accepts_websocket(websocket.headers, websocket.query_params):
         context.metrics.errors.labels("unauthorized").inc()
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: handshake refused (403)
         return
+    if context.open_streams >= context.settings.max_connections:
+        await refuse_busy(websocket, context)
+        return
+    context.open_streams += 1
+    try:
+        await serve_accepted(websocket, context, key, route)
+    finally:
+        context.open_streams -= 1
+
+
+async def refuse_busy(websocket: WebSocket, context: ServiceContext) -> None:
+    """Refuse the handshake with HTTP 503 saying why: the server holds LRR_MAX_CONNECTIONS streams."""
+    context.metrics.errors.labels(TOO_MANY_CONNECTIONS).inc()
+    limit = context.settings.max_connections
+    detail = {"code": TOO_MANY_CONNECTIONS,
+              "message": f"the server holds its maximum of {limit} websocket streams (LRR_MAX_CONNECTIONS); "
+                         "retry later or close unused connections"}  # fmt: skip
+    await websocket.send_denial_response(
+        JSONResponse({"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
+    )
+
+
+async def serve_accepted(websocket: WebSocket, context: ServiceContext, key: str, route: str) -> None:
+    """Accept, validate the key, then answer every message in order until the client leaves."""
     await websocket.accept()
     try:
         validate_key(key)

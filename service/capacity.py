@@ -1,0 +1,44 @@
+"""The memory budget of bound sessions (LRR_MAX_STATE_BYTES): what one channel count costs, and the check.
+
+A session bound to n channels holds XᵀX (n² float64), W (n² float64, once solved or uploaded),
+column sums and the staging buffer of `core.statistics`; its checkpoint file is about the same
+size. Summing that over sessions bounds both the process's memory and the state dir.
+"""
+
+from __future__ import annotations
+
+from core.statistics import DEFAULT_STAGING_BYTES
+
+FLOAT64_BYTES = 8
+MIN_STAGING_ROWS = 32
+"""core.statistics.CovarianceAccumulator stages at least this many rows, whatever the channel count."""
+
+
+class CapacityError(Exception):
+    """Binding a session to a channel count would take the sessions past LRR_MAX_STATE_BYTES."""
+
+
+def session_state_bytes(n_channels: int | None) -> int:
+    """Bytes a session bound to `n_channels` may hold: XᵀX and W (n² float64 each), sums, staging."""
+    if not n_channels:
+        return 0
+    n = n_channels
+    staging_rows = max(MIN_STAGING_ROWS, DEFAULT_STAGING_BYTES // (FLOAT64_BYTES * n))
+    return FLOAT64_BYTES * (2 * n * n + n + staging_rows * n)
+
+
+def check_budget(key: str, n_channels: int, held_by_others: int, budget: int) -> None:
+    """Raise CapacityError, saying what to do, if binding `key` to `n_channels` exceeds `budget`."""
+    needed = session_state_bytes(n_channels)
+    if held_by_others + needed > budget:
+        raise CapacityError(
+            f"binding session {key!r} to {n_channels} channels needs {_mib(needed)} of statistics and weights, "
+            f"but the other sessions hold {_mib(held_by_others)} of the {_mib(budget)} budget "
+            "(LRR_MAX_STATE_BYTES); nothing changed: delete unused sessions (DELETE /streams/{key}), "
+            "use fewer channels, or raise LRR_MAX_STATE_BYTES"
+        )
+
+
+def _mib(size: int) -> str:
+    """A byte count for messages, in MiB with one decimal."""
+    return f"{size / (1024 * 1024):.1f} MiB"
