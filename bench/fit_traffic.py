@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from core.codec import AckReply, decode_reply
-from latency import Latency
+from latency import Latency, summarize
 from wsload import StreamRun, drive, no_wait, open_stream, paced, run_paced
 from workload import FS, chunks, expect_ack, expect_chunk, frames
 
@@ -114,6 +114,13 @@ def lag_summary(fit: FitRun) -> dict[str, float]:
             "worst_sample_ms": max(worst) * 1e3 if worst else nan}  # fmt: skip
 
 
+async def transform_alone(service_ws: str, tr_wire: list[bytes], seconds: float) -> StreamRun:
+    """The paced transform stream with no fit traffic."""
+    period = N_SAMPLES / FS
+    return await run_paced(f"{service_ws}/ws/{KEY}/transform", tr_wire, int(seconds / period), period,
+                           expect_chunk(N_SAMPLES, N_CHANNELS))  # fmt: skip
+
+
 async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, progress: Any = print) -> dict[str, Any]:
     """The whole fit scenario; returns JSON-able results."""
     period = N_SAMPLES / FS
@@ -126,29 +133,30 @@ async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, prog
         (await client.post(f"/streams/{KEY}/solve")).raise_for_status()
     alone = await fit_stream(f"{service_ws}/ws/{KEY}/fit", fit_wire, int(seconds * 4000), None)
     progress(f"  fit alone, pipelined: {alone.samples_per_second():,.0f} samples/s")
-    quiet = await run_paced(f"{service_ws}/ws/{KEY}/transform", tr_wire, int(seconds / period), period,
-                            expect_chunk(N_SAMPLES, N_CHANNELS))  # fmt: skip
-    progress(f"  transform alone: p99 {quiet.summary(WARMUP_FRAMES).p99:,.0f} µs")
+    quiet = [await transform_alone(service_ws, tr_wire, seconds / 2)]
     realtime_fit, realtime_tr = await fit_with_transform(service_ws, base_url, fit_wire, tr_wire, seconds, period,
                                                          int(seconds / period))
+    progress(f"  transform alone: p99 {quiet[0].summary(WARMUP_FRAMES).p99:,.0f} µs")
     progress(f"  with real-time fit: transform p99 {realtime_tr.summary(WARMUP_FRAMES).p99:,.0f} µs, "
              f"weights lag median {lag_summary(realtime_fit)['median_ms']:.0f} ms")
     full_count = int(alone.samples_per_second() / N_SAMPLES * seconds)  # about as long as the transform stream
+    quiet.append(await transform_alone(service_ws, tr_wire, seconds / 2))  # before and after: same load drift
     full_fit, full_tr = await fit_with_transform(service_ws, base_url, fit_wire, tr_wire, seconds, None, full_count)
+    quiet.append(await transform_alone(service_ws, tr_wire, seconds / 2))
     progress(f"  with full-speed fit: {full_fit.samples_per_second():,.0f} samples/s, transform p99 "
              f"{full_tr.summary(WARMUP_FRAMES).p99:,.0f} µs, weights lag median "
              f"{lag_summary(full_fit)['median_ms']:.0f} ms")
-    transform_alone: Latency = quiet.summary(WARMUP_FRAMES)
+    quiet_latency: Latency = summarize(np.concatenate([run.latencies[WARMUP_FRAMES:] for run in quiet]))
     return {
         "fit_alone_samples_per_s": alone.samples_per_second(),
         "fit_with_transform_samples_per_s": full_fit.samples_per_second(),
-        "transform_alone": transform_alone.as_dict(),
+        "transform_alone": quiet_latency.as_dict(),
         "transform_with_realtime_fit": realtime_tr.summary(WARMUP_FRAMES).as_dict(),
         "transform_with_full_speed_fit": full_tr.summary(WARMUP_FRAMES).as_dict(),
         "lag_realtime_fit": lag_summary(realtime_fit),
         "lag_full_speed_fit": lag_summary(full_fit),
         "latencies_us": {
-            "alone": (quiet.latencies[WARMUP_FRAMES:] * 1e6).tolist(),
+            "alone": (np.concatenate([run.latencies[WARMUP_FRAMES:] for run in quiet]) * 1e6).tolist(),
             "realtime_fit": (realtime_tr.latencies[WARMUP_FRAMES:] * 1e6).tolist(),
             "full_speed_fit": (full_tr.latencies[WARMUP_FRAMES:] * 1e6).tolist(),
         },

@@ -162,7 +162,8 @@ def _fit_section(fit: dict[str, Any], plots: dict[str, Path], out: Path) -> list
         f"- Fit at full speed while a paced transform stream runs on the same key: "
         f"**{fit['fit_with_transform_samples_per_s']:,.0f} samples/s** "
         f"({fit['fit_with_transform_samples_per_s'] / 30_000:.1f}x real time).",
-        f"- Transform stream (paced, 1 ms) without fit traffic: {lat('transform_alone')}.",
+        f"- Transform stream (paced, 1 ms) without fit traffic (pooled from runs before, between and after the"
+        f" fit runs): {lat('transform_alone')}.",
         f"- ... with real-time fit traffic (1 kHz) on the same key: {lat('transform_with_realtime_fit')}.",
         f"- ... with full-speed fit traffic: {lat('transform_with_full_speed_fit')}.",
         f"- Weights lag, from the ack of a fit chunk until weights including it are in use (GET /streams polled"

@@ -15,7 +15,7 @@ import numpy as np
 
 from bench_core import interleaved_medians
 from core import LRR
-from latency import Latency
+from latency import Latency, summarize
 from processes import cpu_seconds
 from service_path import service_path_us
 from wsload import StreamRun, run_paced, run_pipelined
@@ -26,7 +26,8 @@ CHUNK_SAMPLES = (30, 300)
 DTYPE_NAMES = ("float32", "int16")
 WINDOW = 32
 PACED_SECONDS = 2.0
-PACED_MIN_FRAMES = 300
+PACED_MIN_FRAMES = 400
+PACED_BLOCKS = 4
 PIPELINED_SECONDS = 1.0
 WARMUP_FRAMES = 20
 
@@ -105,6 +106,11 @@ def engine_floors(weights: np.ndarray, data: np.ndarray, seconds: float) -> tupl
     return engine_s * 1e6, matmul_s * 1e6
 
 
+def pooled(runs: list[StreamRun]) -> Latency:
+    """Percentiles over the frames of several runs, each without its warm-up frames."""
+    return summarize(np.concatenate([run.latencies[WARMUP_FRAMES:] for run in runs]))
+
+
 async def pipelined_count(url: str, wire: list[bytes], check: Any) -> int:
     """How many frames make about PIPELINED_SECONDS of pipelined traffic (a short calibration run)."""
     probe = await run_pipelined(url, wire, 40, WINDOW, check)
@@ -132,16 +138,18 @@ async def measure_row(service_url: str, echo_url: str, pids: tuple[int, int], we
     echo_url = f"{echo_url}/echo"
     service_url = f"{service_url}/ws/{key}/transform"
 
-    echo_paced = await run_paced(echo_url, wire, paced_frames, period, echo_check)
+    echo_paced, service_paced = [], []
+    for _ in range(PACED_BLOCKS):  # alternating blocks: both see the same drift of the machine's load
+        echo_paced.append(await run_paced(echo_url, wire, paced_frames // PACED_BLOCKS, period, echo_check))
+        service_paced.append(await run_paced(service_url, wire, paced_frames // PACED_BLOCKS, period, service_check))
     echo_pipe, echo_cpu = await pipelined_with_cpu(echo_url, wire, echo_check, pids[1])
-    service_paced = await run_paced(service_url, wire, paced_frames, period, service_check)
     service_pipe, service_cpu = await pipelined_with_cpu(service_url, wire, service_check, pids[0])
     engine_us, matmul_us = engine_floors(weights, data[0], floor_seconds)
     path_us = await service_path_us(weights, wire[0], floor_seconds)
     return GridRow(
         n_channels, n_samples, dtype, size,
-        echo_paced.summary(WARMUP_FRAMES), echo_pipe.frames_per_second(),
-        service_paced.summary(WARMUP_FRAMES), service_pipe.summary(WARMUP_FRAMES),
+        pooled(echo_paced), echo_pipe.frames_per_second(),
+        pooled(service_paced), service_pipe.summary(WARMUP_FRAMES),
         service_pipe.frames_per_second(), engine_us, matmul_us, echo_cpu, service_cpu, path_us,
     )
 
