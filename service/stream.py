@@ -79,6 +79,7 @@ class StreamChannel:
             except SessionLimitError as exc:
                 return self._reject(TOO_MANY_SESSIONS, str(exc), chunk.seq)
             self._session = session
+        epoch = session.epoch
         try:
             if self.fits:
                 reply = await self._fit(session, chunk)
@@ -91,7 +92,7 @@ class StreamChannel:
         except Exception as exc:  # a bug, not bad input: say so, keep serving
             log_event("chunk_failed", logging.ERROR, key=self.key, route=self.route, seq=chunk.seq,
                       error=f"{type(exc).__name__}: {exc}", exc_info=True)  # fmt: skip
-            return self._reject(INTERNAL, "the server failed to process this chunk; it was not applied", chunk.seq)
+            return self._reject(INTERNAL, self._internal_message(session.epoch != epoch), chunk.seq)
         metrics = self.route_metrics
         metrics.frames.inc()
         metrics.samples.inc(chunk.data.shape[0])
@@ -184,6 +185,15 @@ class StreamChannel:
         where = f" (first at sample {first[0]}, channel {first[1]})" if first is not None else ""
         return (f"the chunk holds NaN or infinity{where}; it was not fitted, nothing changed: "
                 "send finite samples (drop or interpolate bad ones)")  # fmt: skip
+
+    def _internal_message(self, session_changed: bool) -> str:
+        """The `internal` reply: the chunk was not applied; whether the session changed meanwhile (e.g. the reset
+        for the chunk's new channel count happened before the fault), so the client knows what to check."""
+        if not session_changed:
+            return "the server failed to process this chunk; it was not applied and the session is as before"
+        return ("the server failed to process this chunk; it was not applied, but the session changed meanwhile "
+                "(it may have been reset for the chunk's channel count: statistics and weights cleared); "
+                f"check GET /streams/{self.key}")  # fmt: skip
 
     def _reject(self, code: str, message: str, seq: int | None) -> bytes:
         """An error reply; counted by code (and on the session, if any). Never logged per frame."""
