@@ -246,5 +246,6 @@ def _handshake_text(exc: InvalidStatus) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    """A failure in one short line; a refused handshake keeps the server's explanation."""
+    text = _handshake_text(exc) if isinstance(exc, InvalidStatus) else str(exc) or type(exc).__name__
     return text if len(text) < 200 else text[:197] + "..."

@@ -99,6 +99,12 @@ class InvalidRequestError(ServerError):
     code = "invalid_request"
 
 
+class OverCapacityError(ServerError):
+    """Binding the session to this channel count would exceed the server's memory budget; nothing changed."""
+
+    code = codec.OVER_CAPACITY
+
+
 class InternalServerError(ServerError):
     """An unexpected server fault; the chunk or request was not applied."""
 
@@ -176,8 +182,9 @@ _BY_CODE: dict[str, type[ServerError]] = {
     cls.code: cls
     for cls in (TextFrameError, BadMsgpackError, NotAMapError, MissingFieldError, BadFieldError, BadDtypeError,
                 BadShapeError, SizeMismatchError, TooManyChannelsError, NonFiniteError, TooManySessionsError,
-                BadKeyError, SettingsMismatchError, InternalServerError, AuthenticationError, InvalidRequestError, UnknownSessionError, NoWeightsError,
-                NoFitDataError, ChangedDuringSolveError, BadCsvError, BadWeightsError, FrameTooLargeError)
+                BadKeyError, SettingsMismatchError, OverCapacityError, InternalServerError,
+                AuthenticationError, InvalidRequestError, UnknownSessionError, NoWeightsError, NoFitDataError,
+                ChangedDuringSolveError, BadCsvError, BadWeightsError, FrameTooLargeError)
 }
 
 

@@ -146,3 +146,13 @@ async def test_settings_that_cannot_take_the_chunk_raise_settings_mismatch(share
             await client.fit(np.ones((3, 4)))
         assert (await client.info())["n_samples"] == 0
     assert caught.value.seq == 0
+
+
+async def test_a_full_server_refuses_the_handshake_and_connection_lost_quotes_why(server_factory):
+    server = server_factory(env={"LRR_MAX_CONNECTIONS": "1"})
+    async with LRRClient(server.url, "full-a") as first, LRRClient(server.url, "full-b") as second:
+        assert (await first.transform(np.ones((2, 3)))).shape == (2, 3)  # holds the only websocket
+        with pytest.raises(errors.ConnectionLost) as refused:
+            await second.transform(np.ones((2, 3)))
+    assert "HTTP 503" in str(refused.value) and "too_many_connections" in str(refused.value)
+    assert refused.value.unanswered == (0,)
