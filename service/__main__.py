@@ -1,7 +1,7 @@
 """`python -m service serve [--host ...] [--port ...] [--state-dir ...]`: run the server with uvicorn.
 
 Every `LRR_*` setting has a flag (`--max-channels`, `--ridge-lambda`, ...); flags override the
-environment. SIGTERM/SIGINT shut down gracefully and checkpoint every session.
+environment. SIGTERM/SIGINT shut down gracefully and checkpoint every changed session.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 await periodic
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(context.scheduler.drain(), SOLVE_DRAIN_SECONDS)
-            written = await context.checkpointer.checkpoint_dirty("shutdown", everything=True)
+            written = await context.checkpointer.checkpoint_dirty("shutdown")  # unchanged files are current
             executor.shutdown(wait=False, cancel_futures=True)
             lane.shutdown()
             blas.restore_original_limits()

@@ -159,7 +159,8 @@ class SessionRegistry:
         session = self._sessions.get(key)
         if session is not None:
             return session, False
-        return self._add(Session(validate_key(key), LRR(settings or self.default_settings)), "created"), True
+        session = Session(validate_key(key), LRR(settings or self.default_settings), dirty=True)  # not on disk yet
+        return self._add(session, "created"), True
 
     def check_capacity(self, key: str, n_channels: int) -> None:
         """Raise CapacityError if binding the session of `key` to `n_channels` would exceed the state budget."""

@@ -121,6 +121,7 @@ class StreamChannel:
         async with session.engine_lock:
             reset = self._rebind(session, chunk.data)
             reply = self._transform(session, chunk, reset=reset, bind=True)
+            session.dirty = True  # bound to a channel count (and perhaps given default weights)
         assert reply is not None
         return reply
 

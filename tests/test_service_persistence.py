@@ -112,6 +112,27 @@ async def test_shutdown_with_a_connected_client_closes_1012_and_keeps_its_chunks
     assert snapshot(server, "live")[0]["n_samples"] == 70
 
 
+async def test_shutdown_writes_only_the_sessions_changed_since_their_checkpoint(server_factory) -> None:
+    server = server_factory(env={"LRR_CHECKPOINT_SECONDS": "3600"})
+    rng = np.random.default_rng(12)
+    with server.http() as http:
+        http.put("/streams/clean", json={}).raise_for_status()  # on disk before the answer, unchanged since
+    async with server.connect("busy", "fit") as ws:
+        assert isinstance(await exchange(ws, encode_chunk(0, rng.standard_normal((30, 4)))), AckReply)
+    X = rng.standard_normal((5, 3))
+    await transform(server, "viewer", X)  # created and bound by a transform chunk
+    server.stop()
+    log = server.log_text()
+    shutdown = [json.loads(line)["key"] for line in log.splitlines() if '"reason":"shutdown"' in line]
+    assert sorted(shutdown) == ["busy", "viewer"]
+    stopped = [json.loads(line) for line in log.splitlines() if '"event":"service_stopped"' in line]
+    assert stopped[-1]["checkpointed"] == 2
+    server.start()
+    with server.http() as http:
+        restored = {s["key"]: (s["n_channels"], s["n_samples"]) for s in http.get("/streams").json()["streams"]}
+    assert restored == {"busy": (4, 30), "clean": (None, 0), "viewer": (3, 0)}
+
+
 async def test_uploaded_weights_and_settings_survive_kill_9(server_factory) -> None:
     server = server_factory(env={"LRR_CHECKPOINT_SECONDS": "3600"})
     W = weights(4, 5)
