@@ -30,6 +30,22 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Poll GET {url}/health until it answers 200 (True), or `process` exits or `timeout` passes (False).
+
+    Shared by everything that starts a server process and must know when it serves.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 class LocalServer:
     """A server on a free loopback port with a temporary state dir, removed again on exit."""
 
@@ -60,18 +76,12 @@ class LocalServer:
         return self
 
     def _wait_healthy(self) -> None:
-        """Poll GET /health until 200; fail with the server's last output if it dies or hangs."""
-        deadline = time.monotonic() + self.timeout
+        """Wait for GET /health; fail with the server's last output if it dies or hangs."""
         assert self._process is not None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise LocalServerError(f"the local server exited at start-up: {self._log_tail()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        if wait_until_healthy(self.url, self._process, self.timeout):
+            return
+        if self._process.poll() is not None:
+            raise LocalServerError(f"the local server exited at start-up: {self._log_tail()}")
         raise LocalServerError(f"the local server did not answer within {self.timeout:.0f} s: {self._log_tail()}")
 
     def _log_tail(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from clients.backoff import ReconnectPolicy, RetryBudget, as_policy
 from clients.endpoints import http_base, stream_path, websocket_url
+from clients.local_server import free_loopback_port, wait_until_healthy
 from clients.lsl_bridge import FitWindow
 from clients.recordings import RecordingError, read_recording, write_recording
 from clients.sync import LRRClientSync
@@ -127,3 +130,13 @@ async def test_in_flight_matches_replies_by_seq_and_unreadable_ones_to_the_oldes
     with pytest.raises(ValueError, match="in flight"):
         frames.add(7, b"x", loop.create_future())
         frames.add(7, b"y", loop.create_future())
+
+
+def test_waiting_for_health_gives_up_when_the_server_process_exits():
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], stdin=subprocess.DEVNULL)
+    try:
+        assert wait_until_healthy(f"http://127.0.0.1:{free_loopback_port()}", process, timeout=60.0) is False
+        assert process.poll() == 3  # it returned because the process had exited
+    finally:
+        process.kill()
+        process.wait(10)
