@@ -358,11 +358,8 @@ async def test_automatic_solves_follow_fit_traffic(server: LiveServer, stream_ke
     """With the default LRR_SOLVE_EVERY_SAMPLES (3000), enough fit data leads to fitted weights by itself."""
     rng = np.random.default_rng(10)
     await fit(server, stream_key, [rng.standard_normal((1000, 4)) + rng.standard_normal((1000, 1)) for _ in range(4)])
-    with server.http() as http:
-        for _ in range(200):  # bounded wait for the background solve
-            state = http.get(f"/streams/{stream_key}").json()
-            if state["weights_source"] == "fitted":
-                break
+    with server.http() as http:  # until the server reports the background solve (pytest-timeout bounds the wait)
+        while (state := http.get(f"/streams/{stream_key}").json())["weights_source"] != "fitted":
             time.sleep(0.02)
     assert state["weights_source"] == "fitted" and state["n_samples_solved"] >= 3000
     assert state["counters"]["solves"] >= 1
