@@ -19,7 +19,6 @@ from clients.errors import ConnectionLost, ProtocolError, ServerError, error_for
 DEFAULT_TIMEOUT_S = 30.0
 
 
-
 class AsyncRestClient:
     """The server's REST API; every method raises a ServerError subclass when the server refuses."""
 
