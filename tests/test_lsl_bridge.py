@@ -239,3 +239,10 @@ def test_a_refused_fit_stops_the_bridge_during_the_fitting_period(shared_server)
     assert code == 1, err
     assert err.strip().count("\n") == 0 and "settings_mismatch" in err, err
     assert session(url, key)["n_samples"] == 0
+
+
+def test_max_in_flight_below_one_is_refused_before_looking_for_the_stream():
+    done = subprocess.run([LRR, "lsl", "--input", "unused", "--key", "k", "--max-in-flight", "0"],
+                          capture_output=True, text=True, timeout=WAIT_S, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().count("\n") == 0 and "max_in_flight must be >= 1" in done.stderr
