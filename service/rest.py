@@ -11,7 +11,6 @@ import contextlib
 from typing import Annotated, Any, NoReturn
 
 import numpy as np
-
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 

@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 
+from core import first_non_finite
 from core.codec import (
     INTERNAL,
     NON_FINITE,
@@ -26,10 +27,9 @@ from core.codec import (
     encode_chunk_reply,
     encode_error,
 )
-from core import first_non_finite
 from core.errors import SettingsError
-from service.context import ServiceContext
 from service.capacity import CapacityError
+from service.context import ServiceContext
 from service.logs import log_event
 from service.sessions import Session, SessionLimitError, check_settings_fit
 
