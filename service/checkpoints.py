@@ -66,11 +66,11 @@ class Checkpointer:
                   weights_version=record.engine_meta["weights_version"],
                   seconds=round(time.perf_counter() - started, 6))  # fmt: skip
 
-    async def checkpoint_dirty(self, reason: str, everything: bool = False) -> int:
-        """Checkpoint every session changed since its last checkpoint (or all); returns how many were written."""
+    async def checkpoint_dirty(self, reason: str) -> int:
+        """Checkpoint every session changed since its last checkpoint; returns how many were written."""
         written = 0
         for session in self.registry.all():
-            if session.dirty or everything:
+            if session.dirty:
                 try:
                     await self.checkpoint(session, reason)
                     written += 1

@@ -81,7 +81,7 @@ async def test_graceful_restart_restores_every_session(server_factory, stop: str
     before = {key: snapshot(server, key) for key in ("fitted", "configured", "uploaded")}
     output_before = (await transform(server, "fitted", X)).data.copy()
 
-    getattr(server, stop)()  # SIGTERM or SIGINT: checkpoints everything
+    getattr(server, stop)()  # SIGTERM or SIGINT: checkpoints every changed session
     assert '"event":"service_stopped"' in server.log_text()
     server.start()
 
