@@ -22,7 +22,7 @@ from service.context import ServiceContext, get_context
 from service.keys import InvalidKeyError, validate_key
 from service.metrics import PROMETHEUS_CONTENT_TYPE
 from service.schemas import SessionSettingsBody
-from service.sessions import Session, SessionLimitError, UnknownSessionError
+from service.sessions import Session, SessionLimitError, UnknownSessionError, prepare_transforms
 from service.uploads import UploadError, is_large_upload, read_csv_upload
 
 Context = Annotated[ServiceContext, Depends(get_context)]
@@ -262,6 +262,7 @@ async def put_weights(
             if session.engine.n_channels != n:
                 context.registry.check_capacity(key, n)
             context.registry.load_weights(session, weights, replace)
+            await context.lane.run(prepare_transforms, session.engine)
     except (ChannelCountError, WeightsError, SettingsError, CapacityError) as exc:
         if created:
             context.registry.discard_if_unused(session)

@@ -117,6 +117,19 @@ def engine_with_settings(settings: LRRSettings, after_version: int = 0) -> LRR:
     return LRR(settings, weights_version=after_version + 1 if after_version > 0 else 0)
 
 
+TRANSFORM_DTYPES = (np.float32, np.float64)
+"""The output dtypes of transforms (integer wire dtypes give float32)."""
+
+
+def prepare_transforms(engine: LRR) -> None:
+    """Build the engine's apply plans for both output dtypes now (ms at 1024 channels; run it in the lane),
+    so the first transform after new weights does not build them on the event loop."""
+    n_channels = engine.n_channels
+    if n_channels:
+        for dtype in TRANSFORM_DTYPES:
+            engine.transform(np.zeros((1, n_channels), dtype=dtype))
+
+
 def check_settings_fit(settings: LRRSettings, n_channels: int) -> None:
     """Raise SettingsError if `settings` cannot be used with `n_channels` (e.g. group index out of range)."""
     resolve_groups(settings, n_channels)

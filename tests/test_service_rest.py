@@ -185,8 +185,11 @@ async def test_uploaded_weights_apply_to_the_next_transform(server: LiveServer, 
     assert body["weights_source"] == "uploaded" and body["n_channels"] == 6
     async with server.connect(stream_key, "transform") as ws:
         reply = await exchange(ws, encode_chunk(0, X))
+        single = await exchange(ws, encode_chunk(1, X.astype(np.float32)))
     assert isinstance(reply, ChunkReply) and reply.weights_version == body["weights_version"]
     np.testing.assert_allclose(reply.data, X @ (np.eye(6) - W), rtol=1e-12, atol=1e-12)
+    assert isinstance(single, ChunkReply) and single.data.dtype == np.float32  # the plan prepared for float32
+    np.testing.assert_allclose(single.data, X.astype(np.float32) @ (np.eye(6) - W), rtol=1e-5, atol=1e-5)
 
 
 def test_weights_round_trip_bit_exactly(server: LiveServer, stream_key: str) -> None:
