@@ -50,6 +50,7 @@ async def test_kill_9_mid_stream_restores_checkpointed_state_and_clients_finish(
     fit_frames = chunks(1, FIT_FRAMES, FIT_SAMPLES)
     frames = chunks(2, TRANSFORM_FRAMES, 8)
     restarted: list[asyncio.Task[LiveServer]] = []
+    killed = asyncio.Event()
 
     async with LRRClient(server.url, "fitted", reconnect=PATIENT, max_in_flight=16) as fitter, \
             LRRClient(server.url, "uploaded", reconnect=PATIENT, max_in_flight=16) as transformer:
@@ -61,6 +62,7 @@ async def test_kill_9_mid_stream_restores_checkpointed_state_and_clients_finish(
             for index, frame in enumerate(fit_frames):
                 if index == KILL_AT:
                     server.kill()  # kill -9 with fit and transform frames on the wire
+                    killed.set()
                     restarted.append(asyncio.create_task(asyncio.to_thread(server.start)))
                 yield frame
 
@@ -68,7 +70,7 @@ async def test_kill_9_mid_stream_restores_checkpointed_state_and_clients_finish(
             return [ack.n_samples async for ack in fitter.fit_stream(fit_chunks())]
 
         acks, outputs = await asyncio.wait_for(asyncio.gather(
-            fit_all(), _collect(transformer.transform_stream(_slowly(frames)))), 90)  # fmt: skip
+            fit_all(), _collect(transformer.transform_stream(_across(frames, killed)))), 90)  # fmt: skip
         await restarted[0]
         assert fitter.reconnects >= 1 and transformer.reconnects >= 1
 
@@ -98,11 +100,11 @@ async def test_kill_9_mid_stream_restores_checkpointed_state_and_clients_finish(
         np.testing.assert_allclose(output, frame @ (np.eye(CHANNELS) - W), rtol=1e-10, atol=1e-10)
 
 
-async def _slowly(frames: list[np.ndarray]):
-    """Yield frames with a pause every 20, so the transform stream is still running at the kill."""
+async def _across(frames: list[np.ndarray], killed: asyncio.Event):
+    """Yield the first half of the frames, wait for the kill, then the rest: the stream spans the restart."""
     for index, frame in enumerate(frames):
-        if index % 20 == 0:
-            await asyncio.sleep(0.01)
+        if index == len(frames) // 2:
+            await killed.wait()
         yield frame
 
 
