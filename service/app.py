@@ -17,7 +17,7 @@ from service.capacity import CapacityError
 from service.checkpoints import Checkpointer
 from service.config import ServiceSettings
 from service.context import ServiceContext
-from service.lane import StatisticsLane
+from service.lane import StatisticsLane, lower_thread_priority
 from service.logs import log_event
 from service.metrics import ServiceMetrics
 from service.persistence import CheckpointStore
@@ -33,7 +33,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     """Build an independent app (own sessions, metrics registry and solve thread) from `settings`."""
     metrics = ServiceMetrics()
     registry = SessionRegistry(settings.session_defaults(), settings.max_sessions, metrics, settings.max_state_bytes)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-solve")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-solve", initializer=lower_thread_priority)
     lane = StatisticsLane()
     store = CheckpointStore(settings.state_dir)
     context = ServiceContext(

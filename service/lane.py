@@ -9,6 +9,8 @@ is never touched by two of these at once, and never reset or reconfigured under 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -16,11 +18,28 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+BACKGROUND_NICENESS = 10
+"""How much lower than the event loop the background threads (folds, solves) run, so that on a
+machine with few cores the loop's transforms win the CPU (docs/benchmarks.md, fit traffic)."""
+
+
+def lower_thread_priority() -> None:
+    """Executor initializer: lower the calling thread's scheduling priority (Linux: per-thread nice)."""
+    try:
+        thread = threading.get_native_id()
+        niceness = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(niceness + BACKGROUND_NICENESS, 19))
+    except (AttributeError, OSError):  # not Linux, or not allowed: keep the default priority
+        pass
+
+
 class StatisticsLane:
     """A single worker thread with an awaitable `run`; numpy's BLAS releases the GIL while it works."""
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-statistics")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="lrr-statistics", initializer=lower_thread_priority
+        )
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         """Run `function(*args)` in the lane's thread and return its result (or raise its exception).

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from service.lane import StatisticsLane
+from service.lane import BACKGROUND_NICENESS, StatisticsLane
 
 
 async def test_cancelled_run_returns_only_after_the_thread_finished() -> None:
@@ -47,5 +47,19 @@ async def test_run_returns_the_result_and_raises_the_exception() -> None:
         assert await lane.run(sum, [1, 2, 3]) == 6
         with pytest.raises(ZeroDivisionError):
             await lane.run(divmod, 1, 0)
+    finally:
+        lane.shutdown()
+
+
+async def test_lane_thread_runs_below_the_event_loop_priority() -> None:
+    import os
+
+    lane = StatisticsLane()
+    try:
+        def own_niceness() -> int:
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        loop_niceness = own_niceness()
+        assert await lane.run(own_niceness) == min(loop_niceness + BACKGROUND_NICENESS, 19)
     finally:
         lane.shutdown()
