@@ -31,5 +31,11 @@ clean:
 container-test:
 	bash scripts/container-test.sh
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[$(EXTRAS),bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_service.py
