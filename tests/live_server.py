@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
@@ -20,18 +18,12 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from clients.local_server import free_loopback_port, wait_until_healthy
 from core.codec import Reply, decode_reply
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
-
-
-def free_loopback_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _clean_environment(overrides: dict[str, str]) -> dict[str, str]:
@@ -123,17 +115,12 @@ class LiveServer:
         return self
 
     def _wait_healthy(self, timeout: float) -> None:
-        """Poll /health until it answers, the process dies, or `timeout` passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running:
-                raise RuntimeError(f"server exited during start-up:\n{self.log_text()[-4000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        """Return once /health answers; raise with the log tail if the process dies or `timeout` passes."""
+        assert self._process is not None
+        if wait_until_healthy(self.url, self._process, timeout):
+            return
+        if not self.running:
+            raise RuntimeError(f"server exited during start-up:\n{self.log_text()[-4000:]}")
         self.kill()
         raise RuntimeError(f"server not healthy after {timeout}s:\n{self.log_text()[-4000:]}")
 
