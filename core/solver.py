@@ -49,6 +49,9 @@ def solve_weights(stats: Statistics, groups: list[np.ndarray], settings: LRRSett
             if settings.init_default == "car":
                 _set_car(W, active, settings.min_group_size)
             continue
+        if k == n:  # one group of every live channel: no gather, no scatter
+            W = _group_weights(stats.cxx, settings.ridge_lambda)
+            continue
         block = stats.cxx[np.ix_(active, active)]
         W[np.ix_(active, active)] = _group_weights(block, settings.ridge_lambda)
     return W
