@@ -28,7 +28,7 @@ clean:
 	rm -rf $(VENV) build *.egg-info
 
 .PHONY: container-test bench
-container-test:
+container-test: $(STAMP)
 	bash scripts/container-test.sh
 
 BENCH_STAMP := $(VENV)/.installed-bench
