@@ -38,13 +38,11 @@ class LRRClient:
     def __init__(self, url: str, key: str, token: str | None = None, *,
                  max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, reconnect: bool | ReconnectPolicy = True,
                  resend: bool = True, open_timeout: float = 10.0) -> None:
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.max_in_flight = _checked_window(max_in_flight)
         if not key:
             raise ValueError("key is empty; expected the stream key of a session")
         self.url = url
         self.key = key
-        self.max_in_flight = max_in_flight
         self.rest = AsyncRestClient(url, token)
         self._headers = auth_headers(token)
         self._policy = as_policy(reconnect)
@@ -78,6 +76,10 @@ class LRRClient:
                                            resend=self._resend, open_timeout=self._open_timeout)
         return self._channels[mode]
 
+    def window_size(self, max_in_flight: int | None = None) -> int:
+        """A stream's window: `max_in_flight` if given, else the client's; ValueError below 1."""
+        return _checked_window(max_in_flight or self.max_in_flight)
+
     # -- one chunk --------------------------------------------------------------------------
 
     async def request(self, mode: str, chunk: np.ndarray, *, t0: float | None = None,
@@ -108,9 +110,7 @@ class LRRClient:
 
         A chunk's error reply is raised (as its ServerError subclass) when its turn to be yielded comes.
         """
-        window_size = max_in_flight or self.max_in_flight
-        if window_size < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {window_size}")
+        window_size = self.window_size(max_in_flight)
         channel = self.channel(mode)
         window: deque[Any] = deque()
         async for chunk in _as_async(chunks):
@@ -173,6 +173,13 @@ class LRRClient:
     async def put_weights(self, weights: np.ndarray | Path | str, *, replace: bool = False) -> dict[str, Any]:
         """Upload W from an array or a CSV path; `replace` overrides weights the session already has."""
         return await self.rest.put_weights(self.key, weights, replace=replace)
+
+
+def _checked_window(max_in_flight: int) -> int:
+    """`max_in_flight` itself, refused with ValueError below 1."""
+    if max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+    return max_in_flight
 
 
 async def _as_async(chunks: Chunks) -> AsyncIterator[np.ndarray]:

@@ -81,9 +81,7 @@ class LRRClientSync:
 
         `timestamps`, if given, supplies each chunk's t0 (echoed in its reply).
         """
-        window_size = max_in_flight or self._client.max_in_flight
-        if window_size < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {window_size}")
+        window_size = self._client.window_size(max_in_flight)
         starts = iter(timestamps) if timestamps is not None else None
         window: deque[Future[Any]] = deque()
         try:
