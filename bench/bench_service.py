@@ -67,7 +67,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     with EchoServer() as echo, LiveServer(state, env=SERVER_ENV) as server:
         print("transform grid (paced and pipelined, with floors):", flush=True)
         channels = (64, 384) if args.quick else (64, 256, 384, 1024)
-        pids = (server.pid or 0, echo.process.pid if echo.process else 0)
+        pids = (server.pid or 0, echo.pid)
         results["grid"] = await measure_grid(server.url, server.ws_url, echo.ws_url, pids, 0.5 * scale, channels)
         print("fit traffic:", flush=True)
         results["fit"] = await measure_fit(server.ws_url, server.url, 3.0 * scale)

@@ -49,7 +49,7 @@ def fastapi_echo_app() -> Any:
     """The same echo behind FastAPI's websocket routing (as the service's routes are): framework cost."""
     app = FastAPI()
 
-    @app.get("/")
+    @app.get("/health")
     async def health() -> str:
         return "ok"
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from clients.local_server import wait_until_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
@@ -19,6 +18,7 @@ from live_server import LiveServer, free_loopback_port  # noqa: E402  (the tests
 __all__ = ["BusyNeighbour", "EchoServer", "LiveServer", "cpu_seconds", "rss_bytes"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+START_TIMEOUT_S = 20.0
 
 
 class EchoServer:
@@ -35,20 +35,20 @@ class EchoServer:
         """Base websocket URL."""
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The echo server's process id (0 before it starts)."""
+        return self.process.pid if self.process else 0
+
     def __enter__(self) -> "EchoServer":
         command = [sys.executable, str(REPO_ROOT / "bench" / "echo_server.py"), "--port", str(self.port)]
         command += (["--ws", self.ws] if self.ws else []) + ["--app", self.app]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("echo server exited during start-up")
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1.0)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("echo server did not start within 20 s")
+        if wait_until_healthy(f"http://127.0.0.1:{self.port}", self.process, START_TIMEOUT_S):
+            return self
+        if self.process.poll() is not None:
+            raise RuntimeError("echo server exited during start-up")
+        raise RuntimeError(f"echo server did not start within {START_TIMEOUT_S:.0f} s")
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:

@@ -26,10 +26,9 @@ async def measure_transports(seconds: float = 2.0, progress: Any = print) -> lis
         with EchoServer(ws, app) as echo:
             url = f"{echo.ws_url}/echo"
             paced = await run_paced(url, wire, int(seconds * 1000), 0.001, check)
-            pid = echo.process.pid if echo.process else 0
-            before = cpu_seconds(pid)
+            before = cpu_seconds(echo.pid)
             pipelined = await run_pipelined(url, wire, PIPELINED_FRAMES, 32, check)
-            cpu_us = (cpu_seconds(pid) - before) / PIPELINED_FRAMES * 1e6
+            cpu_us = (cpu_seconds(echo.pid) - before) / PIPELINED_FRAMES * 1e6
         row = {"ws": ws, "app": app, "paced": paced.summary(WARMUP_FRAMES).as_dict(),
                "pipelined_fps": pipelined.frames_per_second(), "cpu_us": cpu_us}  # fmt: skip
         progress(f"  {ws:<18} {app:<8} p50 {row['paced']['p50']:7.1f} µs  p99 {row['paced']['p99']:7.1f} µs  "
