@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,6 @@ class BridgeStats:
     samples_not_fitted: int = 0
     """Samples of chunks the server would not fit (NaN or Inf); they are published transformed, unfitted."""
     reconnects: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 LIBLSL_QUIET_CONFIG = "[log]\nlevel = -1\n"

@@ -44,7 +44,6 @@ def run(args: argparse.Namespace) -> CommandResult:
                        max_in_flight=args.max_in_flight, resolve_timeout=args.resolve_timeout)
     stats = asyncio.run(_run_until_signalled(bridge, args.duration))
     data = dataclasses.asdict(stats)
-    data.pop("extra")
     text = (f"{stats.input_name} -> {stats.output_name}: {stats.samples_in} samples in, "
             f"{stats.samples_fitted} fitted, {stats.samples_not_fitted} not fitted (non-finite), "
             f"{stats.samples_out} published")
