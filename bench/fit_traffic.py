@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 
 from core.codec import AckReply, decode_reply
-from latency import Latency, summarize
-from wsload import StreamRun, drive, no_wait, open_stream, paced, run_paced
+from latency import summarize
+from wsload import StreamRun, drive, no_wait, open_stream, paced, pooled, run_paced
 from workload import FS, chunks, expect_ack, expect_chunk, frames
 
 N_CHANNELS = 384
@@ -146,17 +146,17 @@ async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, prog
     progress(f"  with full-speed fit: {full_fit.samples_per_second():,.0f} samples/s, transform p99 "
              f"{full_tr.summary(WARMUP_FRAMES).p99:,.0f} µs, weights lag median "
              f"{lag_summary(full_fit)['median_ms']:.0f} ms")
-    quiet_latency: Latency = summarize(np.concatenate([run.latencies[WARMUP_FRAMES:] for run in quiet]))
+    alone_latencies = pooled(quiet, WARMUP_FRAMES)
     return {
         "fit_alone_samples_per_s": alone.samples_per_second(),
         "fit_with_transform_samples_per_s": full_fit.samples_per_second(),
-        "transform_alone": quiet_latency.as_dict(),
+        "transform_alone": summarize(alone_latencies).as_dict(),
         "transform_with_realtime_fit": realtime_tr.summary(WARMUP_FRAMES).as_dict(),
         "transform_with_full_speed_fit": full_tr.summary(WARMUP_FRAMES).as_dict(),
         "lag_realtime_fit": lag_summary(realtime_fit),
         "lag_full_speed_fit": lag_summary(full_fit),
         "latencies_us": {
-            "alone": (np.concatenate([run.latencies[WARMUP_FRAMES:] for run in quiet]) * 1e6).tolist(),
+            "alone": (alone_latencies * 1e6).tolist(),
             "realtime_fit": (realtime_tr.latencies[WARMUP_FRAMES:] * 1e6).tolist(),
             "full_speed_fit": (full_tr.latencies[WARMUP_FRAMES:] * 1e6).tolist(),
         },

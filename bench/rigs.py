@@ -17,7 +17,7 @@ import numpy as np
 
 from latency import summarize
 from processes import cpu_seconds
-from wsload import run_paced_many
+from wsload import pooled, run_paced_many
 from workload import FS, chunks, dense_weights, expect_chunk, expect_echo, frames, upload_weights
 
 N_CHANNELS = 96
@@ -26,11 +26,6 @@ P99_LIMIT_US = 5000.0
 RATE_FLOOR = 0.98
 RIG_COUNTS = (1, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24)
 WARMUP_FRAMES = 50
-
-
-def _pooled(runs: list[Any]) -> Any:
-    """Latency percentiles over every stream's frames, warm-up left out."""
-    return summarize(np.concatenate([run.latencies[WARMUP_FRAMES:] for run in runs]))
 
 
 async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo_ws: str, echo_pid: int,
@@ -54,9 +49,9 @@ async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo
         runs = await run_paced_many(urls, wire, frames_per_rig, period, expect_chunk(N_SAMPLES, N_CHANNELS))
         wall = time.perf_counter() - started
         rates = [(len(run.sent) - 1) / float(run.sent[-1] - run.sent[0]) * period for run in runs]
-        summary = _pooled(runs)
+        summary = summarize(pooled(runs, WARMUP_FRAMES))
         kept = summary.p99 < P99_LIMIT_US and min(rates) >= RATE_FLOOR
-        row = {"rigs": count, "latency": summary.as_dict(), "echo": _pooled(echo).as_dict(),
+        row = {"rigs": count, "latency": summary.as_dict(), "echo": summarize(pooled(echo, WARMUP_FRAMES)).as_dict(),
                "min_rate": min(rates), "real_time": kept,
                "server_cpu": (cpu_seconds(server_pid) - server_cpu) / wall, "echo_server_cpu": echo_cpu,
                "client_cpu": (_own_cpu() - client_cpu) / wall}  # fmt: skip

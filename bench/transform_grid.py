@@ -18,7 +18,7 @@ from core import LRR
 from latency import Latency, summarize
 from processes import cpu_seconds
 from service_path import service_path_us
-from wsload import StreamRun, run_paced, run_pipelined
+from wsload import StreamRun, pooled, run_paced, run_pipelined
 from workload import FS, chunks, dense_weights, expect_chunk, expect_echo, frames, upload_weights
 
 CHANNELS = (64, 256, 384, 1024)
@@ -106,11 +106,6 @@ def engine_floors(weights: np.ndarray, data: np.ndarray, seconds: float) -> tupl
     return engine_s * 1e6, matmul_s * 1e6
 
 
-def pooled(runs: list[StreamRun]) -> Latency:
-    """Percentiles over the frames of several runs, each without its warm-up frames."""
-    return summarize(np.concatenate([run.latencies[WARMUP_FRAMES:] for run in runs]))
-
-
 async def pipelined_count(url: str, wire: list[bytes], check: Any) -> int:
     """How many frames make about PIPELINED_SECONDS of pipelined traffic (a short calibration run)."""
     probe = await run_pipelined(url, wire, 40, WINDOW, check)
@@ -148,8 +143,8 @@ async def measure_row(service_url: str, echo_url: str, pids: tuple[int, int], we
     path_us = await service_path_us(weights, wire[0], floor_seconds)
     return GridRow(
         n_channels, n_samples, dtype, size,
-        pooled(echo_paced), echo_pipe.frames_per_second(),
-        pooled(service_paced), service_pipe.summary(WARMUP_FRAMES),
+        summarize(pooled(echo_paced, WARMUP_FRAMES)), echo_pipe.frames_per_second(),
+        summarize(pooled(service_paced, WARMUP_FRAMES)), service_pipe.summary(WARMUP_FRAMES),
         service_pipe.frames_per_second(), engine_us, matmul_us, echo_cpu, service_cpu, path_us,
     )
 

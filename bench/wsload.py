@@ -50,6 +50,11 @@ class StreamRun:
         return summarize(self.latencies[skip:])
 
 
+def pooled(runs: Sequence[StreamRun], skip: int = 0) -> np.ndarray:
+    """The round trips (s) of several runs in one array, each run without its first `skip` frames (warm-up)."""
+    return np.concatenate([run.latencies[skip:] for run in runs])
+
+
 async def open_stream(url: str) -> ClientConnection:
     """A websocket with the options every benchmark client uses (no compression, no size cap)."""
     return await connect(url, compression=None, max_size=None, open_timeout=20, ping_interval=None)
