@@ -164,7 +164,9 @@ class LSLBridge:
                     deadline: float | None, stop: asyncio.Event) -> None:
         """Pull input and submit it: fitting-period samples to fit, then (after a solve) transform or fit_transform.
 
-        At most `max_in_flight` chunks await their reply at once, fits included, so a refusal surfaces promptly.
+        In the fitting period at most `max_in_flight` fits await their reply at once, so a refusal surfaces
+        promptly; after it the queue to `_publish` holds `max_in_flight` chunks (so up to `max_in_flight` + 2
+        await their reply: one being published, the queued ones, one waiting for room).
         """
         solved = self.window.fit_seconds is None
         fit_acks: list[tuple[asyncio.Future[Any], int]] = []
