@@ -54,26 +54,23 @@ class SolveScheduler:
         Called per fit frame, so it only does arithmetic unless a solve is due.
         """
         session.pending_samples += n_samples
-        if (
-            session.solve_task is None
-            and session.pending_samples >= self.solve_every_samples
-            and session.engine.weights_source != "uploaded"  # pinned: a solve could not be installed
-        ):
+        if session.solve_task is None and self._solve_due(session):
             task = asyncio.get_running_loop().create_task(self._auto_solve(session))
             session.solve_task = task
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _solve_due(self, session: Session) -> bool:
+        """Enough fit samples since the last solve started, and weights a solve may replace
+        (uploaded weights are pinned: an automatic solve could not be installed)."""
+        return session.pending_samples >= self.solve_every_samples and session.engine.weights_source != "uploaded"
 
     async def _auto_solve(self, session: Session) -> None:
         """Solve until the weights have caught up with the fit traffic (newest statistics each time),
         starting solves at most every `min_interval_seconds` so large groups cannot eat every core."""
         loop = asyncio.get_running_loop()
         try:
-            while (
-                not session.closed
-                and session.pending_samples >= self.solve_every_samples
-                and session.engine.weights_source != "uploaded"
-            ):
+            while not session.closed and self._solve_due(session):
                 started = loop.time()
                 async with session.solve_lock:
                     outcome = await self._solve_once(session, replace_uploaded=False)
