@@ -24,6 +24,8 @@ from workload import FS, chunks, expect_ack, expect_chunk, frames
 
 N_CHANNELS = 384
 N_SAMPLES = 30
+PERIOD = N_SAMPLES / FS
+"""Duration of one chunk (s): the real-time pacing of both streams."""
 KEY = "bench-fit-384"
 WINDOW = 32
 POLL_SECONDS = 0.02
@@ -91,15 +93,18 @@ def weights_lags(fit: FitRun, seen: list[tuple[float, int]]) -> tuple[list[float
     return fresh, worst
 
 
+async def paced_transform(service_ws: str, tr_wire: list[bytes], seconds: float) -> StreamRun:
+    """The paced transform stream on KEY for `seconds` (one chunk per chunk duration)."""
+    return await run_paced(f"{service_ws}/ws/{KEY}/transform", tr_wire, int(seconds / PERIOD), PERIOD,
+                           expect_chunk(N_SAMPLES, N_CHANNELS))  # fmt: skip
+
+
 async def fit_with_transform(service_ws: str, base_url: str, fit_wire: list[bytes], tr_wire: list[bytes],
                              seconds: float, fit_period: float | None, fit_count: int) -> tuple[FitRun, StreamRun]:
     """A fit stream (paced, or full speed when `fit_period` is None) and a paced transform stream on one key."""
-    period = N_SAMPLES / FS
-    count = int(seconds / period)
     fit = asyncio.create_task(fit_stream(f"{service_ws}/ws/{KEY}/fit", fit_wire, fit_count, fit_period))
     poller = asyncio.create_task(poll_lag(base_url, fit))
-    transform = await run_paced(f"{service_ws}/ws/{KEY}/transform", tr_wire, count, period,
-                                expect_chunk(N_SAMPLES, N_CHANNELS))  # fmt: skip
+    transform = await paced_transform(service_ws, tr_wire, seconds)
     fit_run = await fit
     fit_run.lags, fit_run.worst_lags = weights_lags(fit_run, await poller)
     return fit_run, transform
@@ -114,16 +119,8 @@ def lag_summary(fit: FitRun) -> dict[str, float]:
             "worst_sample_ms": max(worst) * 1e3 if worst else nan}  # fmt: skip
 
 
-async def transform_alone(service_ws: str, tr_wire: list[bytes], seconds: float) -> StreamRun:
-    """The paced transform stream with no fit traffic."""
-    period = N_SAMPLES / FS
-    return await run_paced(f"{service_ws}/ws/{KEY}/transform", tr_wire, int(seconds / period), period,
-                           expect_chunk(N_SAMPLES, N_CHANNELS))  # fmt: skip
-
-
 async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, progress: Any = print) -> dict[str, Any]:
     """The whole fit scenario; returns JSON-able results."""
-    period = N_SAMPLES / FS
     fit_wire = frames(chunks(N_SAMPLES, N_CHANNELS, "float32", count=64, seed=5))
     tr_wire = frames(chunks(N_SAMPLES, N_CHANNELS, "float32", seed=6))
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
@@ -133,16 +130,16 @@ async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, prog
         (await client.post(f"/streams/{KEY}/solve")).raise_for_status()
     alone = await fit_stream(f"{service_ws}/ws/{KEY}/fit", fit_wire, int(seconds * 4000), None)
     progress(f"  fit alone, pipelined: {alone.samples_per_second():,.0f} samples/s")
-    quiet = [await transform_alone(service_ws, tr_wire, seconds / 2)]
-    realtime_fit, realtime_tr = await fit_with_transform(service_ws, base_url, fit_wire, tr_wire, seconds, period,
-                                                         int(seconds / period))
+    quiet = [await paced_transform(service_ws, tr_wire, seconds / 2)]
+    realtime_fit, realtime_tr = await fit_with_transform(service_ws, base_url, fit_wire, tr_wire, seconds, PERIOD,
+                                                         int(seconds / PERIOD))
     progress(f"  transform alone: p99 {quiet[0].summary(WARMUP_FRAMES).p99:,.0f} µs")
     progress(f"  with real-time fit: transform p99 {realtime_tr.summary(WARMUP_FRAMES).p99:,.0f} µs, "
              f"weights lag median {lag_summary(realtime_fit)['median_ms']:.0f} ms")
     full_count = int(alone.samples_per_second() / N_SAMPLES * seconds)  # about as long as the transform stream
-    quiet.append(await transform_alone(service_ws, tr_wire, seconds / 2))  # before and after: same load drift
+    quiet.append(await paced_transform(service_ws, tr_wire, seconds / 2))  # before and after: same load drift
     full_fit, full_tr = await fit_with_transform(service_ws, base_url, fit_wire, tr_wire, seconds, None, full_count)
-    quiet.append(await transform_alone(service_ws, tr_wire, seconds / 2))
+    quiet.append(await paced_transform(service_ws, tr_wire, seconds / 2))
     progress(f"  with full-speed fit: {full_fit.samples_per_second():,.0f} samples/s, transform p99 "
              f"{full_tr.summary(WARMUP_FRAMES).p99:,.0f} µs, weights lag median "
              f"{lag_summary(full_fit)['median_ms']:.0f} ms")
