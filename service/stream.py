@@ -139,7 +139,7 @@ class StreamChannel:
             else:  # folds the staged block into XᵀX with BLAS: milliseconds, off the loop
                 accepted = await self.lane.run(engine.accumulate, data)
             if not accepted:
-                raise RejectedChunk(NON_FINITE, self._non_finite_message(data))
+                raise RejectedChunk(NON_FINITE, self._non_finite_message(first_non_finite(data)))
             counters = session.counters
             counters.fit_frames += 1
             counters.fit_samples += n_samples
@@ -175,14 +175,15 @@ class StreamChannel:
             self.registry.check_capacity(session.key, data.shape[1])
         except CapacityError as exc:
             raise RejectedChunk(OVER_CAPACITY, str(exc)) from None
-        checks_finite = session.engine.settings.check_finite
-        if self.fits and checks_finite and first_non_finite(data) is not None:
-            raise RejectedChunk(NON_FINITE, self._non_finite_message(data))
+        if self.fits and session.engine.settings.check_finite:
+            first = first_non_finite(data)
+            if first is not None:
+                raise RejectedChunk(NON_FINITE, self._non_finite_message(first))
 
     @staticmethod
-    def _non_finite_message(data: np.ndarray) -> str:
-        """Where the first NaN/Inf is, so the sender can find it (one pass, no index lists)."""
-        first = first_non_finite(data)
+    def _non_finite_message(first: tuple[int, int] | None) -> str:
+        """The refusal of a non-finite chunk, saying where its first NaN/Inf is (`first_non_finite`),
+        so the sender can find it."""
         where = f" (first at sample {first[0]}, channel {first[1]})" if first is not None else ""
         return (f"the chunk holds NaN or infinity{where}; it was not fitted, nothing changed: "
                 "send finite samples (drop or interpolate bad ones)")  # fmt: skip
