@@ -45,7 +45,7 @@ async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo
                                     expect_echo(len(wire[0])))  # fmt: skip
         echo_cpu = (cpu_seconds(echo_pid) - echo_cpu) / (time.perf_counter() - started)
         urls = [f"{service_ws}/ws/bench-rig-{i}/transform" for i in range(count)]
-        server_cpu, client_cpu, started = cpu_seconds(server_pid), _own_cpu(), time.perf_counter()
+        server_cpu, client_cpu, started = cpu_seconds(server_pid), cpu_seconds(os.getpid()), time.perf_counter()
         runs = await run_paced_many(urls, wire, frames_per_rig, period, expect_chunk(N_SAMPLES, N_CHANNELS))
         wall = time.perf_counter() - started
         rates = [(len(run.sent) - 1) / float(run.sent[-1] - run.sent[0]) * period for run in runs]
@@ -54,7 +54,7 @@ async def measure_rigs(service_base: str, service_ws: str, server_pid: int, echo
         row = {"rigs": count, "latency": summary.as_dict(), "echo": summarize(pooled(echo, WARMUP_FRAMES)).as_dict(),
                "min_rate": min(rates), "real_time": kept,
                "server_cpu": (cpu_seconds(server_pid) - server_cpu) / wall, "echo_server_cpu": echo_cpu,
-               "client_cpu": (_own_cpu() - client_cpu) / wall}  # fmt: skip
+               "client_cpu": (cpu_seconds(os.getpid()) - client_cpu) / wall}  # fmt: skip
         rows.append(row)
         progress(f"  {count:>3} rigs: p50 {summary.p50:8.0f} µs  p99 {summary.p99:8.0f} µs  (echo p99 "
                  f"{row['echo']['p99']:7.0f})  rate {min(rates):.3f}"
@@ -80,9 +80,3 @@ def max_rigs(rows: list[dict[str, Any]]) -> int:
             break
         best = row["rigs"]
     return best
-
-
-def _own_cpu() -> float:
-    """CPU seconds used by this (client) process."""
-    times = os.times()
-    return times.user + times.system
