@@ -188,12 +188,6 @@ _BY_CODE: dict[str, type[ServerError]] = {
 }
 
 
-def register_error(cls: type[ServerError]) -> type[ServerError]:
-    """Map `cls.code` to `cls` (decorator), so new server codes get their own exception type."""
-    _BY_CODE[cls.code] = cls
-    return cls
-
-
 def error_for(code: str, message: str, *, seq: int | None = None, status: int | None = None) -> ServerError:
     """The exception for a server error code; unknown codes give a plain ServerError that keeps the code."""
     return _BY_CODE.get(code, ServerError)(code, message, seq=seq, status=status)
