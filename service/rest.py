@@ -108,8 +108,7 @@ async def ready(context: Context) -> JSONResponse:
 
 @router.get("/metrics", tags=["health"], response_class=Response)
 async def metrics(context: Context) -> Response:
-    """Prometheus text exposition of this server's metrics."""
-    context.metrics.sessions.set(len(context.registry))
+    """Prometheus text exposition of this server's metrics (the registry keeps the sessions gauge current)."""
     return Response(context.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
 

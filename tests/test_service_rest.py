@@ -381,7 +381,10 @@ async def test_metrics_report_frames_samples_latency_errors_sessions_solves(
         await exchange(ws, b"\xc1")
     with server.http() as http:
         http.post(f"/streams/{stream_key}/solve").raise_for_status()
+        http.put(f"/streams/{stream_key}.gone", json={}).raise_for_status()
+        http.delete(f"/streams/{stream_key}.gone").raise_for_status()
         response = http.get("/metrics")
+        held = http.get("/streams").json()["count"]
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
     for needle in (
@@ -399,3 +402,4 @@ async def test_metrics_report_frames_samples_latency_errors_sessions_solves(
     samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"}
     assert samples['lrr_samples_total{route="fit"}'] >= 25
     assert samples["lrr_sessions"] >= 1
+    assert samples["lrr_sessions"] == held  # kept current by every creation and deletion
