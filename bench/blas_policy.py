@@ -47,13 +47,10 @@ async def service_latency(threads: int, seconds: float, env: dict[str, str]) -> 
     n_samples, n_channels = SERVICE_SHAPE
     period = n_samples / FS
     state = Path(tempfile.mkdtemp(prefix="lrr-bench-blas-")) / "state"
-    server = LiveServer(state, env=env | {"LRR_BLAS_THREADS": str(threads)}).start()
-    try:
+    with LiveServer(state, env=env | {"LRR_BLAS_THREADS": str(threads)}) as server:
         upload_weights(server.url, "blas", dense_weights(n_channels))
         run = await run_paced(f"{server.ws_url}/ws/blas/transform", frames(chunks(n_samples, n_channels, "float32")),
                               int(seconds / period), period, expect_chunk(n_samples, n_channels))  # fmt: skip
-    finally:
-        server.stop()
     return run.summary(WARMUP_FRAMES).as_dict()
 
 

@@ -40,8 +40,7 @@ async def measure_memory(env: dict[str, str], progress: Any = print) -> list[dic
     """RSS per session at each channel count in SESSIONS, on a fresh server each."""
     rows = []
     for n_channels, count in SESSIONS.items():
-        server = LiveServer(Path(tempfile.mkdtemp(prefix="lrr-bench-mem-")) / "state", env=env).start()
-        try:
+        with LiveServer(Path(tempfile.mkdtemp(prefix="lrr-bench-mem-")) / "state", env=env) as server:
             await fill_session(server, "warm-up", 16)
             await asyncio.sleep(SETTLE_SECONDS)
             before = rss_bytes(server.pid or 0)
@@ -49,8 +48,6 @@ async def measure_memory(env: dict[str, str], progress: Any = print) -> list[dic
                 await fill_session(server, f"mem-{n_channels}-{i}", n_channels)
             await asyncio.sleep(SETTLE_SECONDS)
             after = rss_bytes(server.pid or 0)
-        finally:
-            server.stop()
         arrays = n_channels * n_channels * (8 + 8 + 4)
         row = {"n_channels": n_channels, "sessions": count, "rss_per_session_bytes": (after - before) / count,
                "arrays_bytes": arrays, "rss_before_bytes": before}  # fmt: skip
