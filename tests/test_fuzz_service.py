@@ -73,11 +73,8 @@ class Witness(threading.Thread):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     env = {"LRR_MAX_CHANNELS": str(MAX_CHANNELS), "LRR_MAX_FRAME_BYTES": str(MAX_FRAME_BYTES)}
-    live = LiveServer(tmp_path_factory.mktemp("fuzz") / "state", env=env).start()
-    try:
+    with LiveServer(tmp_path_factory.mktemp("fuzz") / "state", env=env) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")
