@@ -45,10 +45,10 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     """
     servers: list[LiveServer] = []
 
-    def make(env: dict[str, str] | None = None, state_dir: Path | None = None, start: bool = True) -> LiveServer:
+    def make(env: dict[str, str] | None = None, state_dir: Path | None = None) -> LiveServer:
         server = LiveServer(state_dir or tmp_path / f"lrr-state-{len(servers)}", env=env)
         servers.append(server)
-        return server.start() if start else server
+        return server.start()
 
     try:
         yield make

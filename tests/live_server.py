@@ -65,11 +65,6 @@ class LiveServer:
         return f"ws://127.0.0.1:{self.port}"
 
     @property
-    def headers(self) -> dict[str, str]:
-        """Authorization header for REST calls when the server has a token, else empty."""
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    @property
     def pid(self) -> int | None:
         """The server process id while it runs."""
         return self._process.pid if self._process else None
