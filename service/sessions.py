@@ -259,9 +259,8 @@ class SessionRegistry:
         engine = session.engine
         n = weights.shape[0] if weights.ndim == 2 else -1
         if replace and engine.n_channels is not None and engine.n_channels != n:
-            check_settings_fit(engine.settings, n)
             probe = LRR(engine.settings)
-            probe.load_weights(weights)  # validates before the session is touched
+            probe.load_weights(weights)  # validates the weights, and the settings for n channels, before any change
             self.reset(session, "weights_replace", n_channels=n)
         engine.load_weights(weights)
         session.pending_samples = 0

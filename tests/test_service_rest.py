@@ -339,6 +339,21 @@ def test_non_lrr_weights_are_refused(server: LiveServer, stream_key: str) -> Non
     assert "out-of-range" in response.json()["detail"]["message"]
 
 
+async def test_replacing_weights_the_settings_cannot_take_is_refused_without_a_reset(
+    server: LiveServer, stream_key: str
+) -> None:
+    with server.http() as http:
+        http.put(f"/streams/{stream_key}", json={"channel_groups": [[0, 1, 2, 3, 4]]}).raise_for_status()
+    await fit(server, stream_key, [np.random.default_rng(10).standard_normal((30, 5))])
+    with server.http() as http:
+        response = http.put(f"/streams/{stream_key}/weights?replace=true", content="0,1\n1,0\n")
+        body = http.get(f"/streams/{stream_key}").json()
+    assert response.status_code == 422
+    assert response.json()["detail"]["code"] == "bad_weights"
+    assert "out-of-range" in response.json()["detail"]["message"]
+    assert (body["n_channels"], body["n_samples"], body["counters"]["resets"]) == (5, 30, 0)
+
+
 async def test_uploaded_weights_are_pinned_until_an_explicit_solve(server: LiveServer, stream_key: str) -> None:
     """Fit traffic after an upload grows the statistics but never replaces uploaded weights by itself."""
     W = random_weights(4, seed=8)
