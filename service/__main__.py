@@ -52,8 +52,6 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """Add `--field-name VALUE` for every setting, with its env variable and default in the help."""
     for name, field in ServiceSettings.model_fields.items():
         default = "unset" if field.default is None else field.default
-        if name == "api_token":
-            default = "unset"
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
