@@ -84,7 +84,7 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _token_not_blank(cls, value: Any) -> Any:
         """A blank (or `none`/`null`) token would silently turn authentication off: refuse it."""
-        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+        if _means_unset(value):
             raise ValueError(f"LRR_API_TOKEN is {value!r}, which is not a usable token; set a real token, "
                              "or unset the variable (and drop --api-token) to disable authentication")  # fmt: skip
         return value
@@ -93,7 +93,7 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _empty_means_none(cls, value: Any) -> Any:
         """An empty or `none`/`null` value of an optional variable means "not set"."""
-        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+        if _means_unset(value):
             return None
         return value
 
@@ -127,3 +127,8 @@ class ServiceSettings(BaseSettings):
     def token(self) -> str | None:
         """The API token in clear, or None when authentication is off."""
         return self.api_token.get_secret_value() if self.api_token else None
+
+
+def _means_unset(value: Any) -> bool:
+    """True for an environment value that spells "not set": empty, blank, `none` or `null` (any case)."""
+    return isinstance(value, str) and value.strip().lower() in ("", "none", "null")
