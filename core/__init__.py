@@ -1,6 +1,6 @@
 """The pure core of lrr-service: the LRR engine and the codecs. No I/O, no asyncio."""
 
-from .engine import LRR, Solution, first_non_finite
+from .engine import LRR, Solution, first_non_finite, validate_weights
 from .errors import ChannelCountError, SettingsError, ShapeError, SnapshotError, WeightsError
 from .settings import LRRSettings
 from .statistics import Statistics
@@ -16,4 +16,5 @@ __all__ = [
     "SnapshotError",
     "WeightsError",
     "first_non_finite",
+    "validate_weights",
 ]

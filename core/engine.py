@@ -224,7 +224,7 @@ class LRR:
 
     def load_weights(self, W: Any) -> None:
         """Apply a pre-computed W (not I - W); it stays until reset, fit or solve."""
-        weights = _validated_weights(W)
+        weights = validate_weights(W)
         n = weights.shape[0]
         if self._n_channels is not None and n != self._n_channels:
             raise ChannelCountError(self._n_channels, n, what="weights")
@@ -288,7 +288,7 @@ class LRR:
                     engine._accumulator.load(stats)
             weights = arrays.get("weights")
             if weights is not None:
-                W = _validated_weights(weights)
+                W = validate_weights(weights)
                 if n is None or W.shape[0] != n:
                     raise SnapshotError(f"weights are {W.shape}, expected ({n}, {n})")
                 engine._set_weights(W, source)
@@ -365,8 +365,11 @@ def first_non_finite(X: np.ndarray) -> tuple[int, int] | None:
     return divmod(first, X.shape[1])
 
 
-def _validated_weights(W: Any) -> np.ndarray:
-    """A read-only float64 copy of W after checking it is a finite square matrix."""
+def validate_weights(W: Any) -> np.ndarray:
+    """A read-only float64 copy of W after checking it is a finite square matrix (WeightsError if not).
+
+    Public so that a caller can refuse bad weights before changing anything else.
+    """
     try:
         arr = np.array(W, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core import LRR, LRRSettings
+from core import LRR, LRRSettings, validate_weights
 from core.errors import SnapshotError
 from core.groups import resolve_groups
 from service.capacity import check_budget, session_state_bytes
@@ -259,8 +259,8 @@ class SessionRegistry:
         engine = session.engine
         n = weights.shape[0] if weights.ndim == 2 else -1
         if replace and engine.n_channels is not None and engine.n_channels != n:
-            probe = LRR(engine.settings)
-            probe.load_weights(weights)  # validates the weights, and the settings for n channels, before any change
+            validate_weights(weights)  # refuse bad weights, or settings that cannot take n channels,
+            check_settings_fit(engine.settings, n)  # before the reset changes anything
             self.reset(session, "weights_replace", n_channels=n)
         engine.load_weights(weights)
         session.pending_samples = 0
