@@ -132,12 +132,32 @@ class LRR:
     def accumulate_is_cheap(self, n_rows: int) -> bool:
         """Whether ``accumulate`` of ``n_rows`` samples would only stage them (a copy, microseconds).
 
-        When False it also folds the staged block into C, which takes milliseconds at
-        hundreds of channels: a real-time caller may then run it in a worker thread.
+        When False it folds a staged block into C, which takes milliseconds at hundreds of
+        channels: a real-time caller may then run it in a worker thread. Staging can fill a
+        block; its fold then waits for ``fold_pending``, which that thread can run meanwhile.
         """
-        if self._accumulator is None:
+        accumulator = self._accumulator
+        if accumulator is None:
             return False  # binding allocates the statistics; bind() first to know
-        return not self._accumulator.fold_due(n_rows)
+        if not self._settings.incremental and accumulator.has_sealed_block:
+            return False  # clearing the statistics must not race the sealed block's fold
+        return not accumulator.fold_due(n_rows)
+
+    @property
+    def has_pending_fold(self) -> bool:
+        """Whether a full staging block waits to be folded into C (see ``fold_pending``)."""
+        return self._accumulator is not None and self._accumulator.has_sealed_block
+
+    def fold_pending(self) -> None:
+        """Fold the full staging block, if any, into C: the milliseconds ``accumulate`` left out.
+
+        Safe in a worker thread while the caller goes on calling ``accumulate`` and ``transform``,
+        as long as each of those ``accumulate`` calls was cheap (``accumulate_is_cheap``); any other
+        call must wait until it returns. Not calling it costs nothing but time: the next fold or
+        ``statistics()`` does it.
+        """
+        if self._accumulator is not None:
+            self._accumulator.fold_sealed()
 
     def statistics(self) -> Statistics:
         """A copy of the statistics that ``solve_statistics`` can use in another thread."""

@@ -1,17 +1,15 @@
 """The memory budget of bound sessions (LRR_MAX_STATE_BYTES): what one channel count costs, and the check.
 
 A session bound to n channels holds XᵀX (n² float64), W (n² float64, once solved or uploaded),
-column sums and the staging buffer of `core.statistics`; its checkpoint file is about the same
+column sums and the two staging blocks of `core.statistics`; its checkpoint file is about the same
 size. Summing that over sessions bounds both the process's memory and the state dir.
 """
 
 from __future__ import annotations
 
-from core.statistics import DEFAULT_STAGING_BYTES
+from core.statistics import staging_rows
 
 FLOAT64_BYTES = 8
-MIN_STAGING_ROWS = 32
-"""core.statistics.CovarianceAccumulator stages at least this many rows, whatever the channel count."""
 
 
 class CapacityError(Exception):
@@ -23,8 +21,7 @@ def session_state_bytes(n_channels: int | None) -> int:
     if not n_channels:
         return 0
     n = n_channels
-    staging_rows = max(MIN_STAGING_ROWS, DEFAULT_STAGING_BYTES // (FLOAT64_BYTES * n))
-    return FLOAT64_BYTES * (2 * n * n + n + staging_rows * n)
+    return FLOAT64_BYTES * (2 * n * n + n + 2 * staging_rows(n) * n)
 
 
 def check_budget(key: str, n_channels: int, held_by_others: int, budget: int) -> None:

@@ -1,19 +1,25 @@
 """The statistics lane: one worker thread for the heavy statistics calls of every session.
 
-`accumulate` (its staged BLAS update costs tens of ms at 1024 channels every few chunks),
+`accumulate` when it folds (its BLAS update costs tens of ms at 1024 channels),
 `statistics()` (a flush plus a copy) and `snapshot()` run here, so the event loop only ever
-does the transforms. Callers hold the session's `engine_lock` around each call, so an engine
-is never touched by two of these at once, and never reset or reconfigured under one.
+does the transforms and the cheap staging. Callers hold the session's `engine_lock` around
+each `run`, so an engine is never touched by two of these at once, and never reset or
+reconfigured under one. The one exception is `start(engine.fold_pending)`: the fold of a full
+staging block, which the engine allows beside cheap accumulates; the lane runs its work in
+order, so every later `run` on that engine comes after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+
+from service.logs import log_event
 
 T = TypeVar("T")
 
@@ -31,6 +37,13 @@ def lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, thread, min(niceness + BACKGROUND_NICENESS, 19))
     except (AttributeError, OSError):  # not Linux, or not allowed: keep the default priority
         pass
+
+
+def _log_failure(future: asyncio.Future[object]) -> None:
+    """Done-callback of `start`: nobody awaits the result, so an exception would otherwise vanish."""
+    if not future.cancelled() and future.exception() is not None:
+        exc = future.exception()
+        log_event("lane_task_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
 
 
 class StatisticsLane:
@@ -53,6 +66,12 @@ class StatisticsLane:
         except asyncio.CancelledError:
             await asyncio.wait([future])
             raise
+
+    def start(self, function: Callable[[], object]) -> asyncio.Future[object]:
+        """Queue `function()` in the lane's thread without waiting for it; a failure is logged, not raised."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, function)
+        future.add_done_callback(_log_failure)
+        return future
 
     def shutdown(self) -> None:
         """Stop the thread once queued work is done (at app shutdown, after the final checkpoint)."""

@@ -68,6 +68,8 @@ class Session:
     pending_samples: int = 0
     """Fit samples accepted since the last solve started."""
     solve_task: asyncio.Task[None] | None = None
+    pending_fold: asyncio.Future[object] | None = None
+    """The lane's fold of the engine's full staging block, queued by a fit chunk and not awaited."""
     solve_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held for a whole solve: at most one in flight per session."""
     engine_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -2,7 +2,9 @@
 
 `StreamChannel.on_binary` is the hot path: decode (zero-copy view), look up the session once,
 transform on the event loop, encode. Fit chunks are staged on the loop (a copy) and folded into
-the statistics in the statistics lane (a BLAS update of milliseconds at hundreds of channels).
+the statistics in the statistics lane (a BLAS update of milliseconds at hundreds of channels):
+a full staging block is folded there while the next chunks are staged and acknowledged, so a
+fit stream waits for a fold only if it fills the other block before the fold is done.
 A rejected frame changes no session state.
 """
 
@@ -136,10 +138,12 @@ class StreamChannel:
                 engine.bind(data.shape[1])  # allocation only, so the check below is exact for every chunk
             if engine.accumulate_is_cheap(n_samples):  # staging only: a copy, microseconds
                 accepted = engine.accumulate(data)
-            else:  # folds the staged block into XᵀX with BLAS: milliseconds, off the loop
+            else:  # folds a staged block into XᵀX with BLAS: milliseconds, off the loop
                 accepted = await self.lane.run(engine.accumulate, data)
             if not accepted:
                 raise RejectedChunk(NON_FINITE, self._non_finite_message(first_non_finite(data)))
+            if engine.has_pending_fold and (session.pending_fold is None or session.pending_fold.done()):
+                session.pending_fold = self.lane.start(engine.fold_pending)  # the next chunks stage meanwhile
             counters = session.counters
             counters.fit_frames += 1
             counters.fit_samples += n_samples

@@ -189,14 +189,72 @@ def test_restore_refuses_inconsistent_snapshots(corrupt):
         LRR.restore(meta, arrays)
 
 
-def test_accumulate_is_cheap_until_the_staging_block_is_full():
-    engine = LRR(staging_bytes=8 * 4 * 100)  # 100 rows of 4 channels
+def test_accumulate_is_cheap_until_a_fold_is_due_and_sealing_a_full_block_is_not_a_fold():
+    engine = LRR(staging_bytes=2 * 8 * 4 * 50)  # two staging blocks of 50 rows of 4 channels
     assert not engine.accumulate_is_cheap(30)  # unbound: accumulating would allocate the statistics
     engine.bind(4)
     assert engine.accumulate_is_cheap(30) and engine.n_samples == 0
     engine.accumulate(np.ones((30, 4)))
-    assert engine.accumulate_is_cheap(70) and not engine.accumulate_is_cheap(71)
-    assert not engine.accumulate_is_cheap(100)
+    assert engine.accumulate_is_cheap(21) and not engine.accumulate_is_cheap(50)  # a whole block folds at once
+    assert not engine.has_pending_fold
+    engine.accumulate(np.ones((21, 4)))  # seals the 30 staged rows, stages these 21 in the other block
+    assert engine.has_pending_fold and engine.n_samples == 51
+    assert engine.accumulate_is_cheap(29) and not engine.accumulate_is_cheap(30)  # sealing again would fold first
+    engine.fold_pending()
+    assert not engine.has_pending_fold and engine.accumulate_is_cheap(30)
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 90), min_size=1, max_size=40), st.lists(st.booleans(), min_size=40, max_size=40),
+       st.sampled_from([None, 37.0]))
+def test_statistics_are_bit_identical_whenever_the_pending_fold_runs(sizes, fold_after, half_life):
+    rng = np.random.default_rng(len(sizes))
+    chunks = [rng.standard_normal((size, 5)).astype(np.float32) for size in sizes]
+    settings_ = LRRSettings(half_life_samples=half_life)
+    eager, lazy = (LRR(settings_, staging_bytes=2 * 8 * 5 * 40) for _ in range(2))
+    for chunk, fold in zip(chunks, fold_after):
+        eager.accumulate(chunk)
+        lazy.accumulate(chunk)
+        if fold:
+            eager.fold_pending()
+    eager_stats, lazy_stats = eager.statistics(), lazy.statistics()
+    np.testing.assert_array_equal(eager_stats.cxx, lazy_stats.cxx)
+    np.testing.assert_array_equal(eager_stats.col_sum, lazy_stats.col_sum)
+    assert eager_stats.weight == lazy_stats.weight and eager_stats.n_samples == lazy_stats.n_samples == sum(sizes)
+    if half_life is None:
+        X = np.concatenate(chunks).astype(np.float64)
+        np.testing.assert_allclose(lazy_stats.cxx, X.T @ X, rtol=1e-12, atol=1e-9)
+
+
+def test_fold_pending_in_a_worker_thread_while_cheap_chunks_are_staged_gives_the_same_statistics():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    chunks = [rng.standard_normal((30, 256)).astype(np.float32) for _ in range(400)]
+    sequential, overlapped = LRR(staging_bytes=1 << 20), LRR(staging_bytes=1 << 20)  # blocks of 256 rows
+    overlaps = 0
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending = None
+        for chunk in chunks:
+            sequential.accumulate(chunk)
+            if overlapped.n_channels is None:
+                overlapped.bind(chunk.shape[1])
+            if not overlapped.accumulate_is_cheap(chunk.shape[0]) and pending is not None:
+                pending.result()  # the contract: nothing but cheap accumulates while a fold runs
+                pending = None
+            overlapped.accumulate(chunk)
+            if pending is not None and not pending.done():
+                overlaps += 1  # staged while the worker folded
+            if overlapped.has_pending_fold and pending is None:
+                pending = worker.submit(overlapped.fold_pending)
+            elif pending is not None and pending.done():
+                pending.result()
+                pending = None
+        if pending is not None:
+            pending.result()
+    assert overlaps > 0
+    np.testing.assert_array_equal(sequential.statistics().cxx, overlapped.statistics().cxx)
+    assert sequential.n_samples == overlapped.n_samples == 400 * 30
 
 
 def test_statistics_carry_their_generation_so_a_reset_in_between_makes_them_stale():
