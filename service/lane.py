@@ -25,17 +25,22 @@ T = TypeVar("T")
 
 
 BACKGROUND_NICENESS = 10
-"""How much lower than the event loop the background threads (folds, solves) run, so that on a
-machine with few cores the loop's transforms win the CPU (docs/benchmarks.md, fit traffic)."""
+"""Where SCHED_IDLE is missing: how much lower than the event loop the background threads run."""
 
 
 def lower_thread_priority() -> None:
-    """Executor initializer: lower the calling thread's scheduling priority (Linux: per-thread nice)."""
+    """Executor initializer: run the calling thread only when the CPU has nothing else to do.
+
+    Linux SCHED_IDLE for the thread (folds, solves), so on a machine with few cores the loop's
+    transforms and the rigs' own processes win the CPU at once; elsewhere 10 nice levels lower.
+    SCHED_IDLE halved the transform p99 ratio under real-time fit traffic (docs/benchmarks.md).
+    """
     try:
         thread = threading.get_native_id()
         niceness = os.getpriority(os.PRIO_PROCESS, thread)
         os.setpriority(os.PRIO_PROCESS, thread, min(niceness + BACKGROUND_NICENESS, 19))
-    except (AttributeError, OSError):  # not Linux, or not allowed: keep the default priority
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or not allowed: keep what could be set
         pass
 
 

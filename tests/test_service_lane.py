@@ -59,7 +59,11 @@ async def test_lane_thread_runs_below_the_event_loop_priority() -> None:
         def own_niceness() -> int:
             return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
+        def own_policy() -> int:
+            return os.sched_getscheduler(threading.get_native_id())
+
         loop_niceness = own_niceness()
         assert await lane.run(own_niceness) == min(loop_niceness + BACKGROUND_NICENESS, 19)
+        assert own_policy() == os.SCHED_OTHER and await lane.run(own_policy) == os.SCHED_IDLE
     finally:
         lane.shutdown()
