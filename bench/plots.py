@@ -83,7 +83,8 @@ def fit_cdf(latencies: dict[str, list[float]], path: Path) -> Path:
     """CDF of the paced 30 x 384 transform round trip alone and with fit traffic on the same key."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     names = {"alone": "no fit traffic", "realtime_fit": "with real-time fit traffic",
-             "full_speed_fit": "with full-speed fit traffic"}  # fmt: skip
+             "full_speed_fit": "with full-speed fit traffic",
+             "control_stream": "with a second transform stream (control)"}  # fmt: skip
     for key, values in latencies.items():
         ordered = np.sort(np.asarray(values))
         if ordered.size:

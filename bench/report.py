@@ -159,15 +159,19 @@ def _fit_section(fit: dict[str, Any], plots: dict[str, Path], out: Path) -> list
         "",
         f"- Fit alone, pipelined: **{fit['fit_alone_samples_per_s']:,.0f} samples/s** "
         f"({fit['fit_alone_samples_per_s'] / 30_000:.1f}x real time).",
-        f"- Fit at full speed while a paced transform stream runs on the same key: "
+        f"- Fit at full speed, from its own process, while a paced transform stream runs on the same key: "
         f"**{fit['fit_with_transform_samples_per_s']:,.0f} samples/s** "
         f"({fit['fit_with_transform_samples_per_s'] / 30_000:.1f}x real time).",
         f"- Transform stream (paced, 1 ms) without fit traffic (pooled from runs before, between and after the"
         f" fit runs): {lat('transform_alone')}.",
         f"- ... with real-time fit traffic (1 kHz) on the same key: {lat('transform_with_realtime_fit')}.",
         f"- ... with full-speed fit traffic: {lat('transform_with_full_speed_fit')}.",
-        f"- Weights lag, from the ack of a fit chunk until weights including it are in use (GET /streams polled"
-        f" every 20 ms): for the newest chunk a solve includes, real-time fit median {rt['median_ms']:.0f} ms,"
+        f"- Control: ... with a second paced transform stream of the same frames on another key, from another"
+        f" process, instead of fit traffic: {lat('transform_with_control_stream')}; p99"
+        f" {fit['transform_with_control_stream']['p99'] / fit['transform_alone']['p99']:.2f}x without. What any"
+        f" second 1 kHz stream costs this one on this machine, whatever it carries.",
+        f"- Weights lag, from the ack of a fit chunk until weights including it are in use (the first ack"
+        f" carrying their `weights_version`; one GET /streams/{{key}} per version for its sample count): for the newest chunk a solve includes, real-time fit median {rt['median_ms']:.0f} ms,"
         f" worst {rt['max_ms']:.0f} ms ({rt['n']} solves seen); full-speed fit median {full['median_ms']:.0f} ms,"
         f" worst {full['max_ms']:.0f} ms ({full['n']} solves seen). The worst any chunk waited (it just missed"
         f" a solve and waits for the next): {rt['worst_sample_ms']:.0f} ms with real-time fit,"

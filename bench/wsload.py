@@ -99,8 +99,11 @@ def paced(period: float, start: float, count: int) -> Schedule:
 
 
 async def drive(ws: ClientConnection, frames: Sequence[bytes], count: int, schedule: Schedule,
-                check: Check, window: int | None = None) -> StreamRun:
-    """Send `count` frames on `schedule` with at most `window` unanswered; time every reply (in order)."""
+                check: Check, window: int | None = None, check_every: int = CHECK_EVERY) -> StreamRun:
+    """Send `count` frames on `schedule` with at most `window` unanswered; time every reply (in order).
+
+    Every `check_every`-th reply (and the last) goes through `check`, right after its time is taken.
+    """
     sent = np.zeros(count)
     received = np.zeros(count)
     slots = asyncio.Semaphore(window) if window else None
@@ -120,7 +123,7 @@ async def drive(ws: ClientConnection, frames: Sequence[bytes], count: int, sched
             received[i] = time.perf_counter()
             if slots is not None:
                 slots.release()
-            if i % CHECK_EVERY == 0 or i == count - 1:
+            if i % check_every == 0 or i == count - 1:
                 check(reply)  # type: ignore[arg-type]
         await task
     finally:
