@@ -34,7 +34,10 @@ class ServiceContext:
     """Held while a large weights upload is read and parsed, so concurrent uploads cannot pile up in memory."""
 
 
-def get_context(connection: HTTPConnection) -> ServiceContext:
-    """FastAPI dependency: the context of the app serving this request or websocket."""
+async def get_context(connection: HTTPConnection) -> ServiceContext:
+    """FastAPI dependency: the context of the app serving this request or websocket.
+
+    `async` like every dependency here: FastAPI runs a plain `def` dependency in its thread pool,
+    a thread hop per dependency per request that costs the event loop more than the function does."""
     context: ServiceContext = connection.app.state.context
     return context

@@ -34,7 +34,7 @@ def api_error(context: ServiceContext, status_code: int, code: str, message: str
     raise HTTPException(status_code, detail={"code": code, "message": message, **extra})
 
 
-def require_token(request: Request, context: Context) -> None:
+async def require_token(request: Request, context: Context) -> None:
     """Dependency of every route but /health: 401 unless the API token is presented (when one is set)."""
     if not context.auth.accepts_rest(request.headers):
         context.metrics.errors.labels("unauthorized").inc()
@@ -46,7 +46,7 @@ def require_token(request: Request, context: Context) -> None:
         )
 
 
-def stream_key(key: str, context: Context) -> str:
+async def stream_key(key: str, context: Context) -> str:
     """Dependency: the path's stream key, validated (400 otherwise)."""
     try:
         return validate_key(key)
