@@ -21,7 +21,7 @@ import time
 import httpx
 
 from core.codec import AckReply, decode_reply
-from fit_traffic import CONTROL_KEY, KEY, PERIOD, fit_frames, fit_stream, lag_summary, weights_lags
+from fit_traffic import CONTROL_KEY, KEY, PERIOD, fit_frames, fit_stream, weights_lags
 from wsload import run_paced
 
 READY = "ready"
@@ -63,7 +63,7 @@ async def send_fit(service_ws: str, base_url: str, count: int, paced: bool) -> d
         run = await fit_stream(f"{service_ws}/ws/{KEY}/fit", wire, count, PERIOD if paced else None,
                                check=watch, check_every=1)  # fmt: skip
         run.lags, run.worst_lags = weights_lags(run, await watch.seen())
-    return {"samples_per_s": run.samples_per_second(), "lag": lag_summary(run)}
+    return {"samples_per_s": run.samples_per_second(), "lags": run.lags, "worst_lags": run.worst_lags}
 
 
 async def send_control(service_ws: str, count: int) -> dict[str, object]:

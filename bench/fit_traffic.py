@@ -35,6 +35,7 @@ CONTROL_KEY = "bench-fit-control-384"
 """The control stream's key: a paced transform stream like a second rig, instead of fit traffic."""
 WINDOW = 32
 WARMUP_FRAMES = 20
+ROUNDS = 3
 FIT_SENDER = Path(__file__).with_name("fit_sender.py")
 
 
@@ -119,17 +120,26 @@ async def fit_with_transform(service_ws: str, base_url: str, tr_wire: list[bytes
     return json.loads(output), transform
 
 
-def lag_summary(fit: FitRun) -> dict[str, float]:
-    """Median and worst of the freshest-data lag, and the worst lag any sample saw, in ms."""
+def lag_summary(lags: list[float], worst_lags: list[float]) -> dict[str, float]:
+    """Median and worst of the freshest-data lags, and the worst lag any sample saw (all given in s), in ms."""
     nan = float("nan")
-    fresh, worst = fit.lags, fit.worst_lags
-    return {"n": len(fresh), "median_ms": float(np.median(fresh)) * 1e3 if fresh else nan,
-            "max_ms": max(fresh) * 1e3 if fresh else nan,
-            "worst_sample_ms": max(worst) * 1e3 if worst else nan}  # fmt: skip
+    return {"n": len(lags), "median_ms": float(np.median(lags)) * 1e3 if lags else nan,
+            "max_ms": max(lags) * 1e3 if lags else nan,
+            "worst_sample_ms": max(worst_lags) * 1e3 if worst_lags else nan}  # fmt: skip
 
 
-async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, progress: Any = print) -> dict[str, Any]:
-    """The whole fit scenario; returns JSON-able results."""
+CONDITIONS = {"realtime_fit": "paced", "full_speed_fit": "full", "control_stream": "control"}
+"""What runs beside the measured transform stream in each round (bench/fit_sender.py modes)."""
+
+
+async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, progress: Any = print,
+                      rounds: int = ROUNDS) -> dict[str, Any]:
+    """The whole fit scenario; returns JSON-able results.
+
+    The paced transform stream is measured alone and beside each condition in `rounds` interleaved
+    rounds, so that drift in the machine's load reaches every condition alike; a ratio is a
+    condition's p99 over the same round's p99 alone, and the figure is the median over rounds.
+    """
     fit_wire = fit_frames()
     tr_wire = frames(chunks(N_SAMPLES, N_CHANNELS, "float32", seed=6))
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
@@ -137,39 +147,43 @@ async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, prog
     await fit_stream(f"{service_ws}/ws/{KEY}/fit", fit_wire, 200, None)  # statistics and first weights
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
         (await client.post(f"/streams/{KEY}/solve")).raise_for_status()
+    upload_weights(base_url, CONTROL_KEY, dense_weights(N_CHANNELS))
     alone = await fit_stream(f"{service_ws}/ws/{KEY}/fit", fit_wire, int(seconds * 4000), None)
     progress(f"  fit alone, pipelined: {alone.samples_per_second():,.0f} samples/s")
-    quiet = [await paced_transform(service_ws, tr_wire, seconds / 2)]
-    realtime_fit, realtime_tr = await fit_with_transform(service_ws, base_url, tr_wire, seconds, "paced",
-                                                         int(seconds / PERIOD))
-    progress(f"  transform alone: p99 {quiet[0].summary(WARMUP_FRAMES).p99:,.0f} µs")
-    progress(f"  with real-time fit: transform p99 {realtime_tr.summary(WARMUP_FRAMES).p99:,.0f} µs, "
-             f"weights lag median {realtime_fit['lag']['median_ms']:.0f} ms")
-    full_count = int(alone.samples_per_second() / N_SAMPLES * seconds)  # about as long as the transform stream
-    quiet.append(await paced_transform(service_ws, tr_wire, seconds / 2))  # before and after: same load drift
-    full_fit, full_tr = await fit_with_transform(service_ws, base_url, tr_wire, seconds, "full", full_count)
-    quiet.append(await paced_transform(service_ws, tr_wire, seconds / 2))
-    progress(f"  with full-speed fit: {full_fit['samples_per_s']:,.0f} samples/s, transform p99 "
-             f"{full_tr.summary(WARMUP_FRAMES).p99:,.0f} µs, weights lag median {full_fit['lag']['median_ms']:.0f} ms")
-    upload_weights(base_url, CONTROL_KEY, dense_weights(N_CHANNELS))
-    _, control_tr = await fit_with_transform(service_ws, base_url, tr_wire, seconds, "control", int(seconds / PERIOD))
-    quiet.append(await paced_transform(service_ws, tr_wire, seconds / 2))
-    progress(f"  with a second paced transform stream (control): transform p99 "
-             f"{control_tr.summary(WARMUP_FRAMES).p99:,.0f} µs")
-    alone_latencies = pooled(quiet, WARMUP_FRAMES)
+    counts = {"paced": int(seconds / PERIOD), "control": int(seconds / PERIOD),
+              "full": int(alone.samples_per_second() / N_SAMPLES * seconds)}  # about as long as the transform stream
+    transforms: dict[str, list[StreamRun]] = {"alone": [], **{name: [] for name in CONDITIONS}}
+    senders: dict[str, list[dict[str, Any]]] = {name: [] for name in CONDITIONS}
+    for round_ in range(rounds):
+        transforms["alone"].append(await paced_transform(service_ws, tr_wire, seconds))
+        for name, mode in CONDITIONS.items():
+            sent, transform = await fit_with_transform(service_ws, base_url, tr_wire, seconds, mode, counts[mode])
+            senders[name].append(sent)
+            transforms[name].append(transform)
+        p99s = "  ".join(f"{name} {runs[-1].summary(WARMUP_FRAMES).p99:,.0f}" for name, runs in transforms.items())
+        progress(f"  round {round_ + 1}: transform p99 µs: {p99s}")
+    ratios = {name: [run.summary(WARMUP_FRAMES).p99 / quiet.summary(WARMUP_FRAMES).p99
+                     for run, quiet in zip(transforms[name], transforms["alone"])] for name in CONDITIONS}  # fmt: skip
+    full_rates = [sent["samples_per_s"] for sent in senders["full_speed_fit"]]
+    progress(f"  p99 ratios to alone (median of rounds): "
+             + ", ".join(f"{name} {float(np.median(values)):.2f}x" for name, values in ratios.items())
+             + f"; full-speed fit {float(np.median(full_rates)):,.0f} samples/s")
+
+    def lag(name: str) -> dict[str, float]:
+        return lag_summary([x for sent in senders[name] for x in sent["lags"]],
+                           [x for sent in senders[name] for x in sent["worst_lags"]])
+
     return {
+        "rounds": rounds,
         "fit_alone_samples_per_s": alone.samples_per_second(),
-        "fit_with_transform_samples_per_s": full_fit["samples_per_s"],
-        "transform_alone": summarize(alone_latencies).as_dict(),
-        "transform_with_realtime_fit": realtime_tr.summary(WARMUP_FRAMES).as_dict(),
-        "transform_with_full_speed_fit": full_tr.summary(WARMUP_FRAMES).as_dict(),
-        "transform_with_control_stream": control_tr.summary(WARMUP_FRAMES).as_dict(),
-        "lag_realtime_fit": realtime_fit["lag"],
-        "lag_full_speed_fit": full_fit["lag"],
-        "latencies_us": {
-            "alone": (alone_latencies * 1e6).tolist(),
-            "realtime_fit": (realtime_tr.latencies[WARMUP_FRAMES:] * 1e6).tolist(),
-            "full_speed_fit": (full_tr.latencies[WARMUP_FRAMES:] * 1e6).tolist(),
-            "control_stream": (control_tr.latencies[WARMUP_FRAMES:] * 1e6).tolist(),
-        },
+        "fit_with_transform_samples_per_s": float(np.median(full_rates)),
+        "fit_with_transform_samples_per_s_by_round": full_rates,
+        "transform_alone": summarize(pooled(transforms["alone"], WARMUP_FRAMES)).as_dict(),
+        **{f"transform_with_{name}": summarize(pooled(transforms[name], WARMUP_FRAMES)).as_dict()
+           for name in CONDITIONS},
+        "p99_ratio": {name: float(np.median(values)) for name, values in ratios.items()},
+        "p99_ratio_by_round": ratios,
+        "lag_realtime_fit": lag("realtime_fit"),
+        "lag_full_speed_fit": lag("full_speed_fit"),
+        "latencies_us": {name: (pooled(runs, WARMUP_FRAMES) * 1e6).tolist() for name, runs in transforms.items()},
     }
