@@ -140,7 +140,7 @@ class LRR:
         if accumulator is None:
             return False  # binding allocates the statistics; bind() first to know
         if not self._settings.incremental and accumulator.has_sealed_block:
-            return False  # clearing the statistics must not race the sealed block's fold
+            return False  # defensive (this mode clears before staging, so it never seals): clearing must not race a fold
         return not accumulator.fold_due(n_rows)
 
     @property
@@ -156,8 +156,9 @@ class LRR:
         call must wait until it returns. Not calling it costs nothing but time: the next fold or
         ``statistics()`` does it.
         """
-        if self._accumulator is not None:
-            self._accumulator.fold_sealed()
+        accumulator = self._accumulator  # read once: a reset on another thread may drop it meanwhile
+        if accumulator is not None:
+            accumulator.fold_sealed()
 
     def statistics(self) -> Statistics:
         """A copy of the statistics that ``solve_statistics`` can use in another thread."""

@@ -33,7 +33,8 @@ def lower_thread_priority() -> None:
 
     Linux SCHED_IDLE for the thread (folds, solves), so on a machine with few cores the loop's
     transforms and the rigs' own processes win the CPU at once; elsewhere 10 nice levels lower.
-    SCHED_IDLE halved the transform p99 ratio under real-time fit traffic (docs/benchmarks.md).
+    SCHED_IDLE halved the transform p99 ratio under real-time fit traffic against nice +10
+    (docs/benchmarks.md); on saturated CPUs, whatever waits for these threads waits longer.
     """
     try:
         thread = threading.get_native_id()

@@ -444,8 +444,8 @@ async def test_concurrent_fits_transforms_and_rest_changes_stay_consistent(serve
 
 
 async def test_fits_crossing_the_staging_block_add_up_exactly(server: LiveServer, stream_key: str) -> None:
-    """Enough fit rows from two connections to fill the two 2 MiB staging blocks five times (16 channels:
-    16384 rows each), each folded in the statistics lane while the next chunks stage, with transforms
+    """Enough fit rows from two connections to fill five 2 MiB staging blocks (16 channels: 16384 rows
+    each), each folded in the statistics lane while the next chunks stage, with transforms
     on the loop meanwhile: nothing is lost or counted twice."""
     rng = np.random.default_rng(21)
     per_connection = 640  # 2 x 640 x 64 = 81920 rows = 5 blocks
