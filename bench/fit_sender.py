@@ -41,17 +41,21 @@ class WeightsWatch:
             raise RuntimeError(f"expected an ack, got {str(ack)[:300]}")
         if ack.weights_version != self.version:
             self.version = ack.weights_version
-            self.lookups.append(asyncio.create_task(self._solved_count(time.perf_counter())))
+            self.lookups.append(asyncio.create_task(self._solved_count(ack.weights_version, time.perf_counter())))
 
-    async def _solved_count(self, seen_at: float) -> tuple[float, int]:
-        """(when the version was first acked, the samples it was solved from); solves are >= 0.5 s apart."""
+    async def _solved_count(self, version: int, seen_at: float) -> tuple[float, int] | None:
+        """(when `version` was first acked, the samples it was solved from), or None if a newer version
+        was installed before the lookup arrived (solves are >= 0.5 s apart, so that is rare)."""
         response = await self.client.get(f"/streams/{KEY}")
         response.raise_for_status()
-        return seen_at, int(response.json()["n_samples_solved"])
+        state = response.json()
+        if state["weights_version"] != version:
+            return None
+        return seen_at, int(state["n_samples_solved"])
 
     async def seen(self) -> list[tuple[float, int]]:
-        """Every version seen in use, in order: (time first acked, samples solved)."""
-        return list(await asyncio.gather(*self.lookups))
+        """Every version seen in use whose sample count was read, in order: (time first acked, samples solved)."""
+        return [found for found in await asyncio.gather(*self.lookups) if found is not None]
 
 
 async def send_fit(service_ws: str, base_url: str, count: int, paced: bool) -> dict[str, object]:

@@ -111,10 +111,15 @@ async def fit_with_transform(service_ws: str, base_url: str, tr_wire: list[bytes
         stdout=asyncio.subprocess.PIPE, cwd=FIT_SENDER.parent,
     )
     assert sender.stdout is not None
-    if (await sender.stdout.readline()).strip() != b"ready":
-        raise RuntimeError("the fit sender did not start")
-    transform = await paced_transform(service_ws, tr_wire, seconds)
-    output, _ = await sender.communicate()
+    try:
+        if (await sender.stdout.readline()).strip() != b"ready":
+            raise RuntimeError("the fit sender did not start")
+        transform = await paced_transform(service_ws, tr_wire, seconds)
+        output, _ = await sender.communicate()
+    finally:
+        if sender.returncode is None:  # this run failed: do not leave the sender streaming
+            sender.kill()
+            await sender.wait()
     if sender.returncode != 0:
         raise RuntimeError(f"the fit sender failed with exit code {sender.returncode}")
     return json.loads(output), transform
