@@ -2,9 +2,10 @@
 
 Measures fit throughput (samples/s) alone and under a paced transform stream, how stale the weights
 in use are (time from a fit sample's ack until weights that include it are applied, seen in the
-acks' `weights_version`), and the transform stream's p99 without fit traffic, with real-time fit traffic and with
-fit traffic at full speed. Under the transform stream, the fit traffic comes from its own process
-(bench/fit_sender.py), like a second rig.
+acks' `weights_version`), and the transform stream's p99 without fit traffic, with real-time fit
+traffic, with fit traffic at full speed and with a control stream (a second paced transform
+stream on another key), in interleaved rounds. The traffic beside the measured transform stream
+comes from its own process (bench/fit_sender.py), like a second rig.
 """
 
 from __future__ import annotations
