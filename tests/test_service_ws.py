@@ -475,6 +475,22 @@ async def test_fits_crossing_the_staging_block_add_up_exactly(server: LiveServer
         csv = http.get(f"/streams/{stream_key}/weights").text
     W = np.loadtxt(csv.splitlines(), delimiter=",")
     np.testing.assert_allclose(W, LRR().fit(everything).weights, rtol=0, atol=1e-10)
+    # the folds and the solve ran in the server's background threads, which yield the CPU to the loop
+    assert len(threads_with_policy(server.pid, SCHED_IDLE)) >= 2  # the statistics lane and the solve thread
+
+
+SCHED_IDLE = 5
+"""Linux's scheduling policy number for SCHED_IDLE (os.SCHED_IDLE)."""
+
+
+def threads_with_policy(pid: int | None, policy: int) -> list[int]:
+    """Thread ids of process `pid` whose scheduling policy is `policy` (from /proc/<pid>/task/*/stat)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        if int(fields[38]) == policy:  # field 41 of stat, counted from the state (field 3)
+            found.append(int(task.name))
+    return found
 
 
 async def test_logs_name_events_and_never_grow_per_frame(server: LiveServer, stream_key: str) -> None:
