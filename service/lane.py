@@ -47,8 +47,8 @@ def lower_thread_priority() -> None:
 
 def _log_failure(future: asyncio.Future[object]) -> None:
     """Done-callback of `start`: nobody awaits the result, so an exception would otherwise vanish."""
-    if not future.cancelled() and future.exception() is not None:
-        exc = future.exception()
+    exc = None if future.cancelled() else future.exception()
+    if exc is not None:
         log_event("lane_task_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
 
 
