@@ -1,7 +1,8 @@
 """Weights W (square float64 matrix) <-> CSV text, compatible with np.loadtxt(delimiter=",").
 
 Formatting uses the shortest repr that round-trips, so W survives text bit for bit; parsing validates
-every cell and reports the 1-based line and column of the first problem.
+every cell and reports the 1-based line and column of the first problem. Parsing is linear in the
+size of the text: the patterns are unambiguous and possessive, so no input makes them backtrack.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Final
 import numpy as np
 
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
-_NUMBER: Final = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_NUMBER: Final = r"[+-]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+"
 _DECIMAL: Final = re.compile(_NUMBER)
-_NUMBERS_LINE: Final = re.compile(rf"[ \t]*{_NUMBER}[ \t]*(?:,[ \t]*{_NUMBER}[ \t]*)*")
+_NUMBERS_LINE: Final = re.compile(rf"[ \t]*+{_NUMBER}[ \t]*+(?:,[ \t]*+{_NUMBER}[ \t]*+)*+")
 _NON_FINITE_WORDS: Final = frozenset({"nan", "inf", "infinity"})
 _BYTES_PER_VALUE: Final = 28  # widest np.savetxt "%.18e" value (26) + delimiter + one space
 _BYTES_PER_ROW: Final = 2  # CRLF

@@ -171,3 +171,11 @@ def test_max_csv_bytes_refuses_non_positive_channel_counts() -> None:
     for bad in (0, -1, True):
         with pytest.raises(ValueError, match="expected an integer >= 1"):
             max_csv_bytes(bad)
+
+
+@pytest.mark.timeout(30)  # a hang guard: the backtracking pattern took hours on this input
+@pytest.mark.parametrize("cell", ["1" * 1_000_000 + "x", "1" * 500_000 + "." + "2" * 500_000 + "e"])
+def test_parsing_a_megabyte_cell_that_is_almost_a_number_is_linear(cell: str) -> None:
+    with pytest.raises(WeightsCsvError, match="line 1, column 1") as info:
+        parse_weights_csv(cell + "\n", max_channels=4)
+    assert (info.value.row, info.value.column) == (1, 1)
