@@ -69,10 +69,20 @@ class TooManyChannelsError(ServerError):
     code = codec.TOO_MANY_CHANNELS
 
 
-class NonFiniteError(ServerError):
+class ChunkNotFittedError(ServerError):
+    """A fit chunk held samples the statistics cannot take; the server skipped it and nothing changed."""
+
+
+class NonFiniteError(ChunkNotFittedError):
     """A fit chunk held NaN or Inf; the server skipped it and nothing changed."""
 
     code = codec.NON_FINITE
+
+
+class OutOfRangeError(ChunkNotFittedError):
+    """A fit chunk held a sample beyond ±1e100 (its square would overflow); skipped, nothing changed."""
+
+    code = codec.OUT_OF_RANGE
 
 
 class TooManySessionsError(ServerError):
@@ -181,7 +191,8 @@ class ProtocolError(LRRClientError):
 _BY_CODE: dict[str, type[ServerError]] = {
     cls.code: cls
     for cls in (TextFrameError, BadMsgpackError, NotAMapError, MissingFieldError, BadFieldError, BadDtypeError,
-                BadShapeError, SizeMismatchError, TooManyChannelsError, NonFiniteError, TooManySessionsError,
+                BadShapeError, SizeMismatchError, TooManyChannelsError, NonFiniteError, OutOfRangeError,
+                TooManySessionsError,
                 BadKeyError, SettingsMismatchError, OverCapacityError, InternalServerError,
                 AuthenticationError, InvalidRequestError, UnknownSessionError, NoWeightsError, NoFitDataError,
                 ChangedDuringSolveError, BadCsvError, BadWeightsError, FrameTooLargeError)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from clients.client import LRRClient
-from clients.errors import NonFiniteError
+from clients.errors import ChunkNotFittedError
 
 RESOLVE_TIMEOUT_S = 10.0
 PULL_TIMEOUT_S = 0.05
@@ -55,7 +55,7 @@ class BridgeStats:
     samples_fitted: int = 0
     samples_out: int = 0
     samples_not_fitted: int = 0
-    """Samples of chunks the server would not fit (NaN or Inf); they are published transformed, unfitted."""
+    """Samples of chunks the server would not fit (NaN, Inf or beyond ±1e100); published transformed, unfitted."""
     reconnects: int = 0
 
 
@@ -198,18 +198,19 @@ class LSLBridge:
         await self._settle_fits(acks)
         if self.stats.samples_fitted == 0:
             raise BridgeError(f"none of the {self.stats.samples_not_fitted} samples of the first "
-                              f"{self.window.fit_seconds:g} s could be fitted (each chunk held NaN or Inf), so "
-                              "there is nothing to solve; fix the input or use a longer --fit-seconds")
+                              f"{self.window.fit_seconds:g} s could be fitted (each chunk held NaN, Inf or a value "
+                              "beyond ±1e100), so there is nothing to solve; fix the input or use a longer "
+                              "--fit-seconds")
         await client.solve()
 
     async def _settle_fits(self, acks: list[tuple[asyncio.Future[Any], int]]) -> None:
         """Wait for fit acknowledgements and count their samples as fitted or not fitted.
 
-        Chunks refused as non-finite are counted, not fatal; any other refusal stops the bridge.
+        Chunks refused as unfittable (non_finite, out_of_range) are counted, not fatal; any other refusal stops the bridge.
         """
         outcomes = await asyncio.gather(*(future for future, _ in acks), return_exceptions=True)
         for outcome, (_, samples) in zip(outcomes, acks):
-            if isinstance(outcome, NonFiniteError):
+            if isinstance(outcome, ChunkNotFittedError):
                 self.stats.samples_not_fitted += samples
             elif isinstance(outcome, BaseException):
                 raise outcome
@@ -220,14 +221,14 @@ class LSLBridge:
     async def _publish(self, queue: asyncio.Queue[Any], outlet: Any, client: LRRClient) -> None:
         """Push each reply, in order, with its input timestamps.
 
-        A fit_transform chunk refused as non-finite is transformed without fitting instead, so the
+        A fit_transform chunk refused as unfittable is transformed without fitting instead, so the
         output keeps every sample (NaN stays NaN where it reaches).
         """
         while (sent := await queue.get()) is not None:
             try:
                 reply = await sent.future
                 self.stats.samples_fitted += len(sent.stamps) if sent.fitting else 0
-            except NonFiniteError:
+            except ChunkNotFittedError:
                 self.stats.samples_not_fitted += len(sent.stamps)
                 reply = await client.request("transform", sent.data)
             outlet.push_chunk(np.ascontiguousarray(reply.data), sent.stamps)

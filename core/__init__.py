@@ -1,7 +1,8 @@
 """The pure core of lrr-service: the LRR engine and the codecs. No I/O, no asyncio."""
 
-from .engine import LRR, Solution, first_non_finite, validate_weights
-from .errors import ChannelCountError, SettingsError, ShapeError, SnapshotError, WeightsError
+from .engine import LRR, Solution, validate_weights
+from .errors import ChannelCountError, SettingsError, ShapeError, SnapshotError, StatisticsError, WeightsError
+from .samples import MAX_FIT_MAGNITUDE, BadSample, first_bad_sample
 from .settings import LRRSettings
 from .statistics import Statistics
 
@@ -14,7 +15,10 @@ __all__ = [
     "SettingsError",
     "ShapeError",
     "SnapshotError",
+    "StatisticsError",
     "WeightsError",
-    "first_non_finite",
+    "MAX_FIT_MAGNITUDE",
+    "BadSample",
+    "first_bad_sample",
     "validate_weights",
 ]

@@ -26,6 +26,7 @@ BAD_SHAPE: Final = "bad_shape"
 SIZE_MISMATCH: Final = "size_mismatch"
 TOO_MANY_CHANNELS: Final = "too_many_channels"
 NON_FINITE: Final = "non_finite"
+OUT_OF_RANGE: Final = "out_of_range"
 TOO_MANY_SESSIONS: Final = "too_many_sessions"
 BAD_KEY: Final = "bad_key"
 SETTINGS_MISMATCH: Final = "settings_mismatch"
@@ -44,6 +45,8 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         SIZE_MISMATCH: "len(data) differs from n_samples * n_channels * itemsize",
         TOO_MANY_CHANNELS: "n_channels exceeds the server's channel limit",
         NON_FINITE: "a chunk sent for fitting holds NaN or Inf; it was skipped and nothing changed",
+        OUT_OF_RANGE: "a chunk sent for fitting holds a sample beyond ±1e100, whose square would overflow "
+        "the statistics; it was skipped and nothing changed",
         TOO_MANY_SESSIONS: "the server holds its maximum number of sessions; no new session was made",
         BAD_KEY: "the session key is not 1-128 characters of [A-Za-z0-9._-]",
         SETTINGS_MISMATCH: "the session's settings cannot take the chunk's channel count; nothing changed",

@@ -15,8 +15,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .apply import ApplyPlan
-from .errors import ChannelCountError, ShapeError, SnapshotError, WeightsError
+from .errors import ChannelCountError, ShapeError, SnapshotError, StatisticsError, WeightsError
 from .groups import resolve_groups
+from .samples import MAX_FIT_MAGNITUDE, first_bad_sample
 from .settings import LRRSettings
 from .solver import default_weights, solve_weights
 from .statistics import DEFAULT_STAGING_BYTES, CovarianceAccumulator, Statistics
@@ -24,6 +25,10 @@ from .statistics import DEFAULT_STAGING_BYTES, CovarianceAccumulator, Statistics
 WeightsSource = Literal["none", "default", "fitted", "uploaded"]
 
 SNAPSHOT_FORMAT = "lrr-engine/1"
+MAX_WEIGHTS_VERSION = 2**53
+"""Versions stay below this, so they survive JSON readers that hold numbers as doubles."""
+MAX_SAMPLE_COUNT = 2**62
+"""Sample counts beyond this cannot come from a real stream (150 million years at 1 MHz)."""
 
 
 @dataclass(frozen=True)
@@ -106,11 +111,11 @@ class LRR:
     def accumulate(self, chunk: Any) -> bool:
         """Fold a (samples, channels) chunk into the statistics without solving.
 
-        Returns False, changing nothing, when ``check_finite`` is on and the chunk
-        holds NaN or infinity.
+        Returns False, changing nothing, when the chunk holds a sample the statistics cannot
+        take: NaN, infinity, or beyond ±MAX_FIT_MAGNITUDE (``first_bad_sample`` says which).
         """
         X = _as_samples(chunk)
-        if self._settings.check_finite and not _all_finite(X):
+        if first_bad_sample(X) is not None:
             return False
         self._bind(X.shape[1])
         assert self._accumulator is not None
@@ -213,10 +218,12 @@ class LRR:
         return self
 
     def fit(self, X: Any) -> "LRR":
-        """Replace the statistics by those of X and solve; raises on non-finite X."""
+        """Replace the statistics by those of X and solve; raises ShapeError on a sample it cannot take."""
         X = _as_samples(X)
-        if self._settings.check_finite and not _all_finite(X):
-            raise ShapeError("X contains NaN or infinity; expected finite samples (drop or interpolate them)")
+        bad = first_bad_sample(X)
+        if bad is not None:
+            raise ShapeError(f"X holds {bad.describe()}; expected finite samples within ±{MAX_FIT_MAGNITUDE:g} "
+                             "(drop or interpolate bad ones)")  # fmt: skip
         self._bind(X.shape[1])
         assert self._accumulator is not None
         self._accumulator.clear()
@@ -291,20 +298,27 @@ class LRR:
 
     @classmethod
     def restore(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray],
-                *, staging_bytes: int = DEFAULT_STAGING_BYTES) -> "LRR":
-        """Rebuild an engine from ``snapshot()`` output, validating every part."""
+                *, staging_bytes: int = DEFAULT_STAGING_BYTES, statistics: bool = True) -> "LRR":
+        """Rebuild an engine from ``snapshot()`` output, validating every part and every count's range.
+
+        Raises ``StatisticsError`` if the statistics hold NaN or infinity (with ``statistics=False``
+        they are left out: settings, channel count, weights and versions are kept, the sample
+        count starts again at 0), ``SnapshotError`` for anything else that is wrong.
+        """
         try:
             if meta.get("format") != SNAPSHOT_FORMAT:
                 raise SnapshotError(f"snapshot format {meta.get('format')!r}; expected {SNAPSHOT_FORMAT!r}")
             engine = cls(LRRSettings.from_dict(dict(meta["settings"])), staging_bytes=staging_bytes)
-            n = meta["n_channels"]
+            n = _meta_count(meta, "n_channels", minimum=1, maximum=2**31, required=True, nullable=True)  # callers cap it
             source = meta["weights_source"]
             if source not in ("none", "default", "fitted", "uploaded"):
                 raise SnapshotError(f"unknown weights_source {source!r}")
+            version = _meta_count(meta, "weights_version", maximum=MAX_WEIGHTS_VERSION, required=True)
+            solved = _meta_count(meta, "n_samples_solved", maximum=MAX_SAMPLE_COUNT)
             if n is not None:
-                engine._bind(int(n))
-                if "cxx" in arrays:
-                    stats = _restored_statistics(meta, arrays, int(n))
+                engine._bind(n)
+                if statistics and "cxx" in arrays:
+                    stats = _restored_statistics(meta, arrays, n)
                     assert engine._accumulator is not None
                     engine._accumulator.load(stats)
             weights = arrays.get("weights")
@@ -315,10 +329,10 @@ class LRR:
                 engine._set_weights(W, source)
             elif source not in ("none", "default"):
                 raise SnapshotError(f"weights_source is {source!r} but the snapshot holds no weights")
-            engine._version = int(meta["weights_version"])
-            engine._n_samples_solved = int(meta.get("n_samples_solved", 0))
+            engine._version = version
+            engine._n_samples_solved = solved
             return engine
-        except SnapshotError:
+        except (SnapshotError, StatisticsError):
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"snapshot is inconsistent: {exc}") from exc
@@ -365,27 +379,6 @@ def _as_samples(chunk: Any) -> np.ndarray:
     return X
 
 
-def _all_finite(X: np.ndarray) -> bool:
-    """True when X holds no NaN or infinity: one sum in the common case, exact check if it overflows."""
-    if X.dtype.kind != "f" or X.size == 0:
-        return True
-    with np.errstate(over="ignore", invalid="ignore"):
-        if math.isfinite(float(X.sum())):
-            return True
-    return bool(np.isfinite(X).all())
-
-
-def first_non_finite(X: np.ndarray) -> tuple[int, int] | None:
-    """(sample, channel) of the first NaN or infinity in a 2-D chunk, or None; O(size), no index lists."""
-    if X.dtype.kind != "f" or X.size == 0:
-        return None
-    bad = ~np.isfinite(X).ravel()
-    first = int(bad.argmax())
-    if not bad[first]:
-        return None
-    return divmod(first, X.shape[1])
-
-
 def validate_weights(W: Any) -> np.ndarray:
     """A read-only float64 copy of W after checking it is a finite square matrix (WeightsError if not).
 
@@ -411,6 +404,22 @@ def _restored_statistics(meta: dict[str, Any], arrays: dict[str, np.ndarray], n:
     if cxx.shape != (n, n) or col_sum.shape != (n,):
         raise SnapshotError(f"statistics have shapes {cxx.shape} and {col_sum.shape}, expected ({n}, {n}) and ({n},)")
     if not (np.isfinite(cxx).all() and np.isfinite(col_sum).all()):
-        raise SnapshotError("statistics contain NaN or infinity")
-    weight = float(meta.get("stats_weight", meta.get("n_samples", 0)))
-    return Statistics(cxx, col_sum, weight, int(meta.get("n_samples", 0)))
+        raise StatisticsError("the snapshot's statistics contain NaN or infinity; expected finite sums")
+    n_samples = _meta_count(meta, "n_samples", maximum=MAX_SAMPLE_COUNT)
+    weight = meta.get("stats_weight", n_samples)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+        raise SnapshotError(f"stats_weight is {weight!r}; expected a finite number >= 0 (the effective sample count)")
+    return Statistics(cxx, col_sum, float(weight), n_samples)
+
+
+def _meta_count(meta: dict[str, Any], name: str, *, maximum: int, minimum: int = 0,
+                required: bool = False, nullable: bool = False) -> Any:
+    """An integer field of a snapshot, checked to lie in [minimum, maximum] (absent: 0, unless required)."""
+    if name not in meta and not required:
+        return 0
+    value = meta[name]
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise SnapshotError(f"{name} is {value!r}; expected an integer from {minimum} to {maximum}")
+    return value

@@ -30,3 +30,7 @@ class WeightsError(ValueError):
 
 class SnapshotError(ValueError):
     """A snapshot that does not describe a consistent engine state."""
+
+
+class StatisticsError(ValueError):
+    """Statistics holding NaN or infinity: no weights can be solved from them and they are not restored."""

@@ -28,7 +28,8 @@ class LRRSettings:
     incremental: bool = True
     """Accumulate statistics across partial fits; False replaces them at each fit."""
     check_finite: bool = True
-    """Skip fit chunks holding NaN or infinity instead of poisoning the statistics."""
+    """Refuse fit chunks holding NaN, infinity or samples beyond ±1e100 (core.samples). Always true:
+    a single such chunk would make the statistics, and every solve after it, worthless for good."""
     min_group_size: int = 3
     """Groups with fewer (non-flat) channels than this pass through untouched."""
     init_default: InitDefault = "identity"
@@ -44,9 +45,14 @@ class LRRSettings:
         if self.block_size is not None:
             _check_int("block_size", self.block_size, minimum=1)
         _check_int("min_group_size", self.min_group_size, minimum=1)
-        for name in ("incremental", "check_finite"):
-            if not isinstance(getattr(self, name), bool):
-                raise SettingsError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.incremental, bool):
+            raise SettingsError(f"incremental must be true or false, got {self.incremental!r}")
+        if self.check_finite is not True:
+            raise SettingsError(
+                f"check_finite must be true, got {self.check_finite!r}: a fit chunk holding NaN, infinity or a "
+                "sample beyond ±1e100 would make the statistics non-finite for good, so such chunks are always "
+                "refused (the check costs a dot product per chunk); leave check_finite out or set it to true"
+            )
         if self.init_default not in ("identity", "car"):
             raise SettingsError(f"init_default must be 'identity' or 'car', got {self.init_default!r}")
         if self.half_life_samples is not None:

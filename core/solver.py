@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import StatisticsError
 from .settings import LRRSettings
 from .statistics import Statistics
 
@@ -35,8 +36,12 @@ def solve_weights(stats: Statistics, groups: list[np.ndarray], settings: LRRSett
     Flat channels are neither predicted nor used as predictors (they pass through).
     A group left with fewer live channels than ``min_group_size`` passes through; a group
     with no ridge and fewer effective samples than live channels is undetermined and keeps
-    the default weights (identity or CAR) until enough data has arrived.
+    the default weights (identity or CAR) until enough data has arrived. Raises
+    StatisticsError for statistics holding NaN or infinity, whose every channel would look flat.
     """
+    if not (np.isfinite(stats.cxx).all() and np.isfinite(stats.col_sum).all() and np.isfinite(stats.weight)):
+        raise StatisticsError("the statistics hold NaN or infinity; no weights can be solved from them: "
+                              "reset the session and fit it again")  # fmt: skip
     n = stats.n_channels
     W = np.zeros((n, n))
     variance, resolution = _channel_variances(stats)

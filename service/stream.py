@@ -14,10 +14,11 @@ import logging
 
 import numpy as np
 
-from core import first_non_finite
+from core import MAX_FIT_MAGNITUDE, BadSample, first_bad_sample
 from core.codec import (
     INTERNAL,
     NON_FINITE,
+    OUT_OF_RANGE,
     OVER_CAPACITY,
     SETTINGS_MISMATCH,
     TEXT_FRAME,
@@ -141,7 +142,7 @@ class StreamChannel:
             else:  # folds a staged block into XᵀX with BLAS: milliseconds, off the loop
                 accepted = await self.lane.run(engine.accumulate, data)
             if not accepted:
-                raise RejectedChunk(NON_FINITE, self._non_finite_message(first_non_finite(data)))
+                raise self._unfittable(first_bad_sample(data))
             if engine.has_pending_fold and (session.pending_fold is None or session.pending_fold.done()):
                 session.pending_fold = self.lane.start(engine.fold_pending)  # the next chunks stage meanwhile
             counters = session.counters
@@ -179,18 +180,22 @@ class StreamChannel:
             self.registry.check_capacity(session.key, data.shape[1])
         except CapacityError as exc:
             raise RejectedChunk(OVER_CAPACITY, str(exc)) from None
-        if self.fits and session.engine.settings.check_finite:
-            first = first_non_finite(data)
-            if first is not None:
-                raise RejectedChunk(NON_FINITE, self._non_finite_message(first))
+        if self.fits:
+            bad = first_bad_sample(data)
+            if bad is not None:
+                raise self._unfittable(bad)
 
     @staticmethod
-    def _non_finite_message(first: tuple[int, int] | None) -> str:
-        """The refusal of a non-finite chunk, saying where its first NaN/Inf is (`first_non_finite`),
-        so the sender can find it."""
-        where = f" (first at sample {first[0]}, channel {first[1]})" if first is not None else ""
-        return (f"the chunk holds NaN or infinity{where}; it was not fitted, nothing changed: "
-                "send finite samples (drop or interpolate bad ones)")  # fmt: skip
+    def _unfittable(bad: BadSample | None) -> RejectedChunk:
+        """The refusal of a fit chunk the statistics cannot take, naming its first bad sample so the
+        sender can find it: `out_of_range` for a finite sample beyond ±MAX_FIT_MAGNITUDE, else `non_finite`."""
+        if bad is not None and bad.finite:
+            return RejectedChunk(OUT_OF_RANGE, f"the chunk holds {bad.describe()}, beyond ±{MAX_FIT_MAGNITUDE:g}: "
+                                 "its square would overflow the statistics; it was not fitted, nothing changed: "
+                                 "send samples in physical units (volts, microvolts or ADC counts)")  # fmt: skip
+        where = f" (first at sample {bad.sample}, channel {bad.channel})" if bad is not None else ""
+        return RejectedChunk(NON_FINITE, f"the chunk holds NaN or infinity{where}; it was not fitted, nothing "
+                             "changed: send finite samples (drop or interpolate bad ones)")  # fmt: skip
 
     def _internal_message(self, session_changed: bool) -> str:
         """The `internal` reply: the chunk was not applied; whether the session changed meanwhile (e.g. the reset

@@ -228,3 +228,57 @@ def test_channel_count_mismatch_raises_and_reset_rebinds(rng):
 def test_huge_but_finite_chunk_is_not_mistaken_for_non_finite():
     X = np.full((30, 4), 3e38, dtype=np.float32)  # its float32 sum overflows
     assert LRR(LRRSettings(incremental=True)).accumulate(X) is True
+
+
+def test_a_chunk_whose_square_would_overflow_is_skipped_and_changes_nothing(rng):
+    engine = LRR()
+    X = mixed_signals(rng, 500, 4)
+    assert engine.accumulate(X) is True
+    engine.solve()
+    before = (engine.n_samples, engine.weights.copy(), engine.statistics().cxx.copy())
+    huge = X[:30].copy()
+    huge[7, 2] = 1e200  # finite, but 1e200² overflows float64
+    assert engine.accumulate(huge) is False
+    assert engine.n_samples == before[0]
+    np.testing.assert_array_equal(engine.statistics().cxx, before[2])
+    np.testing.assert_array_equal(engine.weights, before[1])
+    assert np.isfinite(engine.statistics().cxx).all()
+    with pytest.raises(ValueError, match="sample 7, channel 2"):
+        LRR().fit(huge)
+
+
+def test_check_finite_cannot_be_turned_off():
+    with pytest.raises(SettingsError, match="check_finite must be true"):
+        LRRSettings(check_finite=False)
+    assert LRRSettings(check_finite=True).check_finite is True
+
+
+def test_no_weights_are_solved_from_non_finite_statistics(rng):
+    from core import StatisticsError
+    from core.solver import solve_weights
+    from core.statistics import Statistics
+
+    cxx = np.eye(4)
+    cxx[1, 1] = np.inf
+    stats = Statistics(cxx, np.zeros(4), 100.0, 100)
+    with pytest.raises(StatisticsError, match="NaN or infinity"):
+        solve_weights(stats, [np.arange(4)], LRRSettings())
+
+
+def test_restore_checks_counts_and_can_leave_non_finite_statistics_out(rng):
+    from core import SnapshotError, StatisticsError
+
+    engine = LRR()
+    engine.fit(mixed_signals(rng, 300, 4))
+    meta, arrays = engine.snapshot()
+    for name, bad in [("weights_version", 2**70), ("weights_version", -5), ("weights_version", 1e300),
+                      ("n_samples", -1), ("n_samples", 2**70), ("n_samples_solved", 2.5),
+                      ("stats_weight", float("nan")), ("stats_weight", -1.0)]:  # fmt: skip
+        with pytest.raises(SnapshotError, match=name):
+            LRR.restore(meta | {name: bad}, arrays)
+    poisoned = arrays | {"cxx": np.full((4, 4), np.nan)}
+    with pytest.raises(StatisticsError):
+        LRR.restore(meta, poisoned)
+    kept = LRR.restore(meta, poisoned, statistics=False)
+    assert (kept.n_channels, kept.n_samples, kept.weights_version) == (4, 0, engine.weights_version)
+    np.testing.assert_array_equal(kept.weights, engine.weights)

@@ -302,12 +302,27 @@ def test_bind_checks_like_a_chunk_and_changes_nothing_when_refused():
     assert engine.n_channels == 3 and engine.n_samples == 0
 
 
-def test_first_non_finite_names_sample_and_channel():
-    from core.engine import first_non_finite
+def test_first_bad_sample_names_sample_and_channel():
+    from core.samples import first_bad_sample
 
     X = np.zeros((5, 4), dtype=np.float32)
-    assert first_non_finite(X) is None
-    assert first_non_finite(np.zeros((5, 4), dtype=np.int16)) is None
+    assert first_bad_sample(X) is None
+    assert first_bad_sample(np.zeros((5, 4), dtype=np.int16)) is None
     X[3, 2] = np.inf
     X[4, 0] = np.nan
-    assert first_non_finite(X) == (3, 2)
+    bad = first_bad_sample(X)
+    assert (bad.sample, bad.channel, bad.value, bad.finite) == (3, 2, np.inf, False)
+
+
+def test_first_bad_sample_finds_finite_samples_whose_square_would_overflow():
+    from core.samples import MAX_FIT_MAGNITUDE, first_bad_sample
+
+    X = np.ones((6, 3))
+    X[1, 1] = MAX_FIT_MAGNITUDE  # the largest magnitude accepted
+    X[2, 0] = -MAX_FIT_MAGNITUDE
+    assert first_bad_sample(X) is None
+    X[4, 2] = -1e200
+    bad = first_bad_sample(X)
+    assert (bad.sample, bad.channel, bad.value, bad.finite) == (4, 2, -1e200, True)
+    many_large = np.full((300, 8), 0.9 * MAX_FIT_MAGNITUDE)  # their sum of squares overflows the quick check
+    assert first_bad_sample(many_large) is None
