@@ -34,3 +34,22 @@ def resolve_groups(settings: LRRSettings, n_channels: int) -> list[np.ndarray]:
         return []
     size = settings.block_size or n_channels
     return [np.arange(start, min(start + size, n_channels), dtype=np.int64) for start in range(0, n_channels, size)]
+
+
+def check_group_limit(channel_groups: object, max_channels: int) -> None:
+    """Raise SettingsError unless `channel_groups` (raw, before LRRSettings) fits a `max_channels` limit.
+
+    A limit on channels bounds the groups too: at most `max_channels` indices in all, each below it.
+    Checked before the groups are normalised, so an oversized list costs O(number of groups) to refuse.
+    """
+    if not isinstance(channel_groups, (list, tuple)):
+        return  # None, or a shape LRRSettings refuses with its own message
+    total = sum(len(group) if isinstance(group, (list, tuple)) else 1 for group in channel_groups)
+    if total > max_channels:
+        raise SettingsError(f"channel_groups names {total} channels in {len(channel_groups)} groups; expected at "
+                            f"most {max_channels} (the server's channel limit), each channel in one group")  # fmt: skip
+    for gi, group in enumerate(channel_groups):
+        for index in group if isinstance(group, (list, tuple)) else ():
+            if isinstance(index, int) and not isinstance(index, bool) and index >= max_channels:
+                raise SettingsError(f"channel_groups[{gi}] holds {index}; expected channel indices below "
+                                    f"{max_channels} (the server's channel limit)")  # fmt: skip

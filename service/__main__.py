@@ -16,10 +16,8 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.config import ServiceSettings
+from service.http_protocol import guarded_http_protocol
 from service.logs import configure_logging
-
-REST_HEADROOM = 64
-"""uvicorn counts open websockets against limit_concurrency: room so REST and /health answer when streams are full."""
 
 #: Settings whose flag value is JSON rather than a scalar.
 _JSON_FLAGS = {"channel_groups"}
@@ -100,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         loop="auto",
-        http="auto",
+        http=guarded_http_protocol(settings.client_timeout_seconds),  # httptools, with a deadline on request heads
         ws="websockets-sansio",  # the websockets library, Sans-I/O; uvicorn deprecates its legacy "websockets"
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-        limit_concurrency=settings.max_connections + REST_HEADROOM,  # HTTP only: upgrades are not limited
+        # no limit_concurrency: it counts idle connections too, so they could make /health answer 503;
+        # websocket streams (LRR_MAX_CONNECTIONS) and HTTP requests (LRR_MAX_HTTP_REQUESTS) are limited by the app
     )
     return 0
 

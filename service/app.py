@@ -11,17 +11,17 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
-from service.apidocs import router as docs_router
 from service.auth import TokenChecker
-from service.capacity import CapacityError
+from service.capacity import CapacityError, checkpoint_file_limit
 from service.checkpoints import Checkpointer
 from service.config import ServiceSettings
 from service.context import ServiceContext
+from service.gate import Gate
 from service.lane import StatisticsLane, lower_thread_priority
 from service.logs import log_event
 from service.metrics import ServiceMetrics
-from service.persistence import CheckpointStore
-from service.rest import public, router
+from service.persistence import CheckpointStore, SetAside
+from service.rest import router
 from service.sessions import SessionLimitError, SessionRegistry
 from service.solver import SolveScheduler
 from service.ws import router as ws_router
@@ -35,7 +35,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     registry = SessionRegistry(settings.session_defaults(), settings.max_sessions, metrics, settings.max_state_bytes)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-solve", initializer=lower_thread_priority)
     lane = StatisticsLane()
-    store = CheckpointStore(settings.state_dir)
+    store = CheckpointStore(settings.state_dir, checkpoint_file_limit(settings.max_channels))
     context = ServiceContext(
         settings=settings,
         metrics=metrics,
@@ -67,6 +67,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 await asyncio.wait_for(context.scheduler.drain(), SOLVE_DRAIN_SECONDS)
             written = await context.checkpointer.checkpoint_dirty("shutdown")  # unchanged files are current
             executor.shutdown(wait=False, cancel_futures=True)
+            context.csv.shutdown()
             lane.shutdown()
             blas.restore_original_limits()
             log_event("service_stopped", sessions=len(registry), checkpointed=written)
@@ -76,30 +77,43 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         summary="Real-time Linear Regression Rereferencing over websockets",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url=None,  # served behind the token by service/apidocs.py
-        redoc_url=None,
-        openapi_url=None,
     )
     app.state.context = context
-    app.include_router(public)
+    app.add_middleware(Gate, context=context)
     app.include_router(router)
-    app.include_router(docs_router)
     app.include_router(ws_router)
     return app
 
 
 async def restore_sessions(context: ServiceContext, store: CheckpointStore) -> None:
-    """Load every checkpoint; unreadable or inconsistent files are logged and moved aside, never fatal."""
-    await asyncio.to_thread(store.ensure_dir)
+    """Load every checkpoint; files that cannot be restored are logged and set aside, never fatal.
+
+    A state dir that cannot be created is logged too: the server then serves from memory, and
+    every checkpoint fails (logged, and REST changes answer `checkpoint_failed`) until it can.
+    """
+    try:
+        kept = await asyncio.to_thread(store.ensure_dir)
+    except OSError as exc:
+        log_event("state_dir_unusable", logging.ERROR, state_dir=str(store.state_dir), error=str(exc))
+        return
+    for stale, error in kept:
+        log_event("stale_temp_kept", logging.WARNING, file=str(stale), error=error)
     report = await asyncio.to_thread(store.load_all)
-    for path, reason in report.moved_aside:
-        log_event("checkpoint_corrupt", logging.ERROR, moved_to=str(path), reason=reason)
+    for item in report.set_aside:
+        _log_set_aside(item)
     for record in report.records:
         try:
             context.registry.restore(record, context.settings.max_channels)
         except (SessionLimitError, CapacityError) as exc:  # the file stays for a server with higher limits
             log_event("checkpoint_skipped", logging.WARNING, key=record.key, reason=str(exc))
         except Exception as exc:  # SnapshotError, but any failure of one file must not stop the server
-            moved = await asyncio.to_thread(store.move_aside, store.path_for(record.key))
-            log_event("checkpoint_corrupt", logging.ERROR, key=record.key, moved_to=str(moved),
-                      reason=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            reason = f"{type(exc).__name__}: {exc}"
+            _log_set_aside(await asyncio.to_thread(store.set_aside, store.path_for(record.key), reason), record.key)
+
+
+def _log_set_aside(item: SetAside, key: str | None = None) -> None:
+    """`checkpoint_corrupt`: a file that was not restored, where it went (null: it stayed) and why."""
+    moved_to = str(item.moved_to) if item.moved_to is not None else None
+    fields = {"key": key} if key is not None else {}
+    log_event("checkpoint_corrupt", logging.ERROR, file=str(item.path), moved_to=moved_to, reason=item.reason,
+              **fields)  # fmt: skip

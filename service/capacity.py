@@ -24,6 +24,13 @@ def session_state_bytes(n_channels: int | None) -> int:
     return FLOAT64_BYTES * (2 * n * n + n + 2 * staging_rows(n) * n)
 
 
+def checkpoint_file_limit(max_channels: int) -> int:
+    """The largest checkpoint file a session within `max_channels` can need: XᵀX, W and sums in
+    float64, plus a MiB for the zip structure and the metadata (settings with their groups)."""
+    n = max_channels
+    return FLOAT64_BYTES * (2 * n * n + n) + 1024 * 1024
+
+
 def check_budget(key: str, n_channels: int, held_by_others: int, budget: int) -> None:
     """Raise CapacityError, saying what to do, if binding `key` to `n_channels` exceeds `budget`."""
     needed = session_state_bytes(n_channels)

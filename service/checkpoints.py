@@ -85,7 +85,17 @@ class Checkpointer:
             await self.checkpoint_dirty("periodic")
 
     async def delete(self, session: Session) -> None:
-        """Remove the checkpoint of a session that was taken out of the registry."""
+        """Delete the session's checkpoint, then take the session out of the registry.
+
+        Raises OSError, changing nothing, if the file cannot be deleted: removing the session from
+        memory alone would bring it back at the next start.
+        """
         async with self._lock_for(session.key):
-            await asyncio.to_thread(self.store.delete, session.key)
+            try:
+                await asyncio.to_thread(self.store.delete, session.key)
+            except OSError as exc:
+                log_event("checkpoint_delete_failed", logging.ERROR, key=session.key, error=str(exc))
+                raise
+            if self.registry.get(session.key) is session:
+                self.registry.remove(session.key)
         log_event("checkpoint_deleted", key=session.key)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.groups import check_group_limit
 from core.settings import LRRSettings
 from core.weights_csv import max_csv_bytes
 
@@ -33,6 +34,16 @@ class ServiceSettings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, description="When set, every REST route but /health and every websocket needs this token."
     )
+    allowed_hosts: str | None = Field(
+        None,
+        description="Comma-separated host names the Host header may name (* = any); unset = localhost and "
+        "loopback addresses when listening on loopback, any host otherwise.",
+    )
+    allowed_origins: str | None = Field(
+        None,
+        description="Comma-separated browser origins (scheme://host[:port]) allowed besides the server's own; "
+        "unset = none.",
+    )
     # -- limits ------------------------------------------------------------------------------
     max_frame_bytes: int = Field(16 * MIB, ge=1024, description="Largest websocket message; larger closes with 1009.")
     max_channels: int = Field(4096, ge=1, description="Most channels a chunk or weight matrix may have.")
@@ -45,6 +56,18 @@ class ServiceSettings(BaseSettings):
     )
     max_csv_bytes: int | None = Field(
         None, ge=1024, description="Largest weights CSV upload, 413 beyond; unset = what max_channels needs."
+    )
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest request body on every route but the weights upload; 413 beyond."
+    )
+    max_http_requests: int = Field(
+        64, ge=1, description="HTTP requests in progress at once; beyond: 503 (/health and /ready always answer)."
+    )
+    client_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection whose request head is not complete, or whose request body stays silent, "
+        "this long is closed.",
     )
     # -- state & scheduling -------------------------------------------------------------------
     state_dir: Path = Field(Path("lrr-state"), description="Directory holding one checkpoint file per session.")
@@ -73,7 +96,9 @@ class ServiceSettings(BaseSettings):
     )
     block_size: int | None = Field(None, description="Default consecutive block size when no groups are given.")
     incremental: bool = Field(True, description="Accumulate statistics across fit chunks (false: each chunk replaces).")
-    check_finite: bool = Field(True, description="Refuse fit chunks holding NaN or infinity.")
+    check_finite: bool = Field(
+        True, description="Must be true: fit chunks holding NaN, infinity or |x| > 1e100 are always refused."
+    )
     min_group_size: int = Field(3, description="Groups smaller than this pass through untouched.")
     init_default: Literal["identity", "car"] = Field("identity", description="Output before any weights exist.")
     half_life_samples: float | None = Field(
@@ -89,7 +114,10 @@ class ServiceSettings(BaseSettings):
                              "or unset the variable (and drop --api-token) to disable authentication")  # fmt: skip
         return value
 
-    @field_validator("max_csv_bytes", "channel_groups", "block_size", "half_life_samples", mode="before")
+    @field_validator(
+        "max_csv_bytes", "channel_groups", "block_size", "half_life_samples", "allowed_hosts", "allowed_origins",
+        mode="before",
+    )
     @classmethod
     def _empty_means_none(cls, value: Any) -> Any:
         """An empty or `none`/`null` value of an optional variable means "not set"."""
@@ -105,6 +133,7 @@ class ServiceSettings(BaseSettings):
 
     def session_defaults(self) -> LRRSettings:
         """The engine settings a session gets when nobody configured it; raises SettingsError if invalid."""
+        check_group_limit(self.channel_groups, self.max_channels)
         return LRRSettings.from_dict(self.session_default_dict())
 
     def session_default_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from service.auth import TokenChecker
 from service.checkpoints import Checkpointer
 from service.config import ServiceSettings
+from service.csv_process import CsvProcess
 from service.lane import StatisticsLane
 from service.metrics import ServiceMetrics
 from service.sessions import SessionRegistry
@@ -27,6 +28,8 @@ class ServiceContext:
     checkpointer: Checkpointer
     lane: StatisticsLane
     auth: TokenChecker
+    csv: CsvProcess = field(default_factory=CsvProcess)
+    """Parses and formats weights CSV outside the server process (service/csv_process.py)."""
     ready: bool = False
     open_streams: int = 0
     """Websocket streams open now, bounded by LRR_MAX_CONNECTIONS (service/ws.py)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -38,10 +39,30 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
+_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']*", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+class RedactTokens(logging.Filter):
+    """Replaces the value of every `token=` query parameter in a message by [redacted].
+
+    uvicorn logs each websocket handshake with its URL, and browsers can only send the API token
+    as `?token=`: without this, every accepted token, and every near-miss guess, would be in the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message.lower():
+            record.msg, record.args = _TOKEN_IN_URL.sub(rf"\1{REDACTED}", message), None
+        return True
+
+
 def configure_logging(level: str) -> None:
-    """Route every logger (ours and uvicorn's) to stdout as JSON lines at `level` (container convention)."""
+    """Route every logger (ours and uvicorn's) to stdout as JSON lines at `level` (container convention),
+    with tokens in URLs redacted."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonLineFormatter())
+    handler.addFilter(RedactTokens())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

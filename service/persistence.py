@@ -9,7 +9,10 @@ same directory, are fsynced, renamed over the old file, and the directory is fsy
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
+import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from service.keys import validate_key
+from service.logs import log_event
 
 FILE_FORMAT = "lrr-service-session/1"
 SUFFIX = ".lrr.npz"
@@ -25,6 +29,8 @@ TEMP_SUFFIX = ".tmp"
 CORRUPT_SUFFIX = ".corrupt"
 META_ENTRY = "__meta__"
 ARRAY_PREFIX = "engine__"
+MAX_COUNTER = 2**62
+"""Counters beyond this cannot come from real traffic."""
 
 
 class CheckpointError(ValueError):
@@ -42,31 +48,62 @@ class SessionRecord:
 
 
 @dataclass(frozen=True)
+class SetAside:
+    """A checkpoint that could not be restored: where it was, where it went (None: it could not be
+    moved, e.g. in a read-only state dir) and why."""
+
+    path: Path
+    moved_to: Path | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class LoadReport:
-    """What `CheckpointStore.load_all` found: readable records and files moved aside (with reasons)."""
+    """What `CheckpointStore.load_all` found: readable records, and files set aside with reasons."""
 
     records: list[SessionRecord]
-    moved_aside: list[tuple[Path, str]]
+    set_aside: list[SetAside]
 
 
 class CheckpointStore:
     """Reads and writes session checkpoint files in one directory. Blocking: call from a worker thread."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, max_file_bytes: int | None = None) -> None:
         self.state_dir = Path(state_dir)
+        self.max_file_bytes = max_file_bytes
+        """Larger files are not read (a session within the server's limits cannot need them); None: no limit."""
 
-    def ensure_dir(self) -> None:
-        """Create the state dir and remove temporary files a crash may have left behind."""
+    def ensure_dir(self) -> list[tuple[Path, str]]:
+        """Create the state dir and remove temporary files a crash may have left behind.
+
+        Returns the temporary files that could not be removed (a read-only dir), with the error:
+        they are never read, so they cost disk space only. Raises OSError if the dir cannot be made.
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        kept = []
         for stale in self.state_dir.glob(f"*{SUFFIX}.*{TEMP_SUFFIX}"):
-            stale.unlink(missing_ok=True)
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError as exc:
+                kept.append((stale, str(exc)))
+        return kept
 
     def path_for(self, key: str) -> Path:
         """The checkpoint path of `key` (keys are validated, so they are safe file names)."""
         return self.state_dir / f"{validate_key(key)}{SUFFIX}"
 
     def save(self, record: SessionRecord) -> Path:
-        """Atomically replace the checkpoint of `record.key`; the old file stays intact on failure."""
+        """Atomically replace the checkpoint of `record.key`; the old file stays intact on failure.
+
+        Refuses (CheckpointError) arrays holding NaN or infinity: such a file could not be restored.
+        A state dir removed while the server runs is created again.
+        """
+        bad = sorted(name for name, arr in record.arrays.items() if not np.isfinite(arr).all())
+        if bad:
+            raise CheckpointError(f"not written: the session's {', '.join(bad)} hold NaN or infinity")
+        if not self.state_dir.is_dir():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            log_event("state_dir_recreated", logging.WARNING, state_dir=str(self.state_dir))
         final = self.path_for(record.key)
         temp = final.with_name(f"{final.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
         meta = {
@@ -98,7 +135,19 @@ class CheckpointStore:
             self._fsync_dir()
 
     def load(self, path: Path) -> SessionRecord:
-        """Read one checkpoint file; raises CheckpointError saying what is wrong with it."""
+        """Read one checkpoint file; raises CheckpointError saying what is wrong with it.
+
+        Only a regular file within `max_file_bytes` is opened: a FIFO would block the read for ever.
+        """
+        try:
+            info = path.lstat()
+        except OSError as exc:
+            raise CheckpointError(f"unreadable checkpoint: {exc}") from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError("not a regular file (a directory, link, FIFO or device); it was not opened")
+        if self.max_file_bytes is not None and info.st_size > self.max_file_bytes:
+            raise CheckpointError(f"{info.st_size} bytes, more than a session within the server's channel limit "
+                                  f"can need ({self.max_file_bytes}); it was not read")  # fmt: skip
         try:
             with np.load(path, allow_pickle=False) as archive:
                 meta = json.loads(str(archive[META_ENTRY][()]))
@@ -116,15 +165,22 @@ class CheckpointStore:
         return SessionRecord(key, engine_meta, arrays, service_meta)
 
     def load_all(self) -> LoadReport:
-        """Read every checkpoint; a file that cannot be read is moved aside to `*.corrupt`."""
+        """Read every checkpoint; a file that cannot be read is set aside (`set_aside`)."""
         records: list[SessionRecord] = []
-        moved: list[tuple[Path, str]] = []
+        set_aside: list[SetAside] = []
         for path in sorted(self.state_dir.glob(f"*{SUFFIX}")):
             try:
                 records.append(self.load(path))
             except CheckpointError as exc:
-                moved.append((self.move_aside(path), str(exc)))
-        return LoadReport(records, moved)
+                set_aside.append(self.set_aside(path, str(exc)))
+        return LoadReport(records, set_aside)
+
+    def set_aside(self, path: Path, reason: str) -> SetAside:
+        """Move a file that cannot be restored to `*.corrupt`; if even that fails, leave it and say why."""
+        try:
+            return SetAside(path, self.move_aside(path), reason)
+        except OSError as exc:
+            return SetAside(path, None, f"{reason}; it could not be moved aside either ({exc})")
 
     def move_aside(self, path: Path) -> Path:
         """Rename a bad checkpoint to `<name>.corrupt` (numbered if taken) so start-up can go on."""
@@ -160,15 +216,18 @@ def _checked_parts(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     if not isinstance(service_meta, dict):
         raise CheckpointError(f"'service' is {_kind(service_meta)}; expected an object")
     created_at = service_meta.get("created_at")
-    if created_at is not None and (isinstance(created_at, bool) or not isinstance(created_at, (int, float))):
-        raise CheckpointError(f"'service.created_at' is {_kind(created_at)}; expected a number (Unix seconds)")
+    if created_at is not None and (
+        isinstance(created_at, bool) or not isinstance(created_at, (int, float)) or not math.isfinite(created_at)
+    ):
+        raise CheckpointError(f"'service.created_at' is {_kind(created_at)}; expected a finite number (Unix seconds)")
     counters = service_meta.get("counters")
     if counters is not None:
         if not isinstance(counters, dict):
             raise CheckpointError(f"'service.counters' is {_kind(counters)}; expected an object of integers")
         for name, value in counters.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise CheckpointError(f"'service.counters.{name}' is {_kind(value)}; expected an integer >= 0")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNTER:
+                raise CheckpointError(f"'service.counters.{name}' is {_kind(value)}; expected an integer from 0 "
+                                      f"to {MAX_COUNTER}")  # fmt: skip
     names = meta.get("arrays")
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise CheckpointError(f"'arrays' is {_kind(names)}; expected a list of array names")

@@ -2,11 +2,11 @@
 
 Handlers are thin: validate, call the registry / scheduler / checkpointer, answer. Errors are
 `{"detail": {"code", "message", ...}}` (pydantic body errors keep FastAPI's 422 field list).
+Host, origin, token and body limits are checked before any of this runs (service/gate.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Annotated, Any, NoReturn
 
@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse
 
 from core.errors import ChannelCountError, SettingsError, WeightsError
 from core.settings import LRRSettings
-from core.weights_csv import WeightsCsvError, format_weights_csv, parse_weights_csv
+from core.weights_csv import WeightsCsvError
 from service.capacity import CapacityError
 from service.context import ServiceContext, get_context
+from service.csv_process import CsvWorkerLost
 from service.keys import InvalidKeyError, validate_key
 from service.metrics import PROMETHEUS_CONTENT_TYPE
 from service.schemas import SessionSettingsBody
@@ -34,18 +35,6 @@ def api_error(context: ServiceContext, status_code: int, code: str, message: str
     raise HTTPException(status_code, detail={"code": code, "message": message, **extra})
 
 
-async def require_token(request: Request, context: Context) -> None:
-    """Dependency of every route but /health: 401 unless the API token is presented (when one is set)."""
-    if not context.auth.accepts_rest(request.headers):
-        context.metrics.errors.labels("unauthorized").inc()
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail={"code": "unauthorized",
-                    "message": "missing or wrong API token; send 'Authorization: Bearer <token>'"},
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
 async def stream_key(key: str, context: Context) -> str:
     """Dependency: the path's stream key, validated (400 otherwise)."""
     try:
@@ -56,8 +45,7 @@ async def stream_key(key: str, context: Context) -> str:
 
 Key = Annotated[str, Depends(stream_key)]
 
-public = APIRouter()
-router = APIRouter(dependencies=[Depends(require_token)])
+router = APIRouter()
 
 
 def existing_session(context: ServiceContext, key: str) -> Session:
@@ -93,9 +81,9 @@ async def persist(context: ServiceContext, session: Session, reason: str) -> Non
 # -- health ----------------------------------------------------------------------------------
 
 
-@public.get("/health", tags=["health"])
+@router.get("/health", tags=["health"])
 async def health() -> dict[str, str]:
-    """Liveness: the process answers. Never needs a token."""
+    """Liveness: the process answers. Never needs a token (the gate lets it through untouched)."""
     return {"status": "ok"}
 
 
@@ -136,7 +124,7 @@ async def put_stream(key: Key, body: SessionSettingsBody, context: Context, resp
     New settings start the session over (statistics and weights cleared); the same settings change nothing.
     """
     try:
-        settings = body.to_settings(context.settings.session_default_dict())
+        settings = body.to_settings(context.settings.session_default_dict(), context.settings.max_channels)
     except SettingsError as exc:
         context.metrics.errors.labels("bad_settings").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=settings_field_errors(str(exc))) from None
@@ -164,10 +152,15 @@ def settings_field_errors(message: str) -> list[dict[str, Any]]:
 
 @router.delete("/streams/{key}", tags=["streams"], status_code=status.HTTP_204_NO_CONTENT)
 async def delete_stream(key: Key, context: Context) -> Response:
-    """Forget the session and delete its checkpoint; open connections start a new session on their next chunk."""
-    existing_session(context, key)
-    session = context.registry.remove(key)
-    await context.checkpointer.delete(session)
+    """Delete the session's checkpoint, then forget the session; open connections start a new session on
+    their next chunk. If the file cannot be deleted, the session stays as it was (500)."""
+    session = existing_session(context, key)
+    try:
+        await context.checkpointer.delete(session)
+    except OSError as exc:
+        api_error(context, status.HTTP_500_INTERNAL_SERVER_ERROR, "checkpoint_failed",
+                  f"session {key!r} was not deleted: its checkpoint file could not be removed ({exc}); nothing "
+                  "changed: make the state dir (LRR_STATE_DIR) writable and retry")  # fmt: skip
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -216,13 +209,16 @@ async def get_weights(key: Key, context: Context) -> Response:
         api_error(context, status.HTTP_404_NOT_FOUND, "no_weights",
                   f"session {key!r} has no weights yet (identity); fit it or upload weights first")  # fmt: skip
     filename = f"{key}-weights-v{engine.weights_version}.csv"
-    text = await asyncio.to_thread(format_weights_csv, weights)  # seconds at 4096 channels: off the loop
+    try:
+        text = await context.csv.format(weights)  # a second at 1024 channels: out of the server process
+    except CsvWorkerLost as exc:
+        api_error(context, status.HTTP_503_SERVICE_UNAVAILABLE, "csv_worker_lost", str(exc))
     return Response(text, media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
 
 
 async def read_weights_upload(request: Request, context: ServiceContext) -> np.ndarray:
-    """Read and parse an uploaded weights CSV (parsed in a worker thread; large uploads one at a time).
+    """Read and parse an uploaded weights CSV (parsed in the CSV process; large uploads one at a time).
 
     Raises the 400/413/422 HTTP errors of the upload table in docs/service.md.
     """
@@ -233,10 +229,12 @@ async def read_weights_upload(request: Request, context: ServiceContext) -> np.n
         except UploadError as exc:
             api_error(context, exc.status_code, exc.code, str(exc))
         try:
-            return await asyncio.to_thread(parse_weights_csv, content, max_channels=context.settings.max_channels)
+            return await context.csv.parse(content, context.settings.max_channels)
         except WeightsCsvError as exc:
             api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_csv", str(exc),
                       row=exc.row, column=exc.column)  # fmt: skip
+        except CsvWorkerLost as exc:
+            api_error(context, status.HTTP_503_SERVICE_UNAVAILABLE, "csv_worker_lost", str(exc))
 
 
 @router.put("/streams/{key}/weights", tags=["weights"])

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.groups import check_group_limit
 from core.settings import LRRSettings
 
 ChannelIndex = Annotated[int, Field(ge=0)]
@@ -23,7 +24,9 @@ class SessionSettingsBody(BaseModel):
     )
     block_size: int | None = Field(None, ge=1, description="Consecutive blocks of this many channels.")
     incremental: bool | None = Field(None, description="Accumulate statistics across chunks (false: replace).")
-    check_finite: bool | None = Field(None, description="Refuse fit chunks holding NaN or infinity.")
+    check_finite: bool | None = Field(
+        None, description="Must be true (the default): fit chunks holding NaN, infinity or |x| > 1e100 are refused."
+    )
     min_group_size: int | None = Field(None, ge=1, description="Smaller groups pass through untouched.")
     init_default: Literal["identity", "car"] | None = Field(None, description="Output before any weights exist.")
     half_life_samples: float | None = Field(None, gt=0, description="Exponential forgetting half-life (samples).")
@@ -36,7 +39,9 @@ class SessionSettingsBody(BaseModel):
             raise ValueError("must be a finite number")
         return value
 
-    def to_settings(self, defaults: dict[str, Any]) -> LRRSettings:
-        """The engine settings: the given fields over `defaults`; raises SettingsError if inconsistent."""
-        given = self.model_dump(exclude_unset=True)
-        return LRRSettings.from_dict({**defaults, **given})
+    def to_settings(self, defaults: dict[str, Any], max_channels: int) -> LRRSettings:
+        """The engine settings: the given fields over `defaults`; raises SettingsError if inconsistent
+        or if the groups name more channels, or higher ones, than the server's `max_channels`."""
+        settings = {**defaults, **self.model_dump(exclude_unset=True)}
+        check_group_limit(settings["channel_groups"], max_channels)
+        return LRRSettings.from_dict(settings)

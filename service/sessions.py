@@ -10,6 +10,7 @@ hold the session's `engine_lock`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from core import LRR, LRRSettings, validate_weights
-from core.errors import SnapshotError
+from core.errors import SnapshotError, StatisticsError
 from core.groups import resolve_groups
 from service.capacity import check_budget, session_state_bytes
 from service.keys import validate_key
@@ -112,6 +113,18 @@ class Session:
         """Invalidate in-flight solves and schedule a checkpoint."""
         self.epoch += 1
         self.dirty = True
+
+
+def _upgraded_engine_meta(record: SessionRecord) -> dict[str, Any]:
+    """The record's engine snapshot with what older versions wrote brought up to date (logged), or
+    the snapshot itself when nothing needed it."""
+    settings = record.engine_meta.get("settings")
+    if isinstance(settings, dict) and settings.get("check_finite") is False:
+        log_event("checkpoint_upgraded", logging.WARNING, key=record.key,
+                  change="check_finite false -> true: fit chunks holding NaN, infinity or values beyond "
+                         "±1e100 are always refused now, since one would make the statistics non-finite")  # fmt: skip
+        return {**record.engine_meta, "settings": {**settings, "check_finite": True}}
+    return record.engine_meta
 
 
 def engine_with_settings(settings: LRRSettings, after_version: int = 0) -> LRR:
@@ -210,13 +223,21 @@ class SessionRegistry:
                                 f"{max_channels} (LRR_MAX_CHANNELS)")  # fmt: skip
         if n_channels is not None:
             self.check_capacity(record.key, n_channels)
-        engine = LRR.restore(record.engine_meta, record.arrays)
+        engine_meta = _upgraded_engine_meta(record)
+        changed = engine_meta is not record.engine_meta  # then the file is rewritten at the next checkpoint
+        try:
+            engine = LRR.restore(engine_meta, record.arrays)
+        except StatisticsError as exc:  # written before fit chunks were range-checked: keep all but them
+            engine = LRR.restore(engine_meta, record.arrays, statistics=False)
+            changed = True
+            log_event("checkpoint_statistics_dropped", logging.WARNING, key=record.key, reason=str(exc),
+                      n_samples=record.engine_meta.get("n_samples"))  # fmt: skip
         counters = SessionCounters(**{
             k: int(v) for k, v in dict(record.service_meta.get("counters") or {}).items()
             if k in SessionCounters.__dataclass_fields__
         })  # fmt: skip
         created_at = float(record.service_meta.get("created_at") or time.time())
-        session = Session(validate_key(record.key), engine, counters, created_at)
+        session = Session(validate_key(record.key), engine, counters, created_at, dirty=changed)
         return self._add(session, "restored")
 
     def discard_if_unused(self, session: Session) -> None:

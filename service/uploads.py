@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request, status
+from fastapi import Request, status
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Room for multipart boundaries and part headers on top of the CSV itself."""
@@ -60,7 +61,7 @@ async def _read_multipart_file(request: Request, limit: int) -> bytes:
     """The content of the multipart field `file` (a file part or a plain field)."""
     try:
         form = await request.form(max_files=1, max_fields=16, max_part_size=limit)
-    except HTTPException as exc:  # starlette reports multipart parse failures as 400
+    except HTTPException as exc:  # starlette's own class (FastAPI's is a subclass): multipart parse failures
         raise UploadError(status.HTTP_400_BAD_REQUEST, "bad_multipart",
                           f"the multipart body could not be read: {exc.detail}") from None  # fmt: skip
     try:

@@ -23,12 +23,8 @@ TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 async def serve_stream(websocket: WebSocket, key: str, route: str) -> None:
-    """Authenticate, take one of the LRR_MAX_CONNECTIONS stream slots, then serve the stream."""
+    """Take one of the LRR_MAX_CONNECTIONS stream slots, then serve the stream (the gate checked the token)."""
     context: ServiceContext = websocket.app.state.context
-    if not context.auth.accepts_websocket(websocket.headers, websocket.query_params):
-        context.metrics.errors.labels("unauthorized").inc()
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: handshake refused (403)
-        return
     if context.open_streams >= context.settings.max_connections:
         await refuse_busy(websocket, context)
         return

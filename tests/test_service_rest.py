@@ -289,7 +289,7 @@ def test_upload_over_the_size_limit_is_413(server: LiveServer, stream_key: str) 
 
 
 async def test_concurrent_large_uploads_are_each_applied_exactly(server_factory) -> None:
-    """Uploads over 1 MiB (declared or chunked) are read one at a time and parsed in a worker thread:
+    """Uploads over 1 MiB (declared or chunked) are read one at a time and parsed in the CSV process:
     all of them still succeed, each session gets exactly its matrix, and downloads are bit-identical."""
     big = server_factory(env={"LRR_MAX_CHANNELS": "256"})
     matrices = {f"big-{i}": random_weights(256, seed=40 + i) for i in range(3)}

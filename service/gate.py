@@ -1,0 +1,222 @@
+"""The gate: what every request must pass before a route runs or a byte of its body is read.
+
+In order: an allowed `Host` (DNS rebinding), an allowed `Origin` on websockets and
+state-changing requests (cross-site pages), the API token, a free slot among the HTTP requests
+in progress, and a body within its size limit that keeps arriving. A refusal is answered here
+with the documented `{"detail": {"code", "message"}}` body and counted by code; the app behind
+the gate never sees the request. `/health` passes untouched: liveness probes need no token and
+must answer however busy the server is.
+
+Bodies of every route but the weights upload are read here in full (they are small: at most
+LRR_MAX_BODY_BYTES), so a route never parses a body its client was not allowed to send; the
+upload streams through to its reader (service/uploads.py), which applies LRR_MAX_CSV_BYTES.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass, field
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.context import ServiceContext
+from service.sites import SitePolicy
+
+HEALTH_PATH = "/health"
+UNLIMITED_PATHS = frozenset({HEALTH_PATH, "/ready"})
+"""Answered however many HTTP requests are in progress: probes must not fail because REST is busy."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods a cross-site page may send without an Origin check: they change nothing."""
+UPLOAD_PATH = re.compile(r"/streams/[^/]+/weights")
+
+HOST_NOT_ALLOWED = "host_not_allowed"
+ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+UNAUTHORIZED = "unauthorized"
+TOO_LARGE = "too_large"
+REQUEST_TIMEOUT = "request_timeout"
+TOO_MANY_REQUESTS = "too_many_requests"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An answer given at the gate: HTTP status, error code, message, extra headers."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        return json.dumps({"detail": {"code": self.code, "message": self.message}}).encode()
+
+
+class BodyStalled(Exception):
+    """The client sent no part of a request body for LRR_CLIENT_TIMEOUT_SECONDS."""
+
+
+class Gate:
+    """ASGI middleware applying the checks above; one per app, holding the count of requests in progress."""
+
+    def __init__(self, app: ASGIApp, context: ServiceContext) -> None:
+        self.app = app
+        self.context = context
+        settings = context.settings
+        self.sites = SitePolicy.from_settings(settings)
+        self.max_body_bytes = settings.max_body_bytes
+        self.max_requests = settings.max_http_requests
+        self.timeout = settings.client_timeout_seconds
+        self.in_progress = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != HEALTH_PATH:
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _refusal(self, scope: Scope, headers: Headers) -> Refusal | None:
+        """Host, then Origin, then the token: the first check the request fails, or None."""
+        host = headers.get("host")
+        if not self.sites.host_allowed(host):
+            return Refusal(400, HOST_NOT_ALLOWED, f"this server does not answer to the host name in Host: {host!r}; "
+                           "use its address (e.g. 127.0.0.1), or list the name in LRR_ALLOWED_HOSTS")  # fmt: skip
+        origin = headers.get("origin")
+        websocket = scope["type"] == "websocket"
+        checked = websocket or scope["method"] not in SAFE_METHODS
+        if origin is not None and checked and not self.sites.origin_allowed(origin, host):
+            what = "websocket" if websocket else f"{scope['method']} request"
+            return Refusal(403, ORIGIN_NOT_ALLOWED, f"a {what} from the web page at {origin!r} was refused: "
+                           "pages of other sites may not use this server; list the origin in "
+                           "LRR_ALLOWED_ORIGINS if it should")  # fmt: skip
+        auth = self.context.auth
+        if websocket and not auth.accepts_websocket(headers, QueryParams(scope["query_string"])):
+            return Refusal(403, UNAUTHORIZED, "missing or wrong API token; send 'Authorization: Bearer <token>' "
+                           "or add ?token=<token> to the URL")  # fmt: skip
+        if not websocket and not auth.accepts_rest(headers):
+            return Refusal(401, UNAUTHORIZED, "missing or wrong API token; send 'Authorization: Bearer <token>'",
+                           {"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return None
+
+    # -- websockets ---------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refusal(scope, Headers(scope=scope))
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        self.context.metrics.errors.labels(refusal.code).inc()
+        await receive()  # websocket.connect
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send({"type": "websocket.http.response.start", "status": refusal.status,
+                        "headers": _raw_headers(refusal, close=False)})  # fmt: skip
+            await send({"type": "websocket.http.response.body", "body": refusal.body()})
+        else:  # the server cannot send a body: a plain refusal (HTTP 403)
+            await send({"type": "websocket.close", "code": 1008})
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        refusal = self._refusal(scope, headers)
+        if refusal is None and scope["path"] not in UNLIMITED_PATHS and self.in_progress >= self.max_requests:
+            refusal = Refusal(503, TOO_MANY_REQUESTS, f"the server is answering its maximum of {self.max_requests} "
+                              "HTTP requests at once (LRR_MAX_HTTP_REQUESTS); retry shortly",
+                              {"Retry-After": "1"})  # fmt: skip
+        if refusal is not None:
+            await self._refuse(send, refusal)
+            return
+        self.in_progress += 1
+        try:
+            await self._admit(scope, headers, receive, send)
+        finally:
+            self.in_progress -= 1
+
+    async def _admit(self, scope: Scope, headers: Headers, receive: Receive, send: Send) -> None:
+        """Run the app with the body read here (or, for uploads, paced); a stalled body gets 408."""
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            if scope["method"] == "PUT" and UPLOAD_PATH.fullmatch(scope["path"]):
+                await self.app(scope, self._paced(receive), tracked_send)
+                return
+            body = await self._read_body(headers, receive)
+            if isinstance(body, Refusal):
+                await self._refuse(send, body)
+            elif body is not None:
+                await self.app(scope, _replay(body, receive), tracked_send)
+        except BodyStalled:
+            if not started:
+                await self._refuse(send, Refusal(408, REQUEST_TIMEOUT, f"no part of the request body arrived for "
+                                                 f"{self.timeout:g} s (LRR_CLIENT_TIMEOUT_SECONDS); send the body "
+                                                 "without pausing"))  # fmt: skip
+
+    async def _read_body(self, headers: Headers, receive: Receive) -> bytes | Refusal | None:
+        """The whole body within LRR_MAX_BODY_BYTES (Content-Length checked before reading), the refusal,
+        or None when the client left before sending all of it."""
+        declared = headers.get("content-length")
+        limit = self.max_body_bytes
+        too_large = Refusal(413, TOO_LARGE, f"the request body exceeds {limit} bytes (LRR_MAX_BODY_BYTES); "
+                            "settings and other JSON bodies are far smaller")  # fmt: skip
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return too_large
+        if declared in (None, "0") and "chunked" not in headers.get("transfer-encoding", "").lower():
+            return b""
+        receive_paced = self._paced(receive)
+        body = bytearray()
+        while True:
+            message = await receive_paced()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > limit:
+                return too_large
+            if not message.get("more_body", False):
+                return bytes(body)
+
+    def _paced(self, receive: Receive) -> Receive:
+        """`receive` that raises BodyStalled when a body message takes longer than the client timeout."""
+        timeout = self.timeout
+
+        async def paced_receive() -> Message:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await receive()
+            except TimeoutError:
+                raise BodyStalled from None
+
+        return paced_receive
+
+    async def _refuse(self, send: Send, refusal: Refusal) -> None:
+        """Answer with the refusal and close the connection (any unread body is not wanted)."""
+        self.context.metrics.errors.labels(refusal.code).inc()
+        await send({"type": "http.response.start", "status": refusal.status,
+                    "headers": _raw_headers(refusal, close=True)})  # fmt: skip
+        await send({"type": "http.response.body", "body": refusal.body()})
+
+
+def _raw_headers(refusal: Refusal, close: bool) -> list[tuple[bytes, bytes]]:
+    body_length = str(len(refusal.body())).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", body_length)]
+    raw += [(name.lower().encode(), value.encode()) for name, value in refusal.headers.items()]
+    return raw + [(b"connection", b"close")] if close else raw
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the app the body already read, then whatever the connection says next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
