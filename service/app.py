@@ -67,7 +67,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 await asyncio.wait_for(context.scheduler.drain(), SOLVE_DRAIN_SECONDS)
             written = await context.checkpointer.checkpoint_dirty("shutdown")  # unchanged files are current
             executor.shutdown(wait=False, cancel_futures=True)
-            context.csv.shutdown()
+            await context.csv.close()
+            context.checkpointer.shutdown()
             lane.shutdown()
             blas.restore_original_limits()
             log_event("service_stopped", sessions=len(registry), checkpointed=written)

@@ -3,104 +3,134 @@
 Parsing or formatting a 1024 x 1024 CSV is a Python loop over a million values: about a second
 of interpreter time. In a thread of the server it holds the GIL in 5 ms slices, and every
 session's transforms wait behind them (a download raised the transform p50 from 0.19 to 6 ms).
-Here it runs in one worker process (started on first use, at the lowest CPU priority, like the
-statistics lane), which costs a pickled copy of the text or matrix each way.
+Here it runs in a worker process (service/csv_worker.py, at the lowest CPU priority, started on
+first use, started again if it dies), one job at a time.
+
+The text and the matrix cross over the worker's stdin and stdout in pieces of at most
+PIECE_BYTES, written and read by the event loop: no pickling, and no copy of a whole body in one
+go. Each of those held the GIL, and so stalled every transform, for milliseconds: pickling a
+22 MB upload for a process pool took 22 ms, zeroing a buffer for it 5 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import multiprocessing
-import os
-import select
-import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from core.weights_csv import format_weights_csv, parse_weights_csv
-from service.lane import lower_thread_priority
+from core.weights_csv import WeightsCsvError
+from service.csv_worker import WIRE_FLOAT
+from service.logs import log_event
 
-T = TypeVar("T")
+PIECE_BYTES = 64 * 1024
+"""The most the loop copies at once while feeding or reading the worker: a pipe's default capacity."""
+STOP_SECONDS = 5.0
 
 
 class CsvWorkerLost(Exception):
-    """The CSV worker process died during a call (killed, out of memory); the next call starts a new one."""
-
-
-def _start_worker(server_pid: int) -> None:
-    """Initializer of the worker: lowest CPU priority, and exit as soon as the server process is gone.
-
-    A worker blocks on its call queue, whose pipe it holds both ends of: without this it would
-    outlive a server killed with SIGKILL, for ever.
-    """
-    lower_thread_priority()
-    threading.Thread(target=_exit_with, args=(server_pid,), name="lrr-csv-watch", daemon=True).start()
-
-
-def _exit_with(pid: int) -> None:
-    """Block until process `pid` ends, then end this process (a pidfd where Linux has one, else polling)."""
-    try:
-        watched = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        while _alive(pid):
-            time.sleep(1.0)
-    else:
-        select.select([watched], [], [])
-    os._exit(0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def format_csv_bytes(weights: np.ndarray) -> bytes:
-    """format_weights_csv as ASCII bytes: what the response sends, without a decode on the server's side."""
-    return format_weights_csv(weights).encode("ascii")
+    """The CSV worker process died during a job (killed, out of memory); the next job starts a new one."""
 
 
 class CsvProcess:
-    """One worker process for parse_weights_csv and format_weights_csv; restarted if it dies."""
+    """The server's side of the CSV worker: `parse` and `format`, one job at a time."""
 
     def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
 
-    async def parse(self, content: bytes | bytearray, max_channels: int) -> np.ndarray:
-        """parse_weights_csv(content) in the worker; raises its WeightsCsvError, or CsvWorkerLost."""
-        return await self._run(functools.partial(parse_weights_csv, content, max_channels=max_channels))
+    async def parse(self, pieces: Sequence[bytes], max_channels: int) -> np.ndarray:
+        """parse_weights_csv of the text in `pieces`, in the worker: the matrix, or its WeightsCsvError;
+        CsvWorkerLost."""
+        async with self._lock, self._job() as (stdin, stdout):
+            reply = await _exchange(stdin, stdout, {"op": "parse", "max_channels": max_channels}, pieces)
+            if not reply["ok"]:
+                raise WeightsCsvError(reply["message"], row=reply["row"], column=reply["column"])
+            weights = np.empty((reply["n"], reply["n"]), dtype=WIRE_FLOAT)
+            target, filled = memoryview(weights).cast("B"), 0
+            async for piece in _pieces(stdout, reply["size"]):
+                target[filled : filled + len(piece)] = piece
+                filled += len(piece)
+            return weights
 
-    async def format(self, weights: np.ndarray) -> bytes:
-        """The CSV text of `weights` as bytes, formatted in the worker; raises CsvWorkerLost."""
-        return await self._run(functools.partial(format_csv_bytes, weights))
+    async def format(self, weights: np.ndarray) -> list[bytes]:
+        """The CSV text of `weights`, formatted in the worker, in pieces (not joined: that would copy it all
+        at once); CsvWorkerLost."""
+        matrix = np.ascontiguousarray(weights, dtype=WIRE_FLOAT)
+        async with self._lock, self._job() as (stdin, stdout):
+            job = {"op": "format", "n": matrix.shape[0]}
+            reply = await _exchange(stdin, stdout, job, [memoryview(matrix).cast("B")])
+            return [piece async for piece in _pieces(stdout, reply["size"])]
 
-    async def _run(self, call: Callable[[], T]) -> T:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_start_worker, initargs=(os.getpid(),),
+    @contextlib.asynccontextmanager
+    async def _job(self) -> AsyncIterator[tuple[asyncio.StreamWriter, asyncio.StreamReader]]:
+        """The running worker's pipes (started if need be) for one job; if the job fails midway for any
+        reason but a refused CSV, the worker is stopped (its pipes are out of step) and CsvWorkerLost raised."""
+        if self._process is None or self._process.returncode is not None:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "service.csv_worker",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2 * PIECE_BYTES,
             )  # fmt: skip
-        pool = self._pool
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
         try:
-            return await asyncio.wrap_future(pool.submit(call))
-        except BrokenProcessPool:
-            if self._pool is pool:
-                self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise CsvWorkerLost("the CSV worker process died while handling this request; retry it") from None
+            yield process.stdin, process.stdout
+        except WeightsCsvError:
+            raise
+        except (OSError, EOFError, asyncio.IncompleteReadError, json.JSONDecodeError) as exc:
+            await self._stop(process)
+            log_event("csv_worker_lost", logging.ERROR, error=f"{type(exc).__name__}: {exc}",
+                      returncode=process.returncode)  # fmt: skip
+            raise CsvWorkerLost(f"the CSV worker process died during this request ({type(exc).__name__}); "
+                                "retry it") from None  # fmt: skip
+        except BaseException:  # cancelled midway: the next job must not read this one's reply
+            await self._stop(process)
+            raise
 
-    def shutdown(self) -> None:
-        """Stop the worker (at app shutdown)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    async def _stop(self, process: asyncio.subprocess.Process) -> None:
+        if self._process is process:
+            self._process = None
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    async def close(self) -> None:
+        """Stop the worker (at app shutdown): it exits when its stdin closes."""
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_SECONDS)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def _exchange(stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader, job: dict[str, Any],
+                    pieces: Sequence[bytes | memoryview]) -> dict[str, Any]:  # fmt: skip
+    """Send a job's header and its payload, PIECE_BYTES at a time, then read the reply's header."""
+    stdin.write(json.dumps(job | {"size": sum(map(len, pieces))}).encode() + b"\n")
+    for piece in pieces:
+        view = memoryview(piece)
+        for start in range(0, len(view), PIECE_BYTES):
+            stdin.write(view[start : start + PIECE_BYTES])
+            await stdin.drain()
+            await asyncio.sleep(0)  # drain() returns at once while the pipe keeps up: let the streams in
+    line = await stdout.readline()
+    if not line:
+        raise EOFError("the worker closed its output")
+    reply: dict[str, Any] = json.loads(line)
+    return reply
+
+
+async def _pieces(stdout: asyncio.StreamReader, size: int) -> AsyncIterator[bytes]:
+    """The next `size` bytes of the worker's output, PIECE_BYTES at a time."""
+    for start in range(0, size, PIECE_BYTES):
+        yield await stdout.readexactly(min(PIECE_BYTES, size - start))

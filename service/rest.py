@@ -7,12 +7,14 @@ Host, origin, token and body limits are checked before any of this runs (service
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, NoReturn
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from core.errors import ChannelCountError, SettingsError, WeightsError
 from core.settings import LRRSettings
@@ -210,11 +212,20 @@ async def get_weights(key: Key, context: Context) -> Response:
                   f"session {key!r} has no weights yet (identity); fit it or upload weights first")  # fmt: skip
     filename = f"{key}-weights-v{engine.weights_version}.csv"
     try:
-        text = await context.csv.format(weights)  # a second at 1024 channels: out of the server process
+        pieces = await context.csv.format(weights)  # a second at 1024 channels: out of the server process
     except CsvWorkerLost as exc:
         api_error(context, status.HTTP_503_SERVICE_UNAVAILABLE, "csv_worker_lost", str(exc))
-    return Response(text, media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"',
+               "Content-Length": str(sum(map(len, pieces)))}  # fmt: skip
+    return StreamingResponse(_each(pieces), media_type="text/csv", headers=headers)
+
+
+async def _each(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    """The pieces one by one, letting other tasks run between them: a 20 MB text is neither joined
+    (one copy, GIL held) nor written in one go (writes return at once while the socket takes them)."""
+    for piece in pieces:
+        yield piece
+        await asyncio.sleep(0)
 
 
 async def read_weights_upload(request: Request, context: ServiceContext) -> np.ndarray:
@@ -225,11 +236,11 @@ async def read_weights_upload(request: Request, context: ServiceContext) -> np.n
     slot = context.upload_slot if is_large_upload(request) else contextlib.nullcontext()
     async with slot:
         try:
-            content = await read_csv_upload(request, context.settings.csv_limit_bytes())
+            pieces = await read_csv_upload(request, context.settings.csv_limit_bytes())
         except UploadError as exc:
             api_error(context, exc.status_code, exc.code, str(exc))
         try:
-            return await context.csv.parse(content, context.settings.max_channels)
+            return await context.csv.parse(pieces, context.settings.max_channels)
         except WeightsCsvError as exc:
             api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_csv", str(exc),
                       row=exc.row, column=exc.column)  # fmt: skip
@@ -258,7 +269,8 @@ async def put_weights(
         async with session.engine_lock:
             if session.engine.n_channels != n:
                 context.registry.check_capacity(key, n)
-            context.registry.load_weights(session, weights, replace)
+            # both copy and check n² values: milliseconds at 1024 channels, off the loop
+            await context.lane.run(context.registry.load_weights, session, weights, replace)
             await context.lane.run(prepare_transforms, session.engine)
     except (ChannelCountError, WeightsError, SettingsError, CapacityError) as exc:
         if created:

@@ -34,27 +34,29 @@ def is_large_upload(request: Request) -> bool:
     return not declared.isdigit() or int(declared) > LARGE_UPLOAD_BYTES
 
 
-async def read_csv_upload(request: Request, limit: int) -> bytes | bytearray:
-    """The CSV bytes of a PUT /streams/{key}/weights request (not copied again); raises UploadError (400, 413)."""
+async def read_csv_upload(request: Request, limit: int) -> list[bytes]:
+    """The CSV bytes of a PUT /streams/{key}/weights request, in the pieces they arrived in (never joined:
+    a 20 MB copy would hold the GIL); raises UploadError (400, 413)."""
     is_multipart = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + (MULTIPART_OVERHEAD_BYTES if is_multipart else 0):
         raise _too_large(limit, f"the request body ({declared} bytes)")
-    content = await (_read_multipart_file(request, limit) if is_multipart else _read_body(request, limit))
-    if not content or content.isspace():  # no strip(): it would copy the whole upload
+    pieces = [await _read_multipart_file(request, limit)] if is_multipart else await _read_body(request, limit)
+    if all(piece.isspace() or not piece for piece in pieces):  # no strip(): it would copy the upload
         raise UploadError(status.HTTP_400_BAD_REQUEST, "empty_upload",
                           "the upload is empty; expected CSV text, n lines of n comma-separated numbers")  # fmt: skip
-    return content
+    return pieces
 
 
-async def _read_body(request: Request, limit: int) -> bytearray:
-    """The raw body, refusing it as soon as it grows past `limit` (chunked uploads included)."""
-    body = bytearray()
+async def _read_body(request: Request, limit: int) -> list[bytes]:
+    """The raw body as it arrived, refusing it as soon as it grows past `limit` (chunked uploads included)."""
+    pieces, size = [], 0
     async for piece in request.stream():
-        body += piece
-        if len(body) > limit:
+        size += len(piece)
+        if size > limit:
             raise _too_large(limit, "the request body")
-    return body
+        pieces.append(piece)
+    return pieces
 
 
 async def _read_multipart_file(request: Request, limit: int) -> bytes:
