@@ -4,7 +4,8 @@ Everything here runs on the event loop. Heavy statistics work runs in the statis
 (service/lane.py) and solves in the solve thread (service/solver.py); `engine_lock` keeps
 engine changes apart from lane work, and `epoch` lets a solve detect that it went stale.
 The registry's mutating methods (reset, replace_settings, load_weights) expect the caller to
-hold the session's `engine_lock`.
+hold the session's `engine_lock`; load_weights, which copies and checks n² values, is run in the
+statistics lane (the lock held), the others on the loop.
 """
 
 from __future__ import annotations
