@@ -39,3 +39,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_service.py
+
+.PHONY: bench-rest
+bench-rest: $(BENCH_STAMP)
+	$(BIN)/python bench/rest_load.py

@@ -3,7 +3,8 @@
 The server runs in its own process on a free loopback port, the bare-echo transport floor in
 another, and this process is the client (websockets on uvloop, one BLAS thread). Sections:
 transform grid (paced and pipelined, with echo / engine / matmul floors), fit traffic, concurrent
-rigs, memory per session, BLAS thread policy. `--quick` shortens every run (smoke test).
+rigs, transform latency under REST load, memory per session, BLAS thread policy. `--quick` shortens
+every run (smoke test).
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from blas_policy import measure_blas
 from fit_traffic import measure_fit
 from memory import measure_memory
 from processes import REPO_ROOT, EchoServer, LiveServer
+from rest_load import run_rest_load
 from rigs import measure_rigs
 from transform_grid import measure_grid
 from transport_variants import measure_transports
 
 SERVER_ENV = {"LRR_LOG_LEVEL": "WARNING"}
+QUICK_SCALE = 0.3
+"""How much of every run's length `--quick` keeps."""
 CLIENT_SWITCH_INTERVAL = 1e-4
 """The client's pacing thread must get the GIL within ~0.1 ms, not Python's default 5 ms, or a busy
 client loop delays its ticks and sends frames in bursts (measured: 8 paced echo streams p99 103 ms
@@ -51,17 +55,26 @@ def machine_facts() -> dict[str, Any]:
         "machine": f"{os.cpu_count()} x {cpu}",
         "python": platform.python_version(), "numpy": np.__version__, "blas": ", ".join(blas) or "no BLAS found",
         "uvicorn": version("uvicorn"), "websockets": version("websockets"),
-        "load_before": _load(),
+        "load_before": load_average(),
     }
 
 
-def _load() -> str:
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as printed in the report."""
     return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def client_runner() -> asyncio.Runner:
+    """The benchmark client's event loop (uvloop), after limiting this process to one BLAS thread (the
+    client must not compete with the server for the second core) and shortening its GIL switch interval."""
+    threadpool_limits(1)
+    sys.setswitchinterval(CLIENT_SWITCH_INTERVAL)
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     """Every section in turn; returns their results."""
-    scale = 0.3 if args.quick else 1.0
+    scale = QUICK_SCALE if args.quick else 1.0
     results: dict[str, Any] = {}
     state = Path(tempfile.mkdtemp(prefix="lrr-bench-")) / "state"
     with EchoServer() as echo, LiveServer(state, env=SERVER_ENV) as server:
@@ -73,6 +86,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         results["fit"] = await measure_fit(server.ws_url, server.url, 3.0 * scale)
         print("concurrent rigs:", flush=True)
         results["rigs"] = await measure_rigs(server.url, server.ws_url, pids[0], echo.ws_url, pids[1], 2.0 * scale)
+    print("transform latency under REST load:", flush=True)
+    results["rest"] = await run_rest_load(SERVER_ENV, 3.0 * scale)
     print("transport variants (echo of a 30 x 384 float32 frame):", flush=True)
     results["transports"] = await measure_transports(2.0 * scale)
     print("memory per session:", flush=True)
@@ -100,19 +115,19 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, two channel counts (smoke test)")
     args = parser.parse_args()
     plots = load_plots()  # before the long run, so a missing dependency fails at once
-    threadpool_limits(1)  # the client must not compete with the server for the second core
-    sys.setswitchinterval(CLIENT_SWITCH_INTERVAL)
     meta = machine_facts()
     started = time.perf_counter()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with client_runner() as runner:
         results = runner.run(run_all(args))
-    meta |= {"load_after": _load(), "seconds": time.perf_counter() - started, "server_blas_threads": "1 (default)"}
-    grid, fit = results["grid"], results["fit"]
+    meta |= {"load_after": load_average(), "seconds": time.perf_counter() - started,
+             "server_blas_threads": "1 (default)"}
+    grid, fit, rest = results["grid"], results["fit"], results["rest"]
     figures = {
         "transform_latency": plots.transform_latency(grid, args.plots / "transform_latency.png"),
         "overhead_breakdown": plots.overhead_breakdown(grid, args.plots / "overhead_breakdown.png"),
         "fit_cdf": plots.fit_cdf(fit["latencies_us"], args.plots / "fit_cdf.png"),
         "rigs": plots.rigs(results["rigs"], args.plots / "rigs.png"),
+        "rest_cdf": plots.rest_cdf(rest["latencies_us"], args.plots / "rest_cdf.png"),
         "blas": plots.blas(results["blas"], args.plots / "blas.png"),
     }
     page = report.render(meta, results, figures, args.out)
@@ -120,10 +135,11 @@ def main() -> int:
     args.out.write_text(page)
     summaries = {"meta": meta, "grid": [r.as_dict() for r in grid], "rigs": results["rigs"],
                  "memory": results["memory"], "blas": results["blas"], "transports": results["transports"],
-                 "fit": {k: v for k, v in fit.items() if k != "latencies_us"}}  # fmt: skip
+                 "fit": {k: v for k, v in fit.items() if k != "latencies_us"},
+                 "rest": {k: v for k, v in rest.items() if k != "latencies_us"}}  # fmt: skip
     (args.plots / "results.json").write_text(json.dumps(summaries, indent=1))
     print()
-    print(report.console_table(grid, report.targets(grid, fit, results["rigs"])))
+    print(report.console_table(grid, report.targets(grid, fit, results["rigs"], rest)))
     print(f"\nwrote {args.out} and {args.plots}/ in {meta['seconds']:.0f} s")
     return 0
 

@@ -79,20 +79,31 @@ def overhead_breakdown(rows: list[GridRow], path: Path) -> Path:
     return _save(fig, path)
 
 
-def fit_cdf(latencies: dict[str, list[float]], path: Path) -> Path:
-    """CDF of the paced 30 x 384 transform round trip alone and with fit traffic on the same key."""
+def _latency_cdf(latencies: dict[str, list[float]], names: dict[str, str], title: str, path: Path) -> Path:
+    """One CDF line per condition of round trips given in µs, labelled by `names`."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    names = {"alone": "no fit traffic", "realtime_fit": "with real-time fit traffic",
-             "full_speed_fit": "with full-speed fit traffic",
-             "control_stream": "with a second transform stream (control)"}  # fmt: skip
     for key, values in latencies.items():
         ordered = np.sort(np.asarray(values))
         if ordered.size:
             ax.plot(ordered, np.arange(1, ordered.size + 1) / ordered.size, label=names.get(key, key))
     ax.set_xscale("log")
-    _finish(ax, "Transform 30 x 384 float32, paced, with and without fit traffic", "round trip, µs",
-            "fraction of frames")
+    _finish(ax, title, "round trip, µs", "fraction of frames")
     return _save(fig, path)
+
+
+def fit_cdf(latencies: dict[str, list[float]], path: Path) -> Path:
+    """CDF of the paced 30 x 384 transform round trip alone and with fit traffic on the same key."""
+    names = {"alone": "no fit traffic", "realtime_fit": "with real-time fit traffic",
+             "full_speed_fit": "with full-speed fit traffic",
+             "control_stream": "with a second transform stream (control)"}  # fmt: skip
+    return _latency_cdf(latencies, names, "Transform 30 x 384 float32, paced, with and without fit traffic", path)
+
+
+def rest_cdf(latencies: dict[str, list[float]], path: Path) -> Path:
+    """CDF of the paced 30 x 384 transform round trip alone and while REST clients move 1024 x 1024 weights."""
+    names = {"alone": "no REST traffic",
+             "loaded": "4 clients uploading and downloading 1024 x 1024 weights (CSV)"}  # fmt: skip
+    return _latency_cdf(latencies, names, "Transform 30 x 384 float32, paced, with and without REST load", path)
 
 
 def rigs(rows: list[dict[str, Any]], path: Path) -> Path:

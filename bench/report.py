@@ -29,7 +29,8 @@ def find_row(rows: list[GridRow], n_channels: int, n_samples: int, dtype: str) -
     return next(r for r in rows if (r.n_channels, r.n_samples, r.dtype) == (n_channels, n_samples, dtype))
 
 
-def targets(rows: list[GridRow], fit: dict[str, Any], rig_rows: list[dict[str, Any]]) -> list[Target]:
+def targets(rows: list[GridRow], fit: dict[str, Any], rig_rows: list[dict[str, Any]],
+            rest: dict[str, Any]) -> list[Target]:  # fmt: skip
     """Evaluate every target against this run's figures."""
     key = find_row(rows, 384, 30, "float32")
     overhead = key.overhead_p50_us
@@ -60,6 +61,8 @@ def targets(rows: list[GridRow], fit: dict[str, Any], rig_rows: list[dict[str, A
                with_full <= 1.5, _gap(with_full - 1.5, "x")),
         Target("concurrent 96-ch rigs in real time (p99 < 5 ms)", ">= 8", str(rigs), rigs >= 8,
                _gap(8 - rigs, "rigs", lower_is_better=False)),
+        Target("transform p99 with 4 clients moving 1024 x 1024 weights as CSV / without", "<= 1.5x",
+               f"{rest['p99_ratio']:.2f}x", rest["goal_met"], _gap(rest["p99_ratio"] - rest["goal_ratio"], "x")),
     ]
 
 
@@ -92,9 +95,10 @@ def render(meta: dict[str, Any], results: dict[str, Any], plots: dict[str, Path]
         "| target | goal | measured | gap |",
         "|---|---|---:|---|",
     ]
-    for t in targets(rows, fit, rig_rows):
+    for t in targets(rows, fit, rig_rows, results["rest"]):
         lines.append(f"| {t.name} | {t.goal} | {t.measured} | {'**met**' if t.met else t.gap} |")
     lines += _grid_section(rows, plots, out) + _fit_section(fit, plots, out) + _rigs_section(rig_rows, plots, out)
+    lines += _rest_section(results["rest"], plots, out)
     lines += _transport_section(results["transports"])
     lines += _memory_section(results["memory"]) + _blas_section(results["blas"], plots, out)
     if NOTES.exists():
@@ -212,6 +216,55 @@ def _rigs_section(rig_rows: list[dict[str, Any]], plots: dict[str, Path], out: P
                      f"{r['echo_server_cpu']:.0%} | {r['client_cpu']:.0%} | "
                      f"{'yes' if r['real_time'] else 'no'} |")  # fmt: skip
     return lines + _image(plots, "rigs", out, "latency vs concurrent rigs")
+
+
+def rest_table(rest: dict[str, Any]) -> list[str]:
+    """The table of the REST load section (markdown; `make bench-rest` prints it as it is)."""
+    alone, loaded = rest["transform_alone"], rest["transform_loaded"]
+    verdict = "**met**" if rest["goal_met"] else f"missed ({_gap(rest['p99_ratio'] - rest['goal_ratio'], 'x')})"
+    return [
+        "| transform 30 x 384 float32, paced 1 ms | p50 µs | p99 µs | max µs | frames |",
+        "|---|---:|---:|---:|---:|",
+        f"| alone | {fmt_us(alone['p50'])} | {fmt_us(alone['p99'])} | {fmt_us(alone['max'])} | {alone['n']:,} |",
+        f"| under REST load | {fmt_us(loaded['p50'])} | {fmt_us(loaded['p99'])} | {fmt_us(loaded['max'])} |"
+        f" {loaded['n']:,} |",
+        f"| ratio under load / alone (median of {rest['rounds']} rounds) | {rest['p50_ratio']:.2f}x |"
+        f" **{rest['p99_ratio']:.2f}x** | | |",
+        "",
+        "| goal: p99 ratio | result | uploads/s | downloads/s | median PUT | median GET | server CPU, loaded |"
+        " load process CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| <= {rest['goal_ratio']:.1f}x | {verdict} | {rest['uploads_per_s']:.2f} ({rest['uploads']:.1f}) |"
+        f" {rest['downloads_per_s']:.2f} ({rest['downloads']:.1f}) | {rest['put_median_s']:.1f} s |"
+        f" {rest['get_median_s']:.1f} s | {rest['server_cpu_loaded']:.0%} | {rest['load_process_cpu']:.0%} |",
+    ]
+
+
+def _rest_section(rest: dict[str, Any], plots: dict[str, Path], out: Path) -> list[str]:
+    by_round = ", ".join(f"{fmt_us(loaded)} / {fmt_us(alone)} µs = {ratio:.2f}" for loaded, alone, ratio
+                         in zip(rest["p99_loaded_by_round"], rest["p99_alone_by_round"], rest["p99_ratio_by_round"]))
+    n = rest["load_channels"]
+    lines = [
+        "",
+        f"## Transform latency under REST load ({rest['clients']} clients moving {n} x {n} weights)",
+        "",
+        f"A paced transform stream (30 x 384 float32, one chunk per ms, uploaded weights) is measured alone and"
+        f" while {rest['clients']} REST clients, each on its own session, upload (`PUT .../weights`, `text/csv`,"
+        f" {rest['csv_bytes'] / 2**20:.1f} MiB) and download (`GET`) {n} x {n} weights in turn as fast as the"
+        f" server answers: the server reads, parses, formats and sends large CSVs and checkpoints each upload"
+        f" throughout. The clients run in a process of their own, {rest['rounds']} times for"
+        f" {rest['seconds']:.1f} s of stream (after 1 s of load), in rounds interleaved with the stream alone;"
+        f" each ratio is a round's figure under load over the same round's alone, and the figure is their median"
+        f" (p99 under load / alone by round: {by_round}). Request rates count the requests done while the stream"
+        f" ran, pro rata for one that straddles its start or end (their number in brackets). Server CPU per frame"
+        f" alone: {fmt_us(rest['server_cpu_us_per_frame_alone'])} µs; CPU shares are of one core, medians of the"
+        f" rounds, the server's including its CSV worker process. Latency counts from the moment a frame is"
+        f" written; the stream was sent at {rest['pace_alone']:.2f}x real time alone and"
+        f" {rest['pace_loaded']:.2f}x under load (below 1x, the server stopped reading and a rig would see a"
+        f" growing buffer).",
+        "",
+    ]
+    return lines + rest_table(rest) + _image(plots, "rest_cdf", out, "transform latency under REST load")
 
 
 def _transport_section(rows: list[dict[str, Any]]) -> list[str]:
