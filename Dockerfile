@@ -50,4 +50,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
 # Exec form: the server is PID 1 and receives SIGTERM itself, so `docker stop` checkpoints every session.
 # Host, port and everything else come from the LRR_ environment (flags would override it).
 STOPSIGNAL SIGTERM
-CMD ["python", "-m", "service", "serve"]
+CMD ["python", "-m", "lrr_service.service", "serve"]

@@ -12,11 +12,11 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m service serve --host 127.0.0.1 --port 8000 --state-dir ./lrr-state
+	$(BIN)/python -m lrr_service.service serve --host 127.0.0.1 --port 8000 --state-dir ./lrr-state
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -34,7 +34,7 @@ container-test: $(STAMP)
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[$(EXTRAS),bench]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from core import LRR
+from lrr_service.core import LRR
 
 CHANNELS = (64, 256, 384, 1024)
 CHUNKS = (30, 300)

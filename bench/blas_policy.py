@@ -15,7 +15,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from core import LRR
+from lrr_service.core import LRR
 from latency import summarize
 from processes import BusyNeighbour, LiveServer
 from wsload import run_paced

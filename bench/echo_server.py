@@ -1,6 +1,6 @@
 """The transport floor: a bare ASGI websocket echo served by uvicorn exactly as the service is served.
 
-Same stack as `python -m service serve`: uvicorn, `ws="websockets-sansio"` (the service's choice;
+Same stack as `python -m lrr_service.service serve`: uvicorn, `ws="websockets-sansio"` (the service's choice;
 `--ws` picks another implementation to compare), uvloop/httptools when present,
 no per-message deflate, the same maximum message size. Nothing but the echo runs per frame.
 Run: `python bench/echo_server.py --port 8765`.

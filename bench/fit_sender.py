@@ -20,7 +20,7 @@ import time
 
 import httpx
 
-from core.codec import AckReply, decode_reply
+from lrr_service.core.codec import AckReply, decode_reply
 from fit_traffic import CONTROL_KEY, KEY, PERIOD, fit_frames, fit_stream, weights_lags
 from wsload import run_paced
 

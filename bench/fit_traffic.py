@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from core.codec import AckReply, decode_reply
+from lrr_service.core.codec import AckReply, decode_reply
 from latency import summarize
 from wsload import CHECK_EVERY, Check, StreamRun, drive, no_wait, open_stream, paced, pooled, run_paced
 from workload import FS, chunks, dense_weights, expect_ack, expect_chunk, frames, upload_weights

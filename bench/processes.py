@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clients.local_server import wait_until_healthy
+from lrr_service.clients.local_server import wait_until_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))

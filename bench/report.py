@@ -81,7 +81,7 @@ def render(meta: dict[str, Any], results: dict[str, Any], plots: dict[str, Path]
         "# Benchmarks",
         "",
         "Written by `make bench` (`bench/bench_service.py`); do not edit by hand: the analysis at the end comes",
-        "from `bench/notes.md`. The service runs in its own process (`python -m service serve`), the client",
+        "from `bench/notes.md`. The service runs in its own process (`python -m lrr_service.service serve`), the client",
         "(`websockets` on uvloop) in another, over loopback. Every figure is read against floors measured in",
         "the same run.",
         "",

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from core.weights_csv import format_weights_csv
+from lrr_service.core.weights_csv import format_weights_csv
 from latency import summarize
 from processes import LiveServer, cpu_seconds
 from wsload import StreamRun, pooled, run_paced

@@ -22,8 +22,8 @@ def _app_context() -> Any:
     """One in-process app context (sessions, metrics) for every measurement of the run."""
     global _context
     if _context is None:
-        from service.app import create_app
-        from service.config import ServiceSettings
+        from lrr_service.service.app import create_app
+        from lrr_service.service.config import ServiceSettings
 
         state = Path(tempfile.mkdtemp(prefix="lrr-bench-path-"))
         _context = create_app(ServiceSettings(state_dir=state, log_level="WARNING")).state.context
@@ -33,7 +33,7 @@ def _app_context() -> Any:
 async def service_path_us(weights: np.ndarray, frame: bytes, seconds: float) -> float:
     """Median µs of one `on_binary(frame)` on a transform channel whose session holds `weights`."""
     try:
-        from service.stream import StreamChannel
+        from lrr_service.service.stream import StreamChannel
 
         context = _app_context()
         key = f"path-{weights.shape[0]}"

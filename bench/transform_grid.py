@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from bench_core import interleaved_medians
-from core import LRR
+from lrr_service.core import LRR
 from latency import Latency, summarize
 from processes import cpu_seconds
 from service_path import service_path_us

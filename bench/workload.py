@@ -7,9 +7,9 @@ from collections.abc import Callable
 import httpx
 import numpy as np
 
-from core import LRR
-from core.codec import AckReply, ChunkReply, decode_reply, encode_chunk
-from core.weights_csv import format_weights_csv
+from lrr_service.core import LRR
+from lrr_service.core.codec import AckReply, ChunkReply, decode_reply, encode_chunk
+from lrr_service.core.weights_csv import format_weights_csv
 
 FS = 30_000
 """Sample rate of every benchmark stream (Hz)."""

@@ -1,10 +1,10 @@
 """Clients of lrr-service: the async `LRRClient`, the blocking `LRRClientSync`, REST helpers, typed errors."""
 
-from clients.backoff import ReconnectPolicy
-from clients.client import LRRClient
-from clients.errors import ConnectionLost, LRRClientError, ProtocolError, ServerError
-from clients.rest import AsyncRestClient
-from clients.sync import LRRClientSync
+from lrr_service.clients.backoff import ReconnectPolicy
+from lrr_service.clients.client import LRRClient
+from lrr_service.clients.errors import ConnectionLost, LRRClientError, ProtocolError, ServerError
+from lrr_service.clients.rest import AsyncRestClient
+from lrr_service.clients.sync import LRRClientSync
 
 __all__ = ["AsyncRestClient", "ConnectionLost", "LRRClient", "LRRClientError", "LRRClientSync", "ProtocolError",
            "ReconnectPolicy", "ServerError"]

@@ -14,12 +14,12 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from core import codec
-from clients.backoff import ReconnectPolicy, RetryBudget
-from clients.errors import (
+from lrr_service.core import codec
+from lrr_service.clients.backoff import ReconnectPolicy, RetryBudget
+from lrr_service.clients.errors import (
     AuthenticationError, ConnectionLost, LRRClientError, ProtocolError, ServerError, error_for,
 )
-from clients.inflight import InFlight
+from lrr_service.clients.inflight import InFlight
 
 MAX_REPLY_BYTES = 2**28
 """Largest reply accepted (256 MiB): far above any realistic chunk."""

@@ -1,4 +1,4 @@
-"""`lrr`: the command line of lrr-service (console script `lrr = clients.cli:main`).
+"""`lrr`: the command line of lrr-service (console script `lrr = lrr_service.clients.cli:main`).
 
 Every subcommand has --help, prints for people by default and JSON with --json, and on failure
 exits non-zero with one line on stderr (no traceback).
@@ -11,8 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from clients.commands import admin, demo, lsl, serve, stream
-from clients.commands.common import OneLineErrorParser, render
+from lrr_service.clients.commands import admin, demo, lsl, serve, stream
+from lrr_service.clients.commands.common import OneLineErrorParser, render
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130

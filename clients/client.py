@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from core import codec
-from clients.backoff import ReconnectPolicy, as_policy
-from clients.channel import Channel
-from clients.endpoints import auth_headers, websocket_url
-from clients.rest import AsyncRestClient
+from lrr_service.core import codec
+from lrr_service.clients.backoff import ReconnectPolicy, as_policy
+from lrr_service.clients.channel import Channel
+from lrr_service.clients.endpoints import auth_headers, websocket_url
+from lrr_service.clients.rest import AsyncRestClient
 
 DEFAULT_MAX_IN_FLIGHT = 32
 

@@ -6,7 +6,7 @@ Every server rejection becomes a `ServerError` subclass carrying the server's `c
 
 from __future__ import annotations
 
-from core import codec
+from lrr_service.core import codec
 
 
 class LRRClientError(Exception):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from core import codec
-from clients.errors import ConnectionLost, LRRClientError, ServerError, error_for
+from lrr_service.core import codec
+from lrr_service.clients.errors import ConnectionLost, LRRClientError, ServerError, error_for
 
 NOT_SENT = -1
 

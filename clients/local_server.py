@@ -1,4 +1,4 @@
-"""Start a private lrr server in a child process (`python -m service serve`) for `lrr demo`.
+"""Start a private lrr server in a child process (`python -m lrr_service.service serve`) for `lrr demo`.
 
 The service is run as a separate program, never imported: clients and service stay independent.
 """
@@ -64,7 +64,7 @@ class LocalServer:
     def __enter__(self) -> "LocalServer":
         self._state_dir = Path(tempfile.mkdtemp(prefix="lrr-demo-"))
         self._log = tempfile.TemporaryFile()
-        command = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1",
+        command = [sys.executable, "-m", "lrr_service.service", "serve", "--host", "127.0.0.1",
                    "--port", str(self.port), "--state-dir", str(self._state_dir)]
         self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from clients.client import LRRClient
-from clients.errors import ChunkNotFittedError
+from lrr_service.clients.client import LRRClient
+from lrr_service.clients.errors import ChunkNotFittedError
 
 RESOLVE_TIMEOUT_S = 10.0
 PULL_TIMEOUT_S = 0.05

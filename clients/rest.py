@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from core import weights_csv
-from clients.endpoints import auth_headers, http_base, stream_path
-from clients.errors import ConnectionLost, ProtocolError, ServerError, error_for
+from lrr_service.core import weights_csv
+from lrr_service.clients.endpoints import auth_headers, http_base, stream_path
+from lrr_service.clients.errors import ConnectionLost, ProtocolError, ServerError, error_for
 
 DEFAULT_TIMEOUT_S = 30.0
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from core import codec
-from clients.backoff import ReconnectPolicy
-from clients.client import DEFAULT_MAX_IN_FLIGHT, LRRClient
-from clients.loop_thread import LoopThread
+from lrr_service.core import codec
+from lrr_service.clients.backoff import ReconnectPolicy
+from lrr_service.clients.client import DEFAULT_MAX_IN_FLIGHT, LRRClient
+from lrr_service.clients.loop_thread import LoopThread
 
 
 class LRRClientSync:

@@ -16,9 +16,9 @@ import httpx
 import numpy as np
 from websockets.sync.client import connect
 
-from core.codec import AckReply, ChunkReply, Reply, decode_reply, encode_chunk
-from core.weights_csv import format_weights_csv, parse_weights_csv
-from service.config import ServiceSettings
+from lrr_service.core.codec import AckReply, ChunkReply, Reply, decode_reply, encode_chunk
+from lrr_service.core.weights_csv import format_weights_csv, parse_weights_csv
+from lrr_service.service.config import ServiceSettings
 
 N_CHANNELS = 6
 N_SAMPLES = 40

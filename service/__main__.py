@@ -1,4 +1,4 @@
-"""`python -m service serve [--host ...] [--port ...] [--state-dir ...]`: run the server with uvicorn.
+"""`python -m lrr_service.service serve [--host ...] [--port ...] [--state-dir ...]`: run the server with uvicorn.
 
 Every `LRR_*` setting has a flag (`--max-channels`, `--ridge-lambda`, ...); flags override the
 environment. SIGTERM/SIGINT shut down gracefully and checkpoint every changed session.
@@ -14,10 +14,10 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from service.app import create_app
-from service.config import ServiceSettings
-from service.http_protocol import guarded_http_protocol
-from service.logs import configure_logging
+from lrr_service.service.app import create_app
+from lrr_service.service.config import ServiceSettings
+from lrr_service.service.http_protocol import guarded_http_protocol
+from lrr_service.service.logs import configure_logging
 
 #: Settings whose flag value is JSON rather than a scalar.
 _JSON_FLAGS = {"channel_groups"}
@@ -25,7 +25,7 @@ _JSON_FLAGS = {"channel_groups"}
 
 def build_parser() -> argparse.ArgumentParser:
     """The `serve` command line: one flag per ServiceSettings field, named after it."""
-    parser = argparse.ArgumentParser(prog="python -m service", description="Run the lrr-service websocket server.")
+    parser = argparse.ArgumentParser(prog="python -m lrr_service.service", description="Run the lrr-service websocket server.")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the server (the default command)")
     for target in (parser, serve):

@@ -11,20 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
-from service.auth import TokenChecker
-from service.capacity import CapacityError, checkpoint_file_limit
-from service.checkpoints import Checkpointer
-from service.config import ServiceSettings
-from service.context import ServiceContext
-from service.gate import Gate
-from service.lane import StatisticsLane, lower_thread_priority
-from service.logs import log_event
-from service.metrics import ServiceMetrics
-from service.persistence import CheckpointStore, SetAside
-from service.rest import router
-from service.sessions import SessionLimitError, SessionRegistry
-from service.solver import SolveScheduler
-from service.ws import router as ws_router
+from lrr_service.service.auth import TokenChecker
+from lrr_service.service.capacity import CapacityError, checkpoint_file_limit
+from lrr_service.service.checkpoints import Checkpointer
+from lrr_service.service.config import ServiceSettings
+from lrr_service.service.context import ServiceContext
+from lrr_service.service.gate import Gate
+from lrr_service.service.lane import StatisticsLane, lower_thread_priority
+from lrr_service.service.logs import log_event
+from lrr_service.service.metrics import ServiceMetrics
+from lrr_service.service.persistence import CheckpointStore, SetAside
+from lrr_service.service.rest import router
+from lrr_service.service.sessions import SessionLimitError, SessionRegistry
+from lrr_service.service.solver import SolveScheduler
+from lrr_service.service.ws import router as ws_router
 
 SOLVE_DRAIN_SECONDS = 10.0
 

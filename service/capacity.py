@@ -7,7 +7,7 @@ size. Summing that over sessions bounds both the process's memory and the state 
 
 from __future__ import annotations
 
-from core.statistics import staging_rows
+from lrr_service.core.statistics import staging_rows
 
 FLOAT64_BYTES = 8
 

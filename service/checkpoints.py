@@ -15,11 +15,11 @@ import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
-from service.lane import StatisticsLane, lower_thread_priority
-from service.logs import log_event
-from service.metrics import ServiceMetrics
-from service.persistence import CheckpointStore
-from service.sessions import Session, SessionRegistry
+from lrr_service.service.lane import StatisticsLane, lower_thread_priority
+from lrr_service.service.logs import log_event
+from lrr_service.service.metrics import ServiceMetrics
+from lrr_service.service.persistence import CheckpointStore
+from lrr_service.service.sessions import Session, SessionRegistry
 
 
 class Checkpointer:

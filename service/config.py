@@ -9,9 +9,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.groups import check_group_limit
-from core.settings import LRRSettings
-from core.weights_csv import max_csv_bytes
+from lrr_service.core.groups import check_group_limit
+from lrr_service.core.settings import LRRSettings
+from lrr_service.core.weights_csv import max_csv_bytes
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

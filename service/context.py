@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
-from service.auth import TokenChecker
-from service.checkpoints import Checkpointer
-from service.config import ServiceSettings
-from service.csv_process import CsvProcess
-from service.lane import StatisticsLane
-from service.metrics import ServiceMetrics
-from service.sessions import SessionRegistry
-from service.solver import SolveScheduler
+from lrr_service.service.auth import TokenChecker
+from lrr_service.service.checkpoints import Checkpointer
+from lrr_service.service.config import ServiceSettings
+from lrr_service.service.csv_process import CsvProcess
+from lrr_service.service.lane import StatisticsLane
+from lrr_service.service.metrics import ServiceMetrics
+from lrr_service.service.sessions import SessionRegistry
+from lrr_service.service.solver import SolveScheduler
 
 
 @dataclass

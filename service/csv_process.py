@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from core.weights_csv import WeightsCsvError
-from service.csv_worker import WIRE_FLOAT
-from service.logs import log_event
+from lrr_service.core.weights_csv import WeightsCsvError
+from lrr_service.service.csv_worker import WIRE_FLOAT
+from lrr_service.service.logs import log_event
 
 PIECE_BYTES = 64 * 1024
 """The most the loop copies at once while feeding or reading the worker: a pipe's default capacity."""
@@ -73,7 +73,7 @@ class CsvProcess:
         reason but a refused CSV, the worker is stopped (its pipes are out of step) and CsvWorkerLost raised."""
         if self._process is None or self._process.returncode is not None:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "service.csv_worker",
+                sys.executable, "-m", "lrr_service.service.csv_worker",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2 * PIECE_BYTES,
             )  # fmt: skip
         process = self._process

@@ -1,4 +1,4 @@
-"""The CSV worker: `python -m service.csv_worker`, started and fed by service/csv_process.py.
+"""The CSV worker: `python -m lrr_service.service.csv_worker`, started and fed by service/csv_process.py.
 
 It answers one job at a time, read from stdin and answered on stdout, each a JSON header line
 followed by `size` bytes:
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from core.weights_csv import WeightsCsvError, format_weights_csv, parse_weights_csv
-from service.lane import lower_thread_priority
+from lrr_service.core.weights_csv import WeightsCsvError, format_weights_csv, parse_weights_csv
+from lrr_service.service.lane import lower_thread_priority
 
 WIRE_FLOAT = np.dtype("<f8")
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.context import ServiceContext
-from service.sites import SitePolicy
+from lrr_service.service.context import ServiceContext
+from lrr_service.service.sites import SitePolicy
 
 HEALTH_PATH = "/health"
 UNLIMITED_PATHS = frozenset({HEALTH_PATH, "/ready"})

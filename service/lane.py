@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from service.logs import log_event
+from lrr_service.service.logs import log_event
 
 T = TypeVar("T")
 

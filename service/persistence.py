@@ -21,8 +21,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from service.keys import validate_key
-from service.logs import log_event
+from lrr_service.service.keys import validate_key
+from lrr_service.service.logs import log_event
 
 FILE_FORMAT = "lrr-service-session/1"
 SUFFIX = ".lrr.npz"

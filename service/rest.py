@@ -16,17 +16,17 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from core.errors import ChannelCountError, SettingsError, WeightsError
-from core.settings import LRRSettings
-from core.weights_csv import WeightsCsvError
-from service.capacity import CapacityError
-from service.context import ServiceContext, get_context
-from service.csv_process import CsvWorkerLost
-from service.keys import InvalidKeyError, validate_key
-from service.metrics import PROMETHEUS_CONTENT_TYPE
-from service.schemas import SessionSettingsBody
-from service.sessions import Session, SessionLimitError, UnknownSessionError, prepare_transforms
-from service.uploads import UploadError, is_large_upload, read_csv_upload
+from lrr_service.core.errors import ChannelCountError, SettingsError, WeightsError
+from lrr_service.core.settings import LRRSettings
+from lrr_service.core.weights_csv import WeightsCsvError
+from lrr_service.service.capacity import CapacityError
+from lrr_service.service.context import ServiceContext, get_context
+from lrr_service.service.csv_process import CsvWorkerLost
+from lrr_service.service.keys import InvalidKeyError, validate_key
+from lrr_service.service.metrics import PROMETHEUS_CONTENT_TYPE
+from lrr_service.service.schemas import SessionSettingsBody
+from lrr_service.service.sessions import Session, SessionLimitError, UnknownSessionError, prepare_transforms
+from lrr_service.service.uploads import UploadError, is_large_upload, read_csv_upload
 
 Context = Annotated[ServiceContext, Depends(get_context)]
 

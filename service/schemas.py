@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.groups import check_group_limit
-from core.settings import LRRSettings
+from lrr_service.core.groups import check_group_limit
+from lrr_service.core.settings import LRRSettings
 
 ChannelIndex = Annotated[int, Field(ge=0)]
 

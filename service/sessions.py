@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from core import LRR, LRRSettings, validate_weights
-from core.errors import SnapshotError, StatisticsError
-from core.groups import resolve_groups
-from service.capacity import check_budget, session_state_bytes
-from service.keys import validate_key
-from service.logs import log_event
-from service.metrics import ServiceMetrics
-from service.persistence import SessionRecord
+from lrr_service.core import LRR, LRRSettings, validate_weights
+from lrr_service.core.errors import SnapshotError, StatisticsError
+from lrr_service.core.groups import resolve_groups
+from lrr_service.service.capacity import check_budget, session_state_bytes
+from lrr_service.service.keys import validate_key
+from lrr_service.service.logs import log_event
+from lrr_service.service.metrics import ServiceMetrics
+from lrr_service.service.persistence import SessionRecord
 
 
 class SessionLimitError(Exception):

@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from service.config import ServiceSettings
+from lrr_service.service.config import ServiceSettings
 
 ANY = "*"
 LOOPBACK_NAMES = frozenset({"localhost"})

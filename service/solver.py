@@ -13,10 +13,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from service.lane import StatisticsLane
-from service.logs import log_event
-from service.metrics import ServiceMetrics
-from service.sessions import Session
+from lrr_service.service.lane import StatisticsLane
+from lrr_service.service.logs import log_event
+from lrr_service.service.metrics import ServiceMetrics
+from lrr_service.service.sessions import Session
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import logging
 
 import numpy as np
 
-from core import MAX_FIT_MAGNITUDE, BadSample, first_bad_sample
-from core.codec import (
+from lrr_service.core import MAX_FIT_MAGNITUDE, BadSample, first_bad_sample
+from lrr_service.core.codec import (
     INTERNAL,
     NON_FINITE,
     OUT_OF_RANGE,
@@ -30,11 +30,11 @@ from core.codec import (
     encode_chunk_reply,
     encode_error,
 )
-from core.errors import SettingsError
-from service.capacity import CapacityError
-from service.context import ServiceContext
-from service.logs import log_event
-from service.sessions import Session, SessionLimitError, check_settings_fit
+from lrr_service.core.errors import SettingsError
+from lrr_service.service.capacity import CapacityError
+from lrr_service.service.context import ServiceContext
+from lrr_service.service.logs import log_event
+from lrr_service.service.sessions import Session, SessionLimitError, check_settings_fit
 
 FIT, TRANSFORM, FIT_TRANSFORM = "fit", "transform", "fit_transform"
 STREAM_ROUTES = (FIT, TRANSFORM, FIT_TRANSFORM)

@@ -11,10 +11,10 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import JSONResponse
 
-from core.codec import BAD_KEY, encode_error
-from service.context import ServiceContext
-from service.keys import InvalidKeyError, validate_key
-from service.stream import STREAM_ROUTES, StreamChannel
+from lrr_service.core.codec import BAD_KEY, encode_error
+from lrr_service.service.context import ServiceContext
+from lrr_service.service.keys import InvalidKeyError, validate_key
+from lrr_service.service.stream import STREAM_ROUTES, StreamChannel
 
 router = APIRouter()
 

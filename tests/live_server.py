@@ -1,6 +1,6 @@
 """Run the real lrr-service in a subprocess for tests: free loopback port, temp state dir.
 
-`LiveServer(state_dir, env=None)` starts `python -m service serve` with uvicorn on
+`LiveServer(state_dir, env=None)` starts `python -m lrr_service.service serve` with uvicorn on
 127.0.0.1, waits for `/health`, and stops it with SIGTERM (then SIGKILL). `kill()` is a
 `kill -9`; `start()` again restarts on the same state dir and port.
 """
@@ -18,8 +18,8 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from clients.local_server import free_loopback_port, wait_until_healthy
-from core.codec import Reply, decode_reply
+from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
+from lrr_service.core.codec import Reply, decode_reply
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 20.0
@@ -98,7 +98,7 @@ class LiveServer:
             raise RuntimeError("server already running")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "service", *([self.subcommand] if self.subcommand else []),
+            sys.executable, "-m", "lrr_service.service", *([self.subcommand] if self.subcommand else []),
             "--host", "127.0.0.1", "--port", str(self.port), "--state-dir", str(self.state_dir),
         ]
         with open(self.log_path, "ab") as log:

@@ -6,9 +6,9 @@ import msgpack
 import numpy as np
 import pytest
 
-from clients import LRRClient, ServerError
-from clients import errors
-from core import codec
+from lrr_service.clients import LRRClient, ServerError
+from lrr_service.clients import errors
+from lrr_service.core import codec
 
 FRAME_CODES = {
     codec.TEXT_FRAME: errors.TextFrameError,

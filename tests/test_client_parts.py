@@ -9,13 +9,13 @@ import threading
 import numpy as np
 import pytest
 
-from clients.backoff import ReconnectPolicy, RetryBudget, as_policy
-from clients.endpoints import http_base, stream_path, websocket_url
-from clients.local_server import free_loopback_port, wait_until_healthy
-from clients.lsl_bridge import FitWindow
-from clients.recordings import RecordingError, read_recording, write_recording
-from clients.sync import LRRClientSync
-from clients.synthetic import artifact_power, make_rig, reduction_db
+from lrr_service.clients.backoff import ReconnectPolicy, RetryBudget, as_policy
+from lrr_service.clients.endpoints import http_base, stream_path, websocket_url
+from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
+from lrr_service.clients.lsl_bridge import FitWindow
+from lrr_service.clients.recordings import RecordingError, read_recording, write_recording
+from lrr_service.clients.sync import LRRClientSync
+from lrr_service.clients.synthetic import artifact_power, make_rig, reduction_db
 
 
 def test_backoff_grows_caps_and_stops_at_either_bound():
@@ -105,9 +105,9 @@ def test_artifact_measure_sees_the_artifacts_and_not_the_signals():
 async def test_in_flight_matches_replies_by_seq_and_unreadable_ones_to_the_oldest_sent_frame():
     import asyncio
 
-    from clients.errors import BadMsgpackError, ConnectionLost
-    from clients.inflight import InFlight
-    from core import codec
+    from lrr_service.clients.errors import BadMsgpackError, ConnectionLost
+    from lrr_service.clients.inflight import InFlight
+    from lrr_service.core import codec
 
     loop = asyncio.get_running_loop()
     frames = InFlight()

@@ -9,7 +9,7 @@ import signal
 import numpy as np
 import pytest
 
-from clients import ConnectionLost, LRRClient, ReconnectPolicy
+from lrr_service.clients import ConnectionLost, LRRClient, ReconnectPolicy
 
 try:
     from live_server import LiveServer

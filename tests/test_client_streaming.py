@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clients import LRRClient, LRRClientSync
-from core import LRR, LRRSettings
+from lrr_service.clients import LRRClient, LRRClientSync
+from lrr_service.core import LRR, LRRSettings
 
 CHANNELS = 16
 SAMPLES_PER_FRAME = 10

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
-from clients import LRRClient, errors
+from lrr_service.clients import LRRClient, errors
 
 LATIN1_COMMENT_CSV = b"# gain in \xb5V (Latin-1, not UTF-8)\r\n0,0.5\r\n0.25,0\r\n"
 """A CSV whose comment is not UTF-8: the server must see these bytes and name the bad one."""

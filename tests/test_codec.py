@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import codec
-from core.codec import (
+from lrr_service.core import codec
+from lrr_service.core.codec import (
     AckReply,
     Chunk,
     ChunkReply,

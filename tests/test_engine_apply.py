@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.apply import ApplyPlan, coupled_components
+from lrr_service.core.apply import ApplyPlan, coupled_components
 
 
 @st.composite

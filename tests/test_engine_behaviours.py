@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import LRR, ChannelCountError, LRRSettings, SettingsError
+from lrr_service.core import LRR, ChannelCountError, LRRSettings, SettingsError
 from engine_reference import loo_car, mixed_signals, ridge_weights
 
 GROUPS_8 = [[0, 1, 2, 3], [4, 5, 6, 7]]
@@ -254,9 +254,9 @@ def test_check_finite_cannot_be_turned_off():
 
 
 def test_no_weights_are_solved_from_non_finite_statistics(rng):
-    from core import StatisticsError
-    from core.solver import solve_weights
-    from core.statistics import Statistics
+    from lrr_service.core import StatisticsError
+    from lrr_service.core.solver import solve_weights
+    from lrr_service.core.statistics import Statistics
 
     cxx = np.eye(4)
     cxx[1, 1] = np.inf
@@ -266,7 +266,7 @@ def test_no_weights_are_solved_from_non_finite_statistics(rng):
 
 
 def test_restore_checks_counts_and_can_leave_non_finite_statistics_out(rng):
-    from core import SnapshotError, StatisticsError
+    from lrr_service.core import SnapshotError, StatisticsError
 
     engine = LRR()
     engine.fit(mixed_signals(rng, 300, 4))

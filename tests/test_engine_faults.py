@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import LRR, ChannelCountError, LRRSettings, ShapeError, WeightsError
+from lrr_service.core import LRR, ChannelCountError, LRRSettings, ShapeError, WeightsError
 from engine_reference import mixed_signals, ridge_weights
 
 

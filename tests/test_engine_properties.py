@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import LRR, LRRSettings, SnapshotError
+from lrr_service.core import LRR, LRRSettings, SnapshotError
 from engine_reference import loo_car, mixed_signals
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -303,7 +303,7 @@ def test_bind_checks_like_a_chunk_and_changes_nothing_when_refused():
 
 
 def test_first_bad_sample_names_sample_and_channel():
-    from core.samples import first_bad_sample
+    from lrr_service.core.samples import first_bad_sample
 
     X = np.zeros((5, 4), dtype=np.float32)
     assert first_bad_sample(X) is None
@@ -315,7 +315,7 @@ def test_first_bad_sample_names_sample_and_channel():
 
 
 def test_first_bad_sample_finds_finite_samples_whose_square_would_overflow():
-    from core.samples import MAX_FIT_MAGNITUDE, first_bad_sample
+    from lrr_service.core.samples import MAX_FIT_MAGNITUDE, first_bad_sample
 
     X = np.ones((6, 3))
     X[1, 1] = MAX_FIT_MAGNITUDE  # the largest magnitude accepted

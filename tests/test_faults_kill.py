@@ -12,8 +12,8 @@ import asyncio
 
 import numpy as np
 
-from clients import LRRClient, ReconnectPolicy
-from core.weights_csv import format_weights_csv
+from lrr_service.clients import LRRClient, ReconnectPolicy
+from lrr_service.core.weights_csv import format_weights_csv
 
 try:
     from live_server import LiveServer

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.codec import AckReply, ChunkReply, encode_chunk
-from core.weights_csv import format_weights_csv
+from lrr_service.core.codec import AckReply, ChunkReply, encode_chunk
+from lrr_service.core.weights_csv import format_weights_csv
 
 try:
     from live_server import LiveServer, exchange

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import ClientConnection, connect
 
-from core.codec import ChunkReply, ErrorReply, FrameError, decode_chunk, decode_reply, encode_chunk
-from core.weights_csv import WeightsCsvError, format_weights_csv, max_csv_bytes, parse_weights_csv
+from lrr_service.core.codec import ChunkReply, ErrorReply, FrameError, decode_chunk, decode_reply, encode_chunk
+from lrr_service.core.weights_csv import WeightsCsvError, format_weights_csv, max_csv_bytes, parse_weights_csv
 
 try:
     from live_server import LiveServer

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.local_server import free_loopback_port, wait_until_healthy
-from core import LRR, LRRSettings
-from core.codec import AckReply, ErrorReply, encode_chunk
-from core.weights_csv import format_weights_csv
+from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
+from lrr_service.core import LRR, LRRSettings
+from lrr_service.core.codec import AckReply, ErrorReply, encode_chunk
+from lrr_service.core.weights_csv import format_weights_csv
 
 try:
     from live_server import REPO_ROOT, LiveServer, _clean_environment, exchange
@@ -183,7 +183,7 @@ def test_guard_put_check_finite_true_is_accepted(server: LiveServer) -> None:
 
 def test_serve_with_check_finite_false_exits_2_naming_it(tmp_path: Path) -> None:
     port = free_loopback_port()
-    command = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
+    command = [sys.executable, "-m", "lrr_service.service", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--state-dir", str(tmp_path / "state")]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=_clean_environment({"LRR_CHECK_FINITE": "false"}),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)  # fmt: skip

@@ -31,7 +31,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from core.codec import AckReply, encode_chunk
+from lrr_service.core.codec import AckReply, encode_chunk
 
 try:
     from live_server import LiveServer, exchange

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from core.codec import AckReply, encode_chunk
+from lrr_service.core.codec import AckReply, encode_chunk
 
 try:
     from live_server import LiveServer, exchange

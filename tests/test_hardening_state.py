@@ -27,9 +27,9 @@ import httpx
 import numpy as np
 import pytest
 
-from core import LRR
-from core.codec import ChunkReply, encode_chunk
-from core.weights_csv import format_weights_csv
+from lrr_service.core import LRR
+from lrr_service.core.codec import ChunkReply, encode_chunk
+from lrr_service.core.weights_csv import format_weights_csv
 
 try:
     from live_server import LiveServer, exchange

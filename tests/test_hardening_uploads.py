@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from core.weights_csv import format_weights_csv
+from lrr_service.core.weights_csv import format_weights_csv
 
 try:
     from live_server import REPO_ROOT, LiveServer
@@ -91,7 +91,7 @@ def test_health_answers_while_a_pathological_csv_is_handled(server_factory) -> N
 def test_parse_weights_csv_refuses_a_1_mb_pathological_line_promptly() -> None:
     """In a child process, so a hang can be stopped (a regex holding the GIL cannot be interrupted)."""
     code = textwrap.dedent("""
-        from core.weights_csv import WeightsCsvError, parse_weights_csv
+        from lrr_service.core.weights_csv import WeightsCsvError, parse_weights_csv
         try:
             parse_weights_csv("1" * 1_000_000 + "x\\n", max_channels=4096)
         except WeightsCsvError as exc:

@@ -15,9 +15,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from websockets.asyncio.client import connect
 
-from core import LRR
-from core.codec import AckReply, ChunkReply, decode_reply, encode_chunk
-from core.weights_csv import format_weights_csv
+from lrr_service.core import LRR
+from lrr_service.core.codec import AckReply, ChunkReply, decode_reply, encode_chunk
+from lrr_service.core.weights_csv import format_weights_csv
 
 FRAMES = 2000
 TRANSFORM_STREAMS = 6

@@ -9,10 +9,10 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from core.codec import AckReply, encode_chunk
+from lrr_service.core.codec import AckReply, encode_chunk
 from live_server import LiveServer, exchange
-from service.app import create_app
-from service.config import ServiceSettings
+from lrr_service.service.app import create_app
+from lrr_service.service.config import ServiceSettings
 
 TOKEN = "s3cret-token"
 

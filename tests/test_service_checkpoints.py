@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import LRRSettings
-from service.checkpoints import Checkpointer
-from service.lane import StatisticsLane
-from service.metrics import ServiceMetrics
-from service.persistence import CheckpointStore
-from service.sessions import SessionRegistry
+from lrr_service.core import LRRSettings
+from lrr_service.service.checkpoints import Checkpointer
+from lrr_service.service.lane import StatisticsLane
+from lrr_service.service.metrics import ServiceMetrics
+from lrr_service.service.persistence import CheckpointStore
+from lrr_service.service.sessions import SessionRegistry
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`python -m service`: every setting has a flag, bad configuration fails fast with the reason."""
+"""`python -m lrr_service.service`: every setting has a flag, bad configuration fails fast with the reason."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import httpx
 import pytest
 
 from live_server import REPO_ROOT, LiveServer
-from service.__main__ import build_parser, exposure_problem, settings_from_args
-from service.config import ServiceSettings
+from lrr_service.service.__main__ import build_parser, exposure_problem, settings_from_args
+from lrr_service.service.config import ServiceSettings
 
 
 def run_service(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lrr_service.service", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=30, env={"PATH": "/usr/bin:/bin", **(env or {})})  # fmt: skip
 
 
@@ -95,7 +95,7 @@ def test_allow_unauthenticated_flag_parses_before_or_after_serve() -> None:
 
 
 def test_runs_without_the_serve_word(tmp_path: Path) -> None:
-    """`python -m service --port N --state-dir D` works like `serve`; SIGTERM stops it gracefully."""
+    """`python -m lrr_service.service --port N --state-dir D` works like `serve`; SIGTERM stops it gracefully."""
     server = LiveServer(tmp_path / "state", subcommand=None).start()
     try:
         assert httpx.get(server.url + "/health").json() == {"status": "ok"}

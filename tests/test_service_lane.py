@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from service.lane import BACKGROUND_NICENESS, StatisticsLane
+from lrr_service.service.lane import BACKGROUND_NICENESS, StatisticsLane
 
 
 async def test_cancelled_run_returns_only_after_the_thread_finished() -> None:

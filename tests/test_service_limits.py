@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from core.codec import AckReply, ChunkReply, ErrorReply, encode_chunk
-from core.weights_csv import format_weights_csv
+from lrr_service.core.codec import AckReply, ChunkReply, ErrorReply, encode_chunk
+from lrr_service.core.weights_csv import format_weights_csv
 from live_server import LiveServer, exchange
-from service.capacity import session_state_bytes
+from lrr_service.service.capacity import session_state_bytes
 
 MIB = 1024 * 1024
 BUDGET = 16 * MIB

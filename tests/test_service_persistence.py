@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from core.codec import AckReply, ChunkReply, encode_chunk
-from core.weights_csv import format_weights_csv
+from lrr_service.core.codec import AckReply, ChunkReply, encode_chunk
+from lrr_service.core.weights_csv import format_weights_csv
 from live_server import LiveServer, exchange
-from service.persistence import CheckpointStore
+from lrr_service.service.persistence import CheckpointStore
 
 
 def weights(n: int, seed: int) -> np.ndarray:
@@ -212,7 +212,7 @@ def write_checkpoint(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> N
 
 def fitted_checkpoint(key: str) -> tuple[dict, dict[str, np.ndarray]]:
     """The meta document and arrays the service writes for a fitted 3-channel session."""
-    from core import LRR
+    from lrr_service.core import LRR
 
     engine = LRR().fit(np.random.default_rng(11).standard_normal((50, 3)))
     engine_meta, arrays = engine.snapshot()
@@ -272,7 +272,7 @@ def test_checkpoint_file_is_an_npz_without_pickles(tmp_path: Path, server_factor
 
 
 def test_store_save_load_round_trip_and_stale_temp_cleanup(tmp_path: Path) -> None:
-    from service.persistence import SessionRecord
+    from lrr_service.service.persistence import SessionRecord
 
     store = CheckpointStore(tmp_path)
     store.ensure_dir()

@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from core.codec import AckReply, ChunkReply, encode_chunk
-from core.weights_csv import format_weights_csv
+from lrr_service.core.codec import AckReply, ChunkReply, encode_chunk
+from lrr_service.core.weights_csv import format_weights_csv
 from live_server import LiveServer, exchange
 
 MAX_CHANNELS = 32

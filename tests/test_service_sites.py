@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.config import ServiceSettings
-from service.sites import SitePolicy, host_name
+from lrr_service.service.config import ServiceSettings
+from lrr_service.service.sites import SitePolicy, host_name
 
 
 @pytest.mark.parametrize(("header", "name"), [

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.codec import AckReply, ErrorReply, decode_reply, encode_chunk
-from service.app import create_app
-from service.config import ServiceSettings
-from service.context import ServiceContext
-from service.stream import StreamChannel
+from lrr_service.core.codec import AckReply, ErrorReply, decode_reply, encode_chunk
+from lrr_service.service.app import create_app
+from lrr_service.service.config import ServiceSettings
+from lrr_service.service.context import ServiceContext
+from lrr_service.service.stream import StreamChannel
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from core import LRR, LRRSettings
-from core.codec import AckReply, ChunkReply, ErrorReply, decode_reply, encode_chunk
+from lrr_service.core import LRR, LRRSettings
+from lrr_service.core.codec import AckReply, ChunkReply, ErrorReply, decode_reply, encode_chunk
 from live_server import LiveServer, exchange
 
 MAX_CHANNELS = 64

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from core.weights_csv import WeightsCsvError, format_weights_csv, max_csv_bytes, parse_weights_csv
+from lrr_service.core.weights_csv import WeightsCsvError, format_weights_csv, max_csv_bytes, parse_weights_csv
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:

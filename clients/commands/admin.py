@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from clients.commands.common import CommandResult, add_server_options
-from clients.commands.common import with_rest
-from clients.table import format_table
+from lrr_service.clients.commands.common import CommandResult, add_server_options
+from lrr_service.clients.commands.common import with_rest
+from lrr_service.clients.table import format_table
 
 SESSION_COLUMNS = ("key", "n_channels", "n_samples", "weights_version", "weights_source")
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from clients.rest import AsyncRestClient
+from lrr_service.clients.rest import AsyncRestClient
 
 T = TypeVar("T")
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from clients.commands.common import CommandResult, add_output_option
-from clients.errors import ServerError
-from clients.local_server import LocalServer
-from clients.synthetic import artifact_power, make_rig, reduction_db
-from clients.sync import LRRClientSync
-from clients.table import format_table
+from lrr_service.clients.commands.common import CommandResult, add_output_option
+from lrr_service.clients.errors import ServerError
+from lrr_service.clients.local_server import LocalServer
+from lrr_service.clients.synthetic import artifact_power, make_rig, reduction_db
+from lrr_service.clients.sync import LRRClientSync
+from lrr_service.clients.table import format_table
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:

@@ -8,10 +8,10 @@ import dataclasses
 import signal
 from typing import TYPE_CHECKING
 
-from clients.commands.common import CommandResult, add_server_options
+from lrr_service.clients.commands.common import CommandResult, add_server_options
 
 if TYPE_CHECKING:
-    from clients.lsl_bridge import BridgeStats, LSLBridge
+    from lrr_service.clients.lsl_bridge import BridgeStats, LSLBridge
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> CommandResult:
     """Run the bridge until --duration passes, Ctrl-C or SIGTERM; report what went through."""
-    from clients.lsl_bridge import LSLBridge
+    from lrr_service.clients.lsl_bridge import LSLBridge
 
     bridge = LSLBridge(args.input, args.url, args.key, args.token, fit_seconds=args.fit_seconds,
                        max_in_flight=args.max_in_flight, resolve_timeout=args.resolve_timeout)

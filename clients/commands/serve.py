@@ -1,4 +1,4 @@
-"""`lrr serve ...`: run the server by replacing this process with `python -m service serve ...`.
+"""`lrr serve ...`: run the server by replacing this process with `python -m lrr_service.service serve ...`.
 
 The service is never imported here (clients and service are independent); its own parser
 handles every option, including --help.
@@ -14,9 +14,9 @@ from typing import NoReturn
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     """List `serve` in `lrr --help`; main() hands `lrr serve ...` to exec_service before parsing."""
-    subcommands.add_parser("serve", add_help=False, help="run the server (same options as python -m service serve)")
+    subcommands.add_parser("serve", add_help=False, help="run the server (same options as python -m lrr_service.service serve)")
 
 
 def exec_service(arguments: list[str]) -> NoReturn:
     """Replace this process with the service's own command line."""
-    os.execv(sys.executable, [sys.executable, "-m", "service", "serve", *arguments])
+    os.execv(sys.executable, [sys.executable, "-m", "lrr_service.service", "serve", *arguments])

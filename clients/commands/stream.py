@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from clients.commands.common import CommandResult, add_server_options
-from clients.recordings import read_recording, write_recording
-from clients.sync import LRRClientSync
+from lrr_service.clients.commands.common import CommandResult, add_server_options
+from lrr_service.clients.recordings import read_recording, write_recording
+from lrr_service.clients.sync import LRRClientSync
 
 DEFAULT_CHUNK = 256
 
