@@ -21,7 +21,7 @@ RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.tom
 COPY . ./
 # -P: import from the installed wheel, not from /src, to prove the wheel holds the packages.
 RUN /opt/lrr/venv/bin/pip install --no-cache-dir --no-deps . \
- && /opt/lrr/venv/bin/python -P -c "import core.engine, service.__main__"
+ && /opt/lrr/venv/bin/python -P -c "import lrr_service.core.engine, lrr_service.service.__main__"
 
 FROM ${BASE_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="lrr-service" \

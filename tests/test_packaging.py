@@ -6,6 +6,7 @@ must not gain packages of those names, which would collide with any other projec
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,12 +17,19 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+PACKAGED = ("pyproject.toml", "README.md", "core", "service", "clients")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
-    """The project's wheel, built as pip builds it for an install."""
-    out = tmp_path_factory.mktemp("wheel")
+    """The project's wheel, built as pip builds it for an install, from a copy of the sources
+    (setuptools writes its build/ folder beside them)."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in PACKAGED:
+        copy = shutil.copytree if (REPO_ROOT / name).is_dir() else shutil.copy2
+        copy(REPO_ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out),
-                    str(REPO_ROOT)], check=True, capture_output=True)  # fmt: skip
+                    str(source)], check=True, capture_output=True)  # fmt: skip
     (built,) = out.glob("lrr_service-*.whl")
     return zipfile.ZipFile(built)
 
