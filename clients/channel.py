@@ -9,12 +9,14 @@ A frame is never dropped silently: it gets its reply, a typed ServerError, or Co
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from lrr_service.core import codec
+from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.clients.backoff import ReconnectPolicy, RetryBudget
 from lrr_service.clients.errors import (
     AuthenticationError, ConnectionLost, LRRClientError, ProtocolError, ServerError, error_for,
@@ -174,10 +176,11 @@ class Channel:
                                    compression=None, open_timeout=self._open_timeout)
             except InvalidStatus as exc:
                 status = exc.response.status_code
-                if status in (401, 403):
+                code = _handshake_code(exc)
+                if code is None and status in (401, 403):
                     raise AuthenticationError("unauthorized", _handshake_text(exc), status=status) from None
                 if status < 500:
-                    raise error_for("handshake_refused", _handshake_text(exc), status=status) from None
+                    raise error_for(code or "handshake_refused", _handshake_text(exc), status=status) from None
                 failure = exc
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 failure = exc
@@ -233,7 +236,7 @@ class Channel:
     def _dispatch(self, reply: codec.Reply) -> None:
         """Hand a reply to its frame; a bad_key refusal concerns the whole connection (the server closes next)."""
         self._retries.renew()  # progress: a later drop gets a fresh reconnect budget
-        if isinstance(reply, codec.ErrorReply) and reply.seq is None and reply.code == codec.BAD_KEY:
+        if isinstance(reply, codec.ErrorReply) and reply.seq is None and reply.code == ErrorCode.BAD_KEY:
             self._refusal = error_for(reply.code, reply.message)
             return
         self._frames.resolve(reply)
@@ -243,6 +246,15 @@ def _handshake_text(exc: InvalidStatus) -> str:
     """The refused handshake's status and body, for the error message."""
     body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
     return f"HTTP {exc.response.status_code} at the websocket handshake" + (f": {body[:300]}" if body else "")
+
+
+def _handshake_code(exc: InvalidStatus) -> str | None:
+    """The error code in a refused handshake's JSON body (`{"detail": {"code": ...}}`), if it has one."""
+    try:
+        detail = json.loads(exc.response.body or b"")["detail"]
+        return str(detail["code"]) if isinstance(detail, dict) and "code" in detail else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lrr_service.core.vocabulary import Mode
 from lrr_service.core import codec
 from lrr_service.clients.backoff import ReconnectPolicy, as_policy
 from lrr_service.clients.channel import Channel
@@ -92,15 +93,15 @@ class LRRClient:
 
     async def fit(self, chunk: np.ndarray) -> codec.AckReply:
         """Fit the session on `chunk` (samples, channels); returns the acknowledgement."""
-        return await self.request("fit", chunk)  # type: ignore[return-value]
+        return await self.request(Mode.FIT, chunk)  # type: ignore[return-value]
 
     async def transform(self, chunk: np.ndarray) -> np.ndarray:
         """Rereference `chunk` with the session's current weights."""
-        return (await self.request("transform", chunk)).data  # type: ignore[union-attr]
+        return (await self.request(Mode.TRANSFORM, chunk)).data  # type: ignore[union-attr]
 
     async def fit_transform(self, chunk: np.ndarray) -> np.ndarray:
         """Fit on `chunk`, then rereference it."""
-        return (await self.request("fit_transform", chunk)).data  # type: ignore[union-attr]
+        return (await self.request(Mode.FIT_TRANSFORM, chunk)).data  # type: ignore[union-attr]
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -122,18 +123,18 @@ class LRRClient:
 
     async def fit_stream(self, chunks: Chunks, *, max_in_flight: int | None = None) -> AsyncIterator[codec.AckReply]:
         """Pipelined fit: yields each chunk's acknowledgement, in order."""
-        async for reply in self.stream("fit", chunks, max_in_flight=max_in_flight):
+        async for reply in self.stream(Mode.FIT, chunks, max_in_flight=max_in_flight):
             yield reply  # type: ignore[misc]
 
     async def transform_stream(self, chunks: Chunks, *, max_in_flight: int | None = None) -> AsyncIterator[np.ndarray]:
         """Pipelined transform: yields each rereferenced chunk, in order."""
-        async for reply in self.stream("transform", chunks, max_in_flight=max_in_flight):
+        async for reply in self.stream(Mode.TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]
 
     async def fit_transform_stream(self, chunks: Chunks, *,
                                    max_in_flight: int | None = None) -> AsyncIterator[np.ndarray]:
         """Pipelined fit_transform: yields each rereferenced chunk, in order."""
-        async for reply in self.stream("fit_transform", chunks, max_in_flight=max_in_flight):
+        async for reply in self.stream(Mode.FIT_TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]
 
     # -- REST, bound to this key ------------------------------------------------------------

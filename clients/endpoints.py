@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit, urlunsplit
 
-MODES = ("fit", "transform", "fit_transform")
+from lrr_service.core.vocabulary import Mode
+
 
 _HTTP_FOR = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _WS_FOR = {"http": "ws", "https": "wss"}
@@ -21,8 +22,8 @@ def http_base(url: str) -> str:
 
 def websocket_url(url: str, key: str, mode: str) -> str:
     """The websocket endpoint /ws/{key}/{mode} of the server at `url`."""
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not a websocket channel; expected one of {', '.join(MODES)}")
+    if mode not in set(Mode):
+        raise ValueError(f"mode {mode!r} is not a websocket channel; expected one of {', '.join(Mode)}")
     parts = urlsplit(http_base(url))
     path = f"{parts.path}/ws/{quote(key, safe='')}/{mode}"
     return urlunsplit((_WS_FOR[parts.scheme], parts.netloc, path, "", ""))

@@ -6,7 +6,7 @@ Every server rejection becomes a `ServerError` subclass carrying the server's `c
 
 from __future__ import annotations
 
-from lrr_service.core import codec
+from lrr_service.core.vocabulary import ErrorCode
 
 
 class LRRClientError(Exception):
@@ -17,6 +17,7 @@ class ServerError(LRRClientError):
     """The server refused a request: `code` is its error code, `message` its explanation."""
 
     code: str = "unknown"
+    """The server's error code (an ErrorCode; a newer server's unknown code is kept as it came)."""
 
     def __init__(self, code: str, message: str, *, seq: int | None = None, status: int | None = None) -> None:
         where = f" (seq {seq})" if seq is not None else f" (HTTP {status})" if status is not None else ""
@@ -32,41 +33,41 @@ class FrameRejected(ServerError):
 
 
 class TextFrameError(FrameRejected):
-    code = codec.TEXT_FRAME
+    code = ErrorCode.TEXT_FRAME
 
 
 class BadMsgpackError(FrameRejected):
-    code = codec.BAD_MSGPACK
+    code = ErrorCode.BAD_MSGPACK
 
 
 class NotAMapError(FrameRejected):
-    code = codec.NOT_A_MAP
+    code = ErrorCode.NOT_A_MAP
 
 
 class MissingFieldError(FrameRejected):
-    code = codec.MISSING_FIELD
+    code = ErrorCode.MISSING_FIELD
 
 
 class BadFieldError(FrameRejected):
-    code = codec.BAD_FIELD
+    code = ErrorCode.BAD_FIELD
 
 
 class BadDtypeError(FrameRejected):
-    code = codec.BAD_DTYPE
+    code = ErrorCode.BAD_DTYPE
 
 
 class BadShapeError(FrameRejected):
-    code = codec.BAD_SHAPE
+    code = ErrorCode.BAD_SHAPE
 
 
 class SizeMismatchError(FrameRejected):
-    code = codec.SIZE_MISMATCH
+    code = ErrorCode.SIZE_MISMATCH
 
 
 class TooManyChannelsError(ServerError):
     """The chunk has more channels than the server accepts."""
 
-    code = codec.TOO_MANY_CHANNELS
+    code = ErrorCode.TOO_MANY_CHANNELS
 
 
 class ChunkNotFittedError(ServerError):
@@ -76,31 +77,31 @@ class ChunkNotFittedError(ServerError):
 class NonFiniteError(ChunkNotFittedError):
     """A fit chunk held NaN or Inf; the server skipped it and nothing changed."""
 
-    code = codec.NON_FINITE
+    code = ErrorCode.NON_FINITE
 
 
 class OutOfRangeError(ChunkNotFittedError):
     """A fit chunk held a sample beyond ±1e100 (its square would overflow); skipped, nothing changed."""
 
-    code = codec.OUT_OF_RANGE
+    code = ErrorCode.OUT_OF_RANGE
 
 
 class TooManySessionsError(ServerError):
     """The server holds its maximum number of sessions; no new session was made."""
 
-    code = codec.TOO_MANY_SESSIONS
+    code = ErrorCode.TOO_MANY_SESSIONS
 
 
 class BadKeyError(ServerError):
     """The stream key breaks the server's key rule."""
 
-    code = codec.BAD_KEY
+    code = ErrorCode.BAD_KEY
 
 
 class SettingsMismatchError(ServerError):
     """The session's settings cannot take the chunk's channel count (e.g. a group names a missing channel)."""
 
-    code = codec.SETTINGS_MISMATCH
+    code = ErrorCode.SETTINGS_MISMATCH
 
 
 class InvalidRequestError(ServerError):
@@ -112,55 +113,127 @@ class InvalidRequestError(ServerError):
 class OverCapacityError(ServerError):
     """Binding the session to this channel count would exceed the server's memory budget; nothing changed."""
 
-    code = codec.OVER_CAPACITY
+    code = ErrorCode.OVER_CAPACITY
 
 
 class InternalServerError(ServerError):
     """An unexpected server fault; the chunk or request was not applied."""
 
-    code = codec.INTERNAL
+    code = ErrorCode.INTERNAL
 
 
 class AuthenticationError(ServerError):
     """The server wants a (different) API token."""
 
-    code = "unauthorized"
+    code = ErrorCode.UNAUTHORIZED
 
 
 class UnknownSessionError(ServerError):
     """No session has this key (REST 404); chunks, PUT /streams/{key} or a weights upload create one."""
 
-    code = "unknown_session"
+    code = ErrorCode.UNKNOWN_SESSION
 
 
 class NoWeightsError(ServerError):
     """The session has no weights yet (it passes data through): fit it or upload weights first."""
 
-    code = "no_weights"
+    code = ErrorCode.NO_WEIGHTS
 
 
 class NoFitDataError(ServerError):
     """A solve was asked for but the session has no fit data since its last reset."""
 
-    code = "no_fit_data"
+    code = ErrorCode.NO_FIT_DATA
 
 
 class ChangedDuringSolveError(ServerError):
     """The session was reset or changed while solving; retrying the solve is safe."""
 
-    code = "changed_during_solve"
+    code = ErrorCode.CHANGED_DURING_SOLVE
 
 
 class BadCsvError(ServerError):
     """An uploaded weights CSV could not be parsed (the message names line and column)."""
 
-    code = "bad_csv"
+    code = ErrorCode.BAD_CSV
 
 
 class BadWeightsError(ServerError):
     """Uploaded weights parsed but cannot be applied (e.g. non-square for this session)."""
 
-    code = "bad_weights"
+    code = ErrorCode.BAD_WEIGHTS
+
+
+class SolveFailedError(ServerError):
+    """The engine could not solve; the previous weights stay in use."""
+
+    code = ErrorCode.SOLVE_FAILED
+
+
+class CheckpointFailedError(ServerError):
+    """The change could not be written to (or a file deleted from) the server's state dir."""
+
+    code = ErrorCode.CHECKPOINT_FAILED
+
+
+class BadSettingsError(InvalidRequestError):
+    """A settings body named an invalid value (HTTP 422); the message names the field."""
+
+    code = ErrorCode.BAD_SETTINGS
+
+
+class UploadRefusedError(ServerError):
+    """A weights upload that could not be read (empty, no `file` field, unreadable multipart)."""
+
+
+class EmptyUploadError(UploadRefusedError):
+    code = ErrorCode.EMPTY_UPLOAD
+
+
+class MissingFileError(UploadRefusedError):
+    code = ErrorCode.MISSING_FILE
+
+
+class BadMultipartError(UploadRefusedError):
+    code = ErrorCode.BAD_MULTIPART
+
+
+class CsvWorkerLostError(ServerError):
+    """The server's CSV worker died during the request; nothing changed, retrying is safe."""
+
+    code = ErrorCode.CSV_WORKER_LOST
+
+
+class RequestRefusedError(ServerError):
+    """The server refused the request before reading it (its host, origin, size or pace)."""
+
+
+class HostNotAllowedError(RequestRefusedError):
+    code = ErrorCode.HOST_NOT_ALLOWED
+
+
+class OriginNotAllowedError(RequestRefusedError):
+    code = ErrorCode.ORIGIN_NOT_ALLOWED
+
+
+class TooLargeError(RequestRefusedError):
+    code = ErrorCode.TOO_LARGE
+
+
+class RequestTimeoutError(RequestRefusedError):
+    code = ErrorCode.REQUEST_TIMEOUT
+
+
+class ServerBusyError(ServerError):
+    """The server is at one of its limits of concurrent work; retry shortly."""
+
+
+class TooManyRequestsError(ServerBusyError):
+    code = ErrorCode.TOO_MANY_REQUESTS
+
+
+class TooManyConnectionsError(ServerBusyError):
+    code = ErrorCode.TOO_MANY_CONNECTIONS
 
 
 class FrameTooLargeError(ServerError):
@@ -188,15 +261,19 @@ class ProtocolError(LRRClientError):
     """A server reply broke the wire contract of docs/protocol.md."""
 
 
-_BY_CODE: dict[str, type[ServerError]] = {
-    cls.code: cls
-    for cls in (TextFrameError, BadMsgpackError, NotAMapError, MissingFieldError, BadFieldError, BadDtypeError,
-                BadShapeError, SizeMismatchError, TooManyChannelsError, NonFiniteError, OutOfRangeError,
-                TooManySessionsError,
-                BadKeyError, SettingsMismatchError, OverCapacityError, InternalServerError,
-                AuthenticationError, InvalidRequestError, UnknownSessionError, NoWeightsError, NoFitDataError,
-                ChangedDuringSolveError, BadCsvError, BadWeightsError, FrameTooLargeError)
-}
+def _by_code() -> dict[str, type[ServerError]]:
+    """Every class above that stands for one code, by its code."""
+    found: dict[str, type[ServerError]] = {}
+    pending = [ServerError]
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        if "code" in vars(cls):
+            found[cls.code] = cls
+    return found
+
+
+_BY_CODE = _by_code()
 
 
 def error_for(code: str, message: str, *, seq: int | None = None, status: int | None = None) -> ServerError:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lrr_service.core.vocabulary import Mode
 from lrr_service.clients.client import LRRClient
 from lrr_service.clients.errors import ChunkNotFittedError
 
@@ -179,7 +180,7 @@ class LSLBridge:
             self.stats.samples_in += len(times)
             n_fit = self.window.split(times)
             if n_fit:
-                fit_acks.append((client.channel("fit").submit(data[:n_fit]), n_fit))
+                fit_acks.append((client.channel(Mode.FIT).submit(data[:n_fit]), n_fit))
                 if len(fit_acks) >= self.max_in_flight:
                     await self._settle_fits(fit_acks)
             if n_fit == len(times):
@@ -188,7 +189,7 @@ class LSLBridge:
                 await self._end_fitting(client, fit_acks)
                 solved = True
             fitting = self.window.fit_seconds is None
-            future = client.channel("fit_transform" if fitting else "transform").submit(data[n_fit:])
+            future = client.channel(Mode.FIT_TRANSFORM if fitting else Mode.TRANSFORM).submit(data[n_fit:])
             await queue.put(_Sent(future, stamps[n_fit:], data[n_fit:], fitting))
         await self._settle_fits(fit_acks)
         await queue.put(None)
@@ -230,7 +231,7 @@ class LSLBridge:
                 self.stats.samples_fitted += len(sent.stamps) if sent.fitting else 0
             except ChunkNotFittedError:
                 self.stats.samples_not_fitted += len(sent.stamps)
-                reply = await client.request("transform", sent.data)
+                reply = await client.request(Mode.TRANSFORM, sent.data)
             outlet.push_chunk(np.ascontiguousarray(reply.data), sent.stamps)
             self.stats.samples_out += len(sent.stamps)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lrr_service.core.vocabulary import Mode
 from lrr_service.core import codec
 from lrr_service.clients.backoff import ReconnectPolicy
 from lrr_service.clients.client import DEFAULT_MAX_IN_FLIGHT, LRRClient
@@ -98,17 +99,17 @@ class LRRClientSync:
 
     def fit_stream(self, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None) -> Iterator[codec.AckReply]:
         """Pipelined fit: yields each acknowledgement in order."""
-        yield from self.stream("fit", chunks, max_in_flight=max_in_flight)  # type: ignore[misc]
+        yield from self.stream(Mode.FIT, chunks, max_in_flight=max_in_flight)  # type: ignore[misc]
 
     def transform_stream(self, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None) -> Iterator[np.ndarray]:
         """Pipelined transform: yields each rereferenced chunk in order."""
-        for reply in self.stream("transform", chunks, max_in_flight=max_in_flight):
+        for reply in self.stream(Mode.TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]
 
     def fit_transform_stream(self, chunks: Iterable[np.ndarray], *,
                              max_in_flight: int | None = None) -> Iterator[np.ndarray]:
         """Pipelined fit_transform: yields each rereferenced chunk in order."""
-        for reply in self.stream("fit_transform", chunks, max_in_flight=max_in_flight):
+        for reply in self.stream(Mode.FIT_TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]
 
     # -- REST, bound to this key ------------------------------------------------------------

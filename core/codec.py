@@ -1,7 +1,8 @@
 """The websocket wire codec: msgpack frames <-> numpy arrays (contract: docs/protocol.md).
 
 Pure (numpy + msgpack, no I/O). Decoders validate everything a hostile peer can send and raise
-`FrameError` carrying a protocol error code; encoders pack arrays as msgpack bin without extra copies.
+`FrameError` carrying a protocol error code (core/vocabulary.py); encoders pack arrays as msgpack bin
+without extra copies.
 """
 
 from __future__ import annotations
@@ -14,46 +15,7 @@ from typing import Any, Final, NamedTuple, NoReturn
 import msgpack
 import numpy as np
 
-# --- error codes (the "code" of an error reply); meanings are in ERROR_CODES and docs/protocol.md ---
-
-TEXT_FRAME: Final = "text_frame"
-BAD_MSGPACK: Final = "bad_msgpack"
-NOT_A_MAP: Final = "not_a_map"
-MISSING_FIELD: Final = "missing_field"
-BAD_FIELD: Final = "bad_field"
-BAD_DTYPE: Final = "bad_dtype"
-BAD_SHAPE: Final = "bad_shape"
-SIZE_MISMATCH: Final = "size_mismatch"
-TOO_MANY_CHANNELS: Final = "too_many_channels"
-NON_FINITE: Final = "non_finite"
-OUT_OF_RANGE: Final = "out_of_range"
-TOO_MANY_SESSIONS: Final = "too_many_sessions"
-BAD_KEY: Final = "bad_key"
-SETTINGS_MISMATCH: Final = "settings_mismatch"
-INTERNAL: Final = "internal"
-OVER_CAPACITY: Final = "over_capacity"
-
-ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        TEXT_FRAME: "a text websocket message arrived; every message must be a binary msgpack map",
-        BAD_MSGPACK: "not decodable msgpack, not exactly one msgpack object, duplicate keys or ext types",
-        NOT_A_MAP: "valid msgpack, but the top-level object is not a map",
-        MISSING_FIELD: "a required field (seq, shape, dtype, data) is absent",
-        BAD_FIELD: "a field has the wrong type or is out of range (seq, shape, t0, fs, data not bin, ...)",
-        BAD_DTYPE: "dtype is not one of the accepted wire dtypes",
-        BAD_SHAPE: "shape is not two integers [n_samples, n_channels], each >= 1",
-        SIZE_MISMATCH: "len(data) differs from n_samples * n_channels * itemsize",
-        TOO_MANY_CHANNELS: "n_channels exceeds the server's channel limit",
-        NON_FINITE: "a chunk sent for fitting holds NaN or Inf; it was skipped and nothing changed",
-        OUT_OF_RANGE: "a chunk sent for fitting holds a sample beyond ±1e100, whose square would overflow "
-        "the statistics; it was skipped and nothing changed",
-        TOO_MANY_SESSIONS: "the server holds its maximum number of sessions; no new session was made",
-        BAD_KEY: "the session key is not 1-128 characters of [A-Za-z0-9._-]",
-        SETTINGS_MISMATCH: "the session's settings cannot take the chunk's channel count; nothing changed",
-        INTERNAL: "an unexpected server fault; the chunk was not applied",
-        OVER_CAPACITY: "binding the session to the chunk's channel count would exceed the server's memory budget",
-    }
-)
+from .vocabulary import ErrorCode
 
 # --- dtypes ---
 
@@ -82,7 +44,7 @@ _SHOWN_CHARS: Final = 60
 class FrameError(ValueError):
     """A frame broke the wire contract: `.code` is the protocol error code, `.seq` the chunk's seq or None."""
 
-    def __init__(self, code: str, message: str, seq: int | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, seq: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.seq = seq
@@ -232,10 +194,10 @@ def _raise_not_a_map(payload: bytes | bytearray | memoryview) -> NoReturn:
         value = unpacker.unpack()
         end = unpacker.tell()
     except Exception as exc:  # any failure of the parser on hostile bytes means "not msgpack"
-        raise FrameError(BAD_MSGPACK, f"{_explain_unpack_failure(exc)}; expected one msgpack map") from None
+        raise FrameError(ErrorCode.BAD_MSGPACK, f"{_explain_unpack_failure(exc)}; expected one msgpack map") from None
     if end != len(payload):
-        raise FrameError(BAD_MSGPACK, "more than one msgpack object in the message; expected exactly one map")
-    raise FrameError(NOT_A_MAP, f"the message is a msgpack {_kind(value)}; expected a msgpack map")
+        raise FrameError(ErrorCode.BAD_MSGPACK, "more than one msgpack object in the message; expected exactly one map")
+    raise FrameError(ErrorCode.NOT_A_MAP, f"the message is a msgpack {_kind(value)}; expected a msgpack map")
 
 
 def _unpack_fields(payload: bytes | bytearray | memoryview, binary_fields: frozenset[str]) -> dict[str, Any]:
@@ -246,7 +208,7 @@ def _unpack_fields(payload: bytes | bytearray | memoryview, binary_fields: froze
     """
     size = len(payload)
     if size == 0:
-        raise FrameError(BAD_MSGPACK, "empty message; expected one msgpack map")
+        raise FrameError(ErrorCode.BAD_MSGPACK, "empty message; expected one msgpack map")
     if payload[0] not in _MAP_HEADERS:
         _raise_not_a_map(payload)
     unpacker = _limited_unpacker(size)
@@ -259,7 +221,7 @@ def _unpack_fields(payload: bytes | bytearray | memoryview, binary_fields: froze
                 unpacker.unpack()
                 continue
             if key in fields:
-                raise FrameError(BAD_MSGPACK, f"duplicate key {_show(key)} in the map; expected each key once")
+                raise FrameError(ErrorCode.BAD_MSGPACK, f"duplicate key {_show(key)} in the map; expected each key once")
             if key in binary_fields:
                 start = unpacker.tell()
                 unpacker.skip()
@@ -272,10 +234,10 @@ def _unpack_fields(payload: bytes | bytearray | memoryview, binary_fields: froze
         raise
     except Exception as exc:  # any failure of the parser on hostile bytes means "not msgpack"
         message = f"{_explain_unpack_failure(exc)}; expected one msgpack map"
-        raise FrameError(BAD_MSGPACK, message, _valid_seq(fields.get("seq"))) from None
+        raise FrameError(ErrorCode.BAD_MSGPACK, message, _valid_seq(fields.get("seq"))) from None
     if end != size:
         message = f"{size - end} trailing bytes after the map; expected exactly one msgpack map"
-        raise FrameError(BAD_MSGPACK, message, _valid_seq(fields.get("seq")))
+        raise FrameError(ErrorCode.BAD_MSGPACK, message, _valid_seq(fields.get("seq")))
     return fields
 
 
@@ -287,7 +249,7 @@ def _require(fields: Mapping[str, Any], names: tuple[str, ...], seq: int | None)
     missing = [name for name in names if name not in fields]
     if missing:
         listed = ", ".join(repr(name) for name in missing)
-        raise FrameError(MISSING_FIELD, f"missing field(s) {listed}; expected all of {', '.join(names)}", seq)
+        raise FrameError(ErrorCode.MISSING_FIELD, f"missing field(s) {listed}; expected all of {', '.join(names)}", seq)
 
 
 def _read_seq(fields: Mapping[str, Any]) -> int:
@@ -296,7 +258,7 @@ def _read_seq(fields: Mapping[str, Any]) -> int:
     value = fields["seq"]
     seq = _valid_seq(value)
     if seq is None:
-        raise FrameError(BAD_FIELD, f"seq is {_show(value)} ({_kind(value)}); expected an integer 0 <= seq < 2**63")
+        raise FrameError(ErrorCode.BAD_FIELD, f"seq is {_show(value)} ({_kind(value)}); expected an integer 0 <= seq < 2**63")
     return seq
 
 
@@ -304,7 +266,7 @@ def _read_int(fields: Mapping[str, Any], name: str, seq: int | None) -> int:
     """A required non-negative integer field (booleans are not integers)."""
     value = fields[name]
     if type(value) is not int or value < 0:
-        raise FrameError(BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected an integer >= 0", seq)
+        raise FrameError(ErrorCode.BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected an integer >= 0", seq)
     return value
 
 
@@ -312,7 +274,7 @@ def _read_bool(fields: Mapping[str, Any], name: str, seq: int | None) -> bool:
     """A required boolean field."""
     value = fields[name]
     if type(value) is not bool:
-        raise FrameError(BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected true or false", seq)
+        raise FrameError(ErrorCode.BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected true or false", seq)
     return value
 
 
@@ -320,7 +282,7 @@ def _read_str(fields: Mapping[str, Any], name: str, seq: int | None) -> str:
     """A required string field."""
     value = fields[name]
     if type(value) is not str:
-        raise FrameError(BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected a string", seq)
+        raise FrameError(ErrorCode.BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected a string", seq)
     return value
 
 
@@ -329,7 +291,7 @@ def _read_dtype(fields: Mapping[str, Any], seq: int, accepted: Mapping[str, np.d
     name = _read_str(fields, "dtype", seq)
     dtype = accepted.get(name)
     if dtype is None:
-        raise FrameError(BAD_DTYPE, f"dtype {_show(name)} is not accepted; expected one of {', '.join(accepted)}", seq)
+        raise FrameError(ErrorCode.BAD_DTYPE, f"dtype {_show(name)} is not accepted; expected one of {', '.join(accepted)}", seq)
     return dtype
 
 
@@ -337,9 +299,9 @@ def _read_shape(fields: Mapping[str, Any], seq: int) -> tuple[int, int]:
     """The shape field: an array of two integers [n_samples, n_channels], each >= 1."""
     value = fields["shape"]
     if type(value) is not list:
-        raise FrameError(BAD_FIELD, f"shape is a {_kind(value)}; expected an array [n_samples, n_channels]", seq)
+        raise FrameError(ErrorCode.BAD_FIELD, f"shape is a {_kind(value)}; expected an array [n_samples, n_channels]", seq)
     if len(value) != 2 or any(type(dim) is not int or dim < 1 for dim in value):
-        raise FrameError(BAD_SHAPE, f"shape is {_show(value)}; expected [n_samples, n_channels], integers >= 1", seq)
+        raise FrameError(ErrorCode.BAD_SHAPE, f"shape is {_show(value)}; expected [n_samples, n_channels], integers >= 1", seq)
     return value[0], value[1]
 
 
@@ -350,7 +312,7 @@ def _read_bin(payload: bytes | bytearray | memoryview, fields: Mapping[str, Any]
     header_size = _BIN_HEADER_SIZES.get(header)
     if header_size is None:
         message = f"{name} is a msgpack {_kind_of_header(header)}; expected msgpack bin (raw bytes)"
-        raise FrameError(BAD_FIELD, message, seq)
+        raise FrameError(ErrorCode.BAD_FIELD, message, seq)
     return memoryview(payload)[span.start + header_size : span.end]
 
 
@@ -362,7 +324,7 @@ def _read_optional_number(fields: Mapping[str, Any], name: str, seq: int, *, pos
     valid = type(value) in (int, float) and math.isfinite(value) and (value > 0 or not positive)
     if not valid:
         wanted = "a finite number > 0" if positive else "a finite number"
-        raise FrameError(BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected {wanted}", seq)
+        raise FrameError(ErrorCode.BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected {wanted}", seq)
     return value
 
 
@@ -381,13 +343,13 @@ def _read_array(
     n_samples, n_channels = _read_shape(fields, seq)
     if max_channels is not None and n_channels > max_channels:
         raise FrameError(
-            TOO_MANY_CHANNELS, f"{n_channels} channels; expected at most {max_channels} channels per chunk", seq
+            ErrorCode.TOO_MANY_CHANNELS, f"{n_channels} channels; expected at most {max_channels} channels per chunk", seq
         )
     data = _read_bin(payload, fields, "data", seq)
     expected_bytes = n_samples * n_channels * dtype.itemsize
     if len(data) != expected_bytes:
         raise FrameError(
-            SIZE_MISMATCH,
+            ErrorCode.SIZE_MISMATCH,
             f"data holds {len(data)} bytes; expected {expected_bytes} = {n_samples} samples x {n_channels} "
             f"channels x {dtype.itemsize} bytes ({dtype.str})",
             seq,
@@ -462,7 +424,7 @@ def decode_reply(payload: bytes | bytearray | memoryview) -> Reply:
         return _decode_ack_reply(fields)
     if reply_type == "error":
         return _decode_error_reply(fields)
-    raise FrameError(BAD_FIELD, f"type is {_show(reply_type)}; expected 'chunk', 'ack' or 'error'", seq)
+    raise FrameError(ErrorCode.BAD_FIELD, f"type is {_show(reply_type)}; expected 'chunk', 'ack' or 'error'", seq)
 
 
 # --- encoding ---

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.service.context import ServiceContext
 from lrr_service.service.sites import SitePolicy
 
@@ -32,20 +33,13 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods a cross-site page may send without an Origin check: they change nothing."""
 UPLOAD_PATH = re.compile(r"/streams/[^/]+/weights")
 
-HOST_NOT_ALLOWED = "host_not_allowed"
-ORIGIN_NOT_ALLOWED = "origin_not_allowed"
-UNAUTHORIZED = "unauthorized"
-TOO_LARGE = "too_large"
-REQUEST_TIMEOUT = "request_timeout"
-TOO_MANY_REQUESTS = "too_many_requests"
-
 
 @dataclass(frozen=True)
 class Refusal:
     """An answer given at the gate: HTTP status, error code, message, extra headers."""
 
     status: int
-    code: str
+    code: ErrorCode
     message: str
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -84,22 +78,22 @@ class Gate:
         """Host, then Origin, then the token: the first check the request fails, or None."""
         host = headers.get("host")
         if not self.sites.host_allowed(host):
-            return Refusal(400, HOST_NOT_ALLOWED, f"this server does not answer to the host name in Host: {host!r}; "
+            return Refusal(400, ErrorCode.HOST_NOT_ALLOWED, f"this server does not answer to the host name in Host: {host!r}; "
                            "use its address (e.g. 127.0.0.1), or list the name in LRR_ALLOWED_HOSTS")  # fmt: skip
         origin = headers.get("origin")
         websocket = scope["type"] == "websocket"
         checked = websocket or scope["method"] not in SAFE_METHODS
         if origin is not None and checked and not self.sites.origin_allowed(origin, host):
             what = "websocket" if websocket else f"{scope['method']} request"
-            return Refusal(403, ORIGIN_NOT_ALLOWED, f"a {what} from the web page at {origin!r} was refused: "
+            return Refusal(403, ErrorCode.ORIGIN_NOT_ALLOWED, f"a {what} from the web page at {origin!r} was refused: "
                            "pages of other sites may not use this server; list the origin in "
                            "LRR_ALLOWED_ORIGINS if it should")  # fmt: skip
         auth = self.context.auth
         if websocket and not auth.accepts_websocket(headers, QueryParams(scope["query_string"])):
-            return Refusal(403, UNAUTHORIZED, "missing or wrong API token; send 'Authorization: Bearer <token>' "
+            return Refusal(403, ErrorCode.UNAUTHORIZED, "missing or wrong API token; send 'Authorization: Bearer <token>' "
                            "or add ?token=<token> to the URL")  # fmt: skip
         if not websocket and not auth.accepts_rest(headers):
-            return Refusal(401, UNAUTHORIZED, "missing or wrong API token; send 'Authorization: Bearer <token>'",
+            return Refusal(401, ErrorCode.UNAUTHORIZED, "missing or wrong API token; send 'Authorization: Bearer <token>'",
                            {"WWW-Authenticate": "Bearer"})  # fmt: skip
         return None
 
@@ -125,7 +119,7 @@ class Gate:
         headers = Headers(scope=scope)
         refusal = self._refusal(scope, headers)
         if refusal is None and scope["path"] not in UNLIMITED_PATHS and self.in_progress >= self.max_requests:
-            refusal = Refusal(503, TOO_MANY_REQUESTS, f"the server is answering its maximum of {self.max_requests} "
+            refusal = Refusal(503, ErrorCode.TOO_MANY_REQUESTS, f"the server is answering its maximum of {self.max_requests} "
                               "HTTP requests at once (LRR_MAX_HTTP_REQUESTS); retry shortly",
                               {"Retry-After": "1"})  # fmt: skip
         if refusal is not None:
@@ -157,7 +151,7 @@ class Gate:
                 await self.app(scope, _replay(body, receive), tracked_send)
         except BodyStalled:
             if not started:
-                await self._refuse(send, Refusal(408, REQUEST_TIMEOUT, f"no part of the request body arrived for "
+                await self._refuse(send, Refusal(408, ErrorCode.REQUEST_TIMEOUT, f"no part of the request body arrived for "
                                                  f"{self.timeout:g} s (LRR_CLIENT_TIMEOUT_SECONDS); send the body "
                                                  "without pausing"))  # fmt: skip
 
@@ -166,7 +160,7 @@ class Gate:
         or None when the client left before sending all of it."""
         declared = headers.get("content-length")
         limit = self.max_body_bytes
-        too_large = Refusal(413, TOO_LARGE, f"the request body exceeds {limit} bytes (LRR_MAX_BODY_BYTES); "
+        too_large = Refusal(413, ErrorCode.TOO_LARGE, f"the request body exceeds {limit} bytes (LRR_MAX_BODY_BYTES); "
                             "settings and other JSON bodies are far smaller")  # fmt: skip
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return too_large

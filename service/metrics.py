@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 
-ROUTES = ("fit", "transform", "fit_transform")
+from lrr_service.core.vocabulary import Mode
+
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 SOLVE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -58,7 +59,7 @@ class ServiceMetrics:
         self.uploads = Counter("lrr_weights_uploads", "Weight matrices uploaded and applied.", registry=r)
         self.routes = {
             route: RouteMetrics(self._frames.labels(route), self._samples.labels(route), self._latency.labels(route))
-            for route in ROUTES
+            for route in Mode
         }
 
     def render(self) -> bytes:

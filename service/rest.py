@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from lrr_service.core.errors import ChannelCountError, SettingsError, WeightsError
 from lrr_service.core.settings import LRRSettings
+from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.core.weights_csv import WeightsCsvError
 from lrr_service.service.capacity import CapacityError
 from lrr_service.service.context import ServiceContext, get_context
@@ -31,7 +32,7 @@ from lrr_service.service.uploads import UploadError, is_large_upload, read_csv_u
 Context = Annotated[ServiceContext, Depends(get_context)]
 
 
-def api_error(context: ServiceContext, status_code: int, code: str, message: str, **extra: Any) -> NoReturn:
+def api_error(context: ServiceContext, status_code: int, code: ErrorCode, message: str, **extra: Any) -> NoReturn:
     """Raise an HTTP error whose body says what was wrong and what was expected; counted by code."""
     context.metrics.errors.labels(code).inc()
     raise HTTPException(status_code, detail={"code": code, "message": message, **extra})
@@ -42,7 +43,7 @@ async def stream_key(key: str, context: Context) -> str:
     try:
         return validate_key(key)
     except InvalidKeyError as exc:
-        api_error(context, status.HTTP_400_BAD_REQUEST, "bad_key", str(exc))
+        api_error(context, status.HTTP_400_BAD_REQUEST, ErrorCode.BAD_KEY, str(exc))
 
 
 Key = Annotated[str, Depends(stream_key)]
@@ -55,7 +56,7 @@ def existing_session(context: ServiceContext, key: str) -> Session:
     try:
         return context.registry.require(key)
     except UnknownSessionError as exc:
-        api_error(context, status.HTTP_404_NOT_FOUND, "unknown_session",
+        api_error(context, status.HTTP_404_NOT_FOUND, ErrorCode.UNKNOWN_SESSION,
                   f"{exc}; sessions are created by the first chunk on /ws/{key}/..., "
                   f"PUT /streams/{key} or PUT /streams/{key}/weights")  # fmt: skip
 
@@ -67,7 +68,7 @@ def new_or_existing_session(
     try:
         return context.registry.get_or_create(key, settings)
     except SessionLimitError as exc:
-        api_error(context, status.HTTP_429_TOO_MANY_REQUESTS, "too_many_sessions", str(exc))
+        api_error(context, status.HTTP_429_TOO_MANY_REQUESTS, ErrorCode.TOO_MANY_SESSIONS, str(exc))
 
 
 async def persist(context: ServiceContext, session: Session, reason: str) -> None:
@@ -75,7 +76,7 @@ async def persist(context: ServiceContext, session: Session, reason: str) -> Non
     try:
         await context.checkpointer.checkpoint(session, reason)
     except Exception as exc:
-        api_error(context, status.HTTP_500_INTERNAL_SERVER_ERROR, "checkpoint_failed",
+        api_error(context, status.HTTP_500_INTERNAL_SERVER_ERROR, ErrorCode.CHECKPOINT_FAILED,
                   f"the change is applied but could not be written to disk ({exc}); "
                   "it will be retried with the next periodic checkpoint")  # fmt: skip
 
@@ -128,7 +129,7 @@ async def put_stream(key: Key, body: SessionSettingsBody, context: Context, resp
     try:
         settings = body.to_settings(context.settings.session_default_dict(), context.settings.max_channels)
     except SettingsError as exc:
-        context.metrics.errors.labels("bad_settings").inc()
+        context.metrics.errors.labels(ErrorCode.BAD_SETTINGS).inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=settings_field_errors(str(exc))) from None
     existing = context.registry.get(key)
     if existing is not None and existing.engine.settings == settings:
@@ -160,7 +161,7 @@ async def delete_stream(key: Key, context: Context) -> Response:
     try:
         await context.checkpointer.delete(session)
     except OSError as exc:
-        api_error(context, status.HTTP_500_INTERNAL_SERVER_ERROR, "checkpoint_failed",
+        api_error(context, status.HTTP_500_INTERNAL_SERVER_ERROR, ErrorCode.CHECKPOINT_FAILED,
                   f"session {key!r} was not deleted: its checkpoint file could not be removed ({exc}); nothing "
                   "changed: make the state dir (LRR_STATE_DIR) writable and retry")  # fmt: skip
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -183,13 +184,13 @@ async def solve_stream(key: Key, context: Context) -> dict[str, Any]:
     replaced = session.engine.weights_source == "uploaded"
     outcome = await context.scheduler.solve_now(session)
     if outcome.reason == "no_data":
-        api_error(context, status.HTTP_409_CONFLICT, "no_fit_data",
+        api_error(context, status.HTTP_409_CONFLICT, ErrorCode.NO_FIT_DATA,
                   f"no fit data accepted since the last reset; send chunks to /ws/{key}/fit first")  # fmt: skip
     if outcome.reason == "stale":
-        api_error(context, status.HTTP_409_CONFLICT, "changed_during_solve",
+        api_error(context, status.HTTP_409_CONFLICT, ErrorCode.CHANGED_DURING_SOLVE,
                   "the session was reset or given new settings or weights during the solve; retry")  # fmt: skip
     if not outcome.installed:
-        api_error(context, status.HTTP_500_INTERNAL_SERVER_ERROR, "solve_failed",
+        api_error(context, status.HTTP_500_INTERNAL_SERVER_ERROR, ErrorCode.SOLVE_FAILED,
                   "the solve failed; the previous weights stay in use (see the server log)")  # fmt: skip
     await persist(context, session, "solve_requested")
     engine = session.engine
@@ -208,13 +209,13 @@ async def get_weights(key: Key, context: Context) -> Response:
     engine = existing_session(context, key).engine
     weights = engine.weights
     if weights is None:
-        api_error(context, status.HTTP_404_NOT_FOUND, "no_weights",
+        api_error(context, status.HTTP_404_NOT_FOUND, ErrorCode.NO_WEIGHTS,
                   f"session {key!r} has no weights yet (identity); fit it or upload weights first")  # fmt: skip
     filename = f"{key}-weights-v{engine.weights_version}.csv"
     try:
         pieces = await context.csv.format(weights)  # a second at 1024 channels: out of the server process
     except CsvWorkerLost as exc:
-        api_error(context, status.HTTP_503_SERVICE_UNAVAILABLE, "csv_worker_lost", str(exc))
+        api_error(context, status.HTTP_503_SERVICE_UNAVAILABLE, ErrorCode.CSV_WORKER_LOST, str(exc))
     headers = {"Content-Disposition": f'attachment; filename="{filename}"',
                "Content-Length": str(sum(map(len, pieces)))}  # fmt: skip
     return StreamingResponse(_each(pieces), media_type="text/csv", headers=headers)
@@ -242,10 +243,10 @@ async def read_weights_upload(request: Request, context: ServiceContext) -> np.n
         try:
             return await context.csv.parse(pieces, context.settings.max_channels)
         except WeightsCsvError as exc:
-            api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_csv", str(exc),
+            api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, ErrorCode.BAD_CSV, str(exc),
                       row=exc.row, column=exc.column)  # fmt: skip
         except CsvWorkerLost as exc:
-            api_error(context, status.HTTP_503_SERVICE_UNAVAILABLE, "csv_worker_lost", str(exc))
+            api_error(context, status.HTTP_503_SERVICE_UNAVAILABLE, ErrorCode.CSV_WORKER_LOST, str(exc))
 
 
 @router.put("/streams/{key}/weights", tags=["weights"])
@@ -261,7 +262,7 @@ async def put_weights(
     bound = session.engine.n_channels  # re-checked by the engine under the lock (ChannelCountError)
     n = weights.shape[0]
     if bound is not None and bound != n and not replace:
-        api_error(context, status.HTTP_409_CONFLICT, "size_mismatch",
+        api_error(context, status.HTTP_409_CONFLICT, ErrorCode.SIZE_MISMATCH,
                   f"the weights are {n}x{n} but session {key!r} has {bound} channels; upload a {bound}x{bound} "
                   f"matrix, or add ?replace=true to reset the session to {n} channels",
                   n_channels=bound, got=n)  # fmt: skip
@@ -276,7 +277,7 @@ async def put_weights(
         if created:
             context.registry.discard_if_unused(session)
         if isinstance(exc, CapacityError):
-            api_error(context, status.HTTP_507_INSUFFICIENT_STORAGE, "over_capacity", str(exc))
-        api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, "bad_weights", str(exc))
+            api_error(context, status.HTTP_507_INSUFFICIENT_STORAGE, ErrorCode.OVER_CAPACITY, str(exc))
+        api_error(context, status.HTTP_422_UNPROCESSABLE_ENTITY, ErrorCode.BAD_WEIGHTS, str(exc))
     await persist(context, session, "weights_uploaded")
     return session.describe()

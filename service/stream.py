@@ -16,13 +16,6 @@ import numpy as np
 
 from lrr_service.core import MAX_FIT_MAGNITUDE, BadSample, first_bad_sample
 from lrr_service.core.codec import (
-    INTERNAL,
-    NON_FINITE,
-    OUT_OF_RANGE,
-    OVER_CAPACITY,
-    SETTINGS_MISMATCH,
-    TEXT_FRAME,
-    TOO_MANY_SESSIONS,
     Chunk,
     FrameError,
     decode_chunk,
@@ -31,13 +24,11 @@ from lrr_service.core.codec import (
     encode_error,
 )
 from lrr_service.core.errors import SettingsError
+from lrr_service.core.vocabulary import ErrorCode, Mode
 from lrr_service.service.capacity import CapacityError
 from lrr_service.service.context import ServiceContext
 from lrr_service.service.logs import log_event
 from lrr_service.service.sessions import Session, SessionLimitError, check_settings_fit
-
-FIT, TRANSFORM, FIT_TRANSFORM = "fit", "transform", "fit_transform"
-STREAM_ROUTES = (FIT, TRANSFORM, FIT_TRANSFORM)
 
 
 class RejectedChunk(Exception):
@@ -51,11 +42,11 @@ class RejectedChunk(Exception):
 class StreamChannel:
     """One websocket connection's protocol state: its stream key, route and cached session."""
 
-    def __init__(self, key: str, route: str, context: ServiceContext) -> None:
+    def __init__(self, key: str, route: Mode | str, context: ServiceContext) -> None:
         self.key = key
-        self.route = route
-        self.fits = route in (FIT, FIT_TRANSFORM)
-        self.transforms = route in (TRANSFORM, FIT_TRANSFORM)
+        self.route = route = Mode(route)
+        self.fits = route.fits
+        self.transforms = route.transforms
         self.context = context
         self.registry = context.registry
         self.scheduler = context.scheduler
@@ -66,7 +57,7 @@ class StreamChannel:
 
     def on_text(self) -> bytes:
         """Text frames are not part of the protocol: explain, keep the connection."""
-        return self._reject(TEXT_FRAME, "a text message arrived; send each chunk as one binary msgpack map", None)
+        return self._reject(ErrorCode.TEXT_FRAME, "a text message arrived; send each chunk as one binary msgpack map", None)
 
     async def on_binary(self, payload: bytes) -> bytes:
         """Process one chunk frame and return the reply frame (chunk, ack or error)."""
@@ -80,7 +71,7 @@ class StreamChannel:
             try:
                 session, created = self.registry.get_or_create(self.key)
             except SessionLimitError as exc:
-                return self._reject(TOO_MANY_SESSIONS, str(exc), chunk.seq)
+                return self._reject(ErrorCode.TOO_MANY_SESSIONS, str(exc), chunk.seq)
             self._session = session
         epoch = session.epoch
         try:
@@ -95,7 +86,7 @@ class StreamChannel:
         except Exception as exc:  # a bug, not bad input: say so, keep serving
             log_event("chunk_failed", logging.ERROR, key=self.key, route=self.route, seq=chunk.seq,
                       error=f"{type(exc).__name__}: {exc}", exc_info=True)  # fmt: skip
-            return self._reject(INTERNAL, self._internal_message(session.epoch != epoch), chunk.seq)
+            return self._reject(ErrorCode.INTERNAL, self._internal_message(session.epoch != epoch), chunk.seq)
         metrics = self.route_metrics
         metrics.frames.inc()
         metrics.samples.inc(chunk.data.shape[0])
@@ -174,12 +165,12 @@ class StreamChannel:
         try:
             check_settings_fit(session.engine.settings, data.shape[1])
         except SettingsError as exc:
-            raise RejectedChunk(SETTINGS_MISMATCH, f"{exc}; change the session's settings (PUT /streams/"
+            raise RejectedChunk(ErrorCode.SETTINGS_MISMATCH, f"{exc}; change the session's settings (PUT /streams/"
                                 f"{session.key}) or send chunks with a matching channel count") from None  # fmt: skip
         try:
             self.registry.check_capacity(session.key, data.shape[1])
         except CapacityError as exc:
-            raise RejectedChunk(OVER_CAPACITY, str(exc)) from None
+            raise RejectedChunk(ErrorCode.OVER_CAPACITY, str(exc)) from None
         if self.fits:
             bad = first_bad_sample(data)
             if bad is not None:
@@ -190,11 +181,11 @@ class StreamChannel:
         """The refusal of a fit chunk the statistics cannot take, naming its first bad sample so the
         sender can find it: `out_of_range` for a finite sample beyond ±MAX_FIT_MAGNITUDE, else `non_finite`."""
         if bad is not None and bad.finite:
-            return RejectedChunk(OUT_OF_RANGE, f"the chunk holds {bad.describe()}, beyond ±{MAX_FIT_MAGNITUDE:g}: "
+            return RejectedChunk(ErrorCode.OUT_OF_RANGE, f"the chunk holds {bad.describe()}, beyond ±{MAX_FIT_MAGNITUDE:g}: "
                                  "its square would overflow the statistics; it was not fitted, nothing changed: "
                                  "send samples in physical units (volts, microvolts or ADC counts)")  # fmt: skip
         where = f" (first at sample {bad.sample}, channel {bad.channel})" if bad is not None else ""
-        return RejectedChunk(NON_FINITE, f"the chunk holds NaN or infinity{where}; it was not fitted, nothing "
+        return RejectedChunk(ErrorCode.NON_FINITE, f"the chunk holds NaN or infinity{where}; it was not fitted, nothing "
                              "changed: send finite samples (drop or interpolate bad ones)")  # fmt: skip
 
     def _internal_message(self, session_changed: bool) -> str:

@@ -6,6 +6,8 @@ from fastapi import Request, status
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from lrr_service.core.vocabulary import ErrorCode
+
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Room for multipart boundaries and part headers on top of the CSV itself."""
 
@@ -16,14 +18,14 @@ LARGE_UPLOAD_BYTES = 1024 * 1024
 class UploadError(Exception):
     """An upload that could not be read: `.status_code` (400 or 413) and protocol `.code`."""
 
-    def __init__(self, status_code: int, code: str, message: str) -> None:
+    def __init__(self, status_code: int, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
 
 
 def _too_large(limit: int, what: str) -> UploadError:
-    return UploadError(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large",
+    return UploadError(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, ErrorCode.TOO_LARGE,
                        f"{what} exceeds the upload limit of {limit} bytes (LRR_MAX_CSV_BYTES); "
                        "expected a CSV of at most LRR_MAX_CHANNELS x LRR_MAX_CHANNELS values")  # fmt: skip
 
@@ -43,7 +45,7 @@ async def read_csv_upload(request: Request, limit: int) -> list[bytes]:
         raise _too_large(limit, f"the request body ({declared} bytes)")
     pieces = [await _read_multipart_file(request, limit)] if is_multipart else await _read_body(request, limit)
     if all(piece.isspace() or not piece for piece in pieces):  # no strip(): it would copy the upload
-        raise UploadError(status.HTTP_400_BAD_REQUEST, "empty_upload",
+        raise UploadError(status.HTTP_400_BAD_REQUEST, ErrorCode.EMPTY_UPLOAD,
                           "the upload is empty; expected CSV text, n lines of n comma-separated numbers")  # fmt: skip
     return pieces
 
@@ -64,12 +66,12 @@ async def _read_multipart_file(request: Request, limit: int) -> bytes:
     try:
         form = await request.form(max_files=1, max_fields=16, max_part_size=limit)
     except HTTPException as exc:  # starlette's own class (FastAPI's is a subclass): multipart parse failures
-        raise UploadError(status.HTTP_400_BAD_REQUEST, "bad_multipart",
+        raise UploadError(status.HTTP_400_BAD_REQUEST, ErrorCode.BAD_MULTIPART,
                           f"the multipart body could not be read: {exc.detail}") from None  # fmt: skip
     try:
         field = form.get("file")
         if field is None:
-            raise UploadError(status.HTTP_400_BAD_REQUEST, "missing_file",
+            raise UploadError(status.HTTP_400_BAD_REQUEST, ErrorCode.MISSING_FILE,
                               f"the multipart body has no field named 'file' (fields: {sorted(form.keys())}); "
                               "send the CSV as -F file=@weights.csv")  # fmt: skip
         if isinstance(field, UploadFile):

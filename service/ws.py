@@ -11,18 +11,15 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import JSONResponse
 
-from lrr_service.core.codec import BAD_KEY, encode_error
+from lrr_service.core.codec import encode_error
+from lrr_service.core.vocabulary import ErrorCode, Mode
 from lrr_service.service.context import ServiceContext
 from lrr_service.service.keys import InvalidKeyError, validate_key
-from lrr_service.service.stream import STREAM_ROUTES, StreamChannel
+from lrr_service.service.stream import StreamChannel
 
 router = APIRouter()
 
-TOO_MANY_CONNECTIONS = "too_many_connections"
-"""REST-style code of the 503 handshake refusal (not a frame error code: no frame is exchanged)."""
-
-
-async def serve_stream(websocket: WebSocket, key: str, route: str) -> None:
+async def serve_stream(websocket: WebSocket, key: str, route: Mode) -> None:
     """Take one of the LRR_MAX_CONNECTIONS stream slots, then serve the stream (the gate checked the token)."""
     context: ServiceContext = websocket.app.state.context
     if context.open_streams >= context.settings.max_connections:
@@ -37,9 +34,9 @@ async def serve_stream(websocket: WebSocket, key: str, route: str) -> None:
 
 async def refuse_busy(websocket: WebSocket, context: ServiceContext) -> None:
     """Refuse the handshake with HTTP 503 saying why: the server holds LRR_MAX_CONNECTIONS streams."""
-    context.metrics.errors.labels(TOO_MANY_CONNECTIONS).inc()
+    context.metrics.errors.labels(ErrorCode.TOO_MANY_CONNECTIONS).inc()
     limit = context.settings.max_connections
-    detail = {"code": TOO_MANY_CONNECTIONS,
+    detail = {"code": ErrorCode.TOO_MANY_CONNECTIONS,
               "message": f"the server holds its maximum of {limit} websocket streams (LRR_MAX_CONNECTIONS); "
                          "retry later or close unused connections"}  # fmt: skip
     await websocket.send_denial_response(
@@ -47,14 +44,14 @@ async def refuse_busy(websocket: WebSocket, context: ServiceContext) -> None:
     )
 
 
-async def serve_accepted(websocket: WebSocket, context: ServiceContext, key: str, route: str) -> None:
+async def serve_accepted(websocket: WebSocket, context: ServiceContext, key: str, route: Mode) -> None:
     """Accept, validate the key, then answer every message in order until the client leaves."""
     await websocket.accept()
     try:
         validate_key(key)
     except InvalidKeyError as exc:
-        context.metrics.errors.labels(BAD_KEY).inc()
-        await websocket.send_bytes(encode_error(BAD_KEY, str(exc)))
+        context.metrics.errors.labels(ErrorCode.BAD_KEY).inc()
+        await websocket.send_bytes(encode_error(ErrorCode.BAD_KEY, str(exc)))
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="invalid stream key")
         return
     channel = StreamChannel(key, route, context)
@@ -78,7 +75,7 @@ async def serve_accepted(websocket: WebSocket, context: ServiceContext, key: str
         connections.dec()
 
 
-def _add_stream_route(route: str) -> None:
+def _add_stream_route(route: Mode) -> None:
     """Register /ws/{key}/<route>."""
 
     async def endpoint(websocket: WebSocket, key: str) -> None:
@@ -89,5 +86,5 @@ def _add_stream_route(route: str) -> None:
     router.add_api_websocket_route(f"/ws/{{key}}/{route}", endpoint, name=f"ws_{route}")
 
 
-for _route in STREAM_ROUTES:
+for _route in Mode:
     _add_stream_route(_route)

@@ -6,42 +6,43 @@ import msgpack
 import numpy as np
 import pytest
 
+from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.clients import LRRClient, ServerError
 from lrr_service.clients import errors
 from lrr_service.core import codec
 
 FRAME_CODES = {
-    codec.TEXT_FRAME: errors.TextFrameError,
-    codec.BAD_MSGPACK: errors.BadMsgpackError,
-    codec.NOT_A_MAP: errors.NotAMapError,
-    codec.MISSING_FIELD: errors.MissingFieldError,
-    codec.BAD_FIELD: errors.BadFieldError,
-    codec.BAD_DTYPE: errors.BadDtypeError,
-    codec.BAD_SHAPE: errors.BadShapeError,
-    codec.SIZE_MISMATCH: errors.SizeMismatchError,
+    ErrorCode.TEXT_FRAME: errors.TextFrameError,
+    ErrorCode.BAD_MSGPACK: errors.BadMsgpackError,
+    ErrorCode.NOT_A_MAP: errors.NotAMapError,
+    ErrorCode.MISSING_FIELD: errors.MissingFieldError,
+    ErrorCode.BAD_FIELD: errors.BadFieldError,
+    ErrorCode.BAD_DTYPE: errors.BadDtypeError,
+    ErrorCode.BAD_SHAPE: errors.BadShapeError,
+    ErrorCode.SIZE_MISMATCH: errors.SizeMismatchError,
 }
 
 # Hand-made messages that break the contract in one way each; the reply must come back as the right type.
 MALFORMED = {
-    codec.TEXT_FRAME: "hello",
-    codec.BAD_MSGPACK: b"\xc1",
-    codec.NOT_A_MAP: msgpack.packb([1, 2, 3]),
-    codec.MISSING_FIELD: msgpack.packb({"seq": 0, "shape": [1, 1], "dtype": "<f4"}),
-    codec.BAD_FIELD: msgpack.packb({"seq": 0, "shape": [1, 1], "dtype": "<f4", "data": "text"}),
-    codec.BAD_DTYPE: msgpack.packb({"seq": 0, "shape": [1, 1], "dtype": "<c8", "data": b"\0" * 8}),
-    codec.BAD_SHAPE: msgpack.packb({"seq": 0, "shape": [1, 0], "dtype": "<f4", "data": b""}),
-    codec.SIZE_MISMATCH: msgpack.packb({"seq": 0, "shape": [2, 4], "dtype": "<f4", "data": b"\0" * 24}),
+    ErrorCode.TEXT_FRAME: "hello",
+    ErrorCode.BAD_MSGPACK: b"\xc1",
+    ErrorCode.NOT_A_MAP: msgpack.packb([1, 2, 3]),
+    ErrorCode.MISSING_FIELD: msgpack.packb({"seq": 0, "shape": [1, 1], "dtype": "<f4"}),
+    ErrorCode.BAD_FIELD: msgpack.packb({"seq": 0, "shape": [1, 1], "dtype": "<f4", "data": "text"}),
+    ErrorCode.BAD_DTYPE: msgpack.packb({"seq": 0, "shape": [1, 1], "dtype": "<c8", "data": b"\0" * 8}),
+    ErrorCode.BAD_SHAPE: msgpack.packb({"seq": 0, "shape": [1, 0], "dtype": "<f4", "data": b""}),
+    ErrorCode.SIZE_MISMATCH: msgpack.packb({"seq": 0, "shape": [2, 4], "dtype": "<f4", "data": b"\0" * 24}),
 }
 
 
-def test_every_protocol_error_code_has_its_own_exception_type_that_keeps_code_message_and_seq():
-    assert set(codec.ERROR_CODES) <= {cls.code for cls in vars(errors).values()
-                                      if isinstance(cls, type) and issubclass(cls, ServerError)}
-    for code in codec.ERROR_CODES:
+def test_every_error_code_has_its_own_exception_type_that_keeps_code_message_and_seq():
+    assert set(ErrorCode) <= {cls.code for cls in vars(errors).values()
+                              if isinstance(cls, type) and issubclass(cls, ServerError)}  # fmt: skip
+    for code in ErrorCode:
         error = errors.error_for(code, "what was wrong", seq=3)
         assert type(error).code == code and error.code == code
         assert (error.message, error.seq) == ("what was wrong", 3)
-    assert len({type(errors.error_for(code, "")) for code in codec.ERROR_CODES}) == len(codec.ERROR_CODES)
+    assert len({type(errors.error_for(code, "")) for code in ErrorCode}) == len(ErrorCode)
     unknown = errors.error_for("brand_new_code", "later server", status=418)
     assert type(unknown) is ServerError and unknown.code == "brand_new_code" and unknown.status == 418
 

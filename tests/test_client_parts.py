@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 
+from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.clients.backoff import ReconnectPolicy, RetryBudget, as_policy
 from lrr_service.clients.endpoints import http_base, stream_path, websocket_url
 from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
@@ -119,7 +120,7 @@ async def test_in_flight_matches_replies_by_seq_and_unreadable_ones_to_the_oldes
         frames.mark_sent(seq)
     assert frames.unsent() == 1 and frames.to_send(0) is None and frames.to_send(3) == b"frame3"
     frames.resolve(codec.AckReply(seq=1, n_samples=5, weights_version=0, reset=False))
-    frames.resolve(codec.ErrorReply(code=codec.BAD_MSGPACK, message="garbled", seq=None))
+    frames.resolve(codec.ErrorReply(code=ErrorCode.BAD_MSGPACK, message="garbled", seq=None))
     assert futures[1].result().n_samples == 5
     assert isinstance(futures[0].exception(), BadMsgpackError)  # the oldest frame on this connection
     assert frames.seqs() == (2, 3)

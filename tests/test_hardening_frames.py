@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
 from lrr_service.core import LRR, LRRSettings
 from lrr_service.core.codec import AckReply, ErrorReply, encode_chunk
@@ -34,7 +35,7 @@ except ImportError:
 
 pytestmark = pytest.mark.timeout(60)
 
-OUT_OF_RANGE = "out_of_range"  # core.codec.OUT_OF_RANGE once fixed; spelled out so the old code can import this module
+OUT_OF_RANGE = "out_of_range"  # core.ErrorCode.OUT_OF_RANGE once fixed; spelled out so the old code can import this module
 MAX_CHANNELS = 16
 N = 4
 
