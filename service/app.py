@@ -12,17 +12,18 @@ from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
 from lrr_service.service.auth import TokenChecker
-from lrr_service.service.capacity import CapacityError, checkpoint_file_limit
+from lrr_service.service.capacity import checkpoint_file_limit
 from lrr_service.service.checkpoints import Checkpointer
 from lrr_service.service.config import ServiceSettings
 from lrr_service.service.context import ServiceContext
+from lrr_service.service.errors import CapacityError, SessionLimitError, install_error_handlers
 from lrr_service.service.gate import Gate
 from lrr_service.service.lane import StatisticsLane, lower_thread_priority
 from lrr_service.service.logs import log_event
 from lrr_service.service.metrics import ServiceMetrics
 from lrr_service.service.persistence import CheckpointStore, SetAside
 from lrr_service.service.rest import router
-from lrr_service.service.sessions import SessionLimitError, SessionRegistry
+from lrr_service.service.registry import SessionRegistry
 from lrr_service.service.solver import SolveScheduler
 from lrr_service.service.ws import router as ws_router
 
@@ -32,18 +33,18 @@ SOLVE_DRAIN_SECONDS = 10.0
 def create_app(settings: ServiceSettings) -> FastAPI:
     """Build an independent app (own sessions, metrics registry and solve thread) from `settings`."""
     metrics = ServiceMetrics()
-    registry = SessionRegistry(settings.session_defaults(), settings.max_sessions, metrics, settings.max_state_bytes)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-solve", initializer=lower_thread_priority)
     lane = StatisticsLane()
+    scheduler = SolveScheduler(settings.solve_every_samples, settings.solve_min_interval_seconds)
+    registry = SessionRegistry(settings.session_defaults(), settings.max_sessions, metrics, lane, executor, scheduler,
+                               settings.max_state_bytes)  # fmt: skip
     store = CheckpointStore(settings.state_dir, checkpoint_file_limit(settings.max_channels))
     context = ServiceContext(
         settings=settings,
         metrics=metrics,
         registry=registry,
-        scheduler=SolveScheduler(
-            executor, lane, metrics, settings.solve_every_samples, settings.solve_min_interval_seconds
-        ),
-        checkpointer=Checkpointer(store, registry, lane, metrics),
+        scheduler=scheduler,
+        checkpointer=Checkpointer(store, registry, metrics),
         lane=lane,
         auth=TokenChecker(settings.token()),
     )
@@ -80,6 +81,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.context = context
+    install_error_handlers(app, metrics)
     app.add_middleware(Gate, context=context)
     app.include_router(router)
     app.include_router(ws_router)

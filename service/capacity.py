@@ -8,12 +8,9 @@ size. Summing that over sessions bounds both the process's memory and the state 
 from __future__ import annotations
 
 from lrr_service.core.statistics import staging_rows
+from lrr_service.service.errors import CapacityError
 
 FLOAT64_BYTES = 8
-
-
-class CapacityError(Exception):
-    """Binding a session to a channel count would take the sessions past LRR_MAX_STATE_BYTES."""
 
 
 def session_state_bytes(n_channels: int | None) -> int:

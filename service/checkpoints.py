@@ -1,9 +1,10 @@
 """When sessions are written to disk: on demand (REST changes), periodically when dirty, and at shutdown.
 
-The snapshot is taken in the statistics lane with the session's engine lock held (consistent
-copies); the file is written in the writer thread, so the loop never waits on a copy or fsync.
+The session takes its own snapshot (`Session.checkpoint_record`: in the statistics lane, its lock
+held); the file is written in the writer thread, so the loop never waits on a copy or fsync.
 Both run at the lowest CPU priority: checking and writing a 1024-channel session's 16 MB at
-normal priority took the CPU from the loop's transforms while REST clients uploaded weights. A per-key lock keeps writes and deletes of one key in order, even across a DELETE and a
+normal priority took the CPU from the loop's transforms while REST clients uploaded weights. A
+per-key lock keeps writes and deletes of one key in order, even across a DELETE and a
 re-creation of the same key.
 """
 
@@ -15,21 +16,20 @@ import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
-from lrr_service.service.lane import StatisticsLane, lower_thread_priority
+from lrr_service.service.errors import CheckpointFailedError
+from lrr_service.service.lane import lower_thread_priority
 from lrr_service.service.logs import log_event
 from lrr_service.service.metrics import ServiceMetrics
 from lrr_service.service.persistence import CheckpointStore
-from lrr_service.service.sessions import Session, SessionRegistry
+from lrr_service.service.registry import SessionRegistry
+from lrr_service.service.session import Session
 
 
 class Checkpointer:
     """Writes session checkpoints through a CheckpointStore and keeps the metrics and log."""
 
-    def __init__(
-        self, store: CheckpointStore, registry: SessionRegistry, lane: StatisticsLane, metrics: ServiceMetrics
-    ) -> None:
+    def __init__(self, store: CheckpointStore, registry: SessionRegistry, metrics: ServiceMetrics) -> None:
         self.store = store
-        self.lane = lane
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-checkpoint",
                                           initializer=lower_thread_priority)  # fmt: skip
         self.registry = registry
@@ -50,21 +50,20 @@ class Checkpointer:
         return len(self._locks)
 
     async def checkpoint(self, session: Session, reason: str) -> None:
-        """Write `session` durably; raises OSError (and keeps it dirty) if the write fails."""
+        """Write `session` durably; raises CheckpointFailedError (and keeps it dirty) if the write fails."""
         async with self._lock_for(session.key):
-            if session.closed:
+            record = await session.checkpoint_record()
+            if record is None:  # deleted meanwhile
                 return
-            async with session.engine_lock:
-                record = await self.lane.run(session.to_record)
-                session.dirty = False
             started = time.perf_counter()
             try:
                 await asyncio.get_running_loop().run_in_executor(self._writer, self.store.save, record)
             except Exception as exc:
-                session.dirty = True
+                session.checkpoint_failed()
                 self.metrics.checkpoints.labels("failed").inc()
                 log_event("checkpoint_failed", logging.ERROR, key=session.key, reason=reason, error=str(exc))
-                raise
+                raise CheckpointFailedError(f"the change is applied but could not be written to disk ({exc}); "
+                                            "it will be retried with the next periodic checkpoint") from exc  # fmt: skip
         self.metrics.checkpoints.labels("ok").inc()
         log_event("checkpoint", key=session.key, reason=reason, n_samples=record.engine_meta.get("n_samples", 0),
                   weights_version=record.engine_meta["weights_version"],
@@ -78,7 +77,7 @@ class Checkpointer:
                 try:
                     await self.checkpoint(session, reason)
                     written += 1
-                except Exception:  # logged and counted in checkpoint(); the others still get written
+                except CheckpointFailedError:  # logged and counted in checkpoint(); the others still get written
                     pass
         return written
 
@@ -95,15 +94,18 @@ class Checkpointer:
     async def delete(self, session: Session) -> None:
         """Delete the session's checkpoint, then take the session out of the registry.
 
-        Raises OSError, changing nothing, if the file cannot be deleted: removing the session from
-        memory alone would bring it back at the next start.
+        Raises CheckpointFailedError, changing nothing, if the file cannot be deleted: removing the
+        session from memory alone would bring it back at the next start.
         """
         async with self._lock_for(session.key):
             try:
                 await asyncio.to_thread(self.store.delete, session.key)
             except OSError as exc:
                 log_event("checkpoint_delete_failed", logging.ERROR, key=session.key, error=str(exc))
-                raise
+                raise CheckpointFailedError(
+                    f"session {session.key!r} was not deleted: its checkpoint file could not be removed ({exc}); "
+                    "nothing changed: make the state dir (LRR_STATE_DIR) writable and retry"
+                ) from exc
             if self.registry.get(session.key) is session:
                 self.registry.remove(session.key)
         log_event("checkpoint_deleted", key=session.key)

@@ -13,7 +13,7 @@ from lrr_service.service.config import ServiceSettings
 from lrr_service.service.csv_process import CsvProcess
 from lrr_service.service.lane import StatisticsLane
 from lrr_service.service.metrics import ServiceMetrics
-from lrr_service.service.sessions import SessionRegistry
+from lrr_service.service.registry import SessionRegistry
 from lrr_service.service.solver import SolveScheduler
 
 

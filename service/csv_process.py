@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from lrr_service.core.weights_csv import WeightsCsvError
+from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.service.csv_worker import WIRE_FLOAT
+from lrr_service.service.errors import ServiceError
 from lrr_service.service.logs import log_event
 
 PIECE_BYTES = 64 * 1024
@@ -33,8 +34,10 @@ PIECE_BYTES = 64 * 1024
 STOP_SECONDS = 5.0
 
 
-class CsvWorkerLost(Exception):
+class CsvWorkerLost(ServiceError):
     """The CSV worker process died during a job (killed, out of memory); the next job starts a new one."""
+
+    code = ErrorCode.CSV_WORKER_LOST
 
 
 class CsvProcess:
@@ -45,12 +48,12 @@ class CsvProcess:
         self._lock = asyncio.Lock()
 
     async def parse(self, pieces: Sequence[bytes], max_channels: int) -> np.ndarray:
-        """parse_weights_csv of the text in `pieces`, in the worker: the matrix, or its WeightsCsvError;
-        CsvWorkerLost."""
+        """parse_weights_csv of the text in `pieces`, in the worker: the matrix; a refused CSV raises
+        ServiceError `bad_csv` naming its line and column; CsvWorkerLost."""
         async with self._lock, self._job() as (stdin, stdout):
             reply = await _exchange(stdin, stdout, {"op": "parse", "max_channels": max_channels}, pieces)
             if not reply["ok"]:
-                raise WeightsCsvError(reply["message"], row=reply["row"], column=reply["column"])
+                raise ServiceError(reply["message"], code=ErrorCode.BAD_CSV, row=reply["row"], column=reply["column"])
             weights = np.empty((reply["n"], reply["n"]), dtype=WIRE_FLOAT)
             target, filled = memoryview(weights).cast("B"), 0
             async for piece in _pieces(stdout, reply["size"]):
@@ -70,7 +73,8 @@ class CsvProcess:
     @contextlib.asynccontextmanager
     async def _job(self) -> AsyncIterator[tuple[asyncio.StreamWriter, asyncio.StreamReader]]:
         """The running worker's pipes (started if need be) for one job; if the job fails midway for any
-        reason but a refused CSV, the worker is stopped (its pipes are out of step) and CsvWorkerLost raised."""
+        reason but a refused CSV, the worker is stopped (its pipes are out of step), and a worker fault
+        raises CsvWorkerLost."""
         if self._process is None or self._process.returncode is not None:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "lrr_service.service.csv_worker",
@@ -80,7 +84,7 @@ class CsvProcess:
         assert process.stdin is not None and process.stdout is not None
         try:
             yield process.stdin, process.stdout
-        except WeightsCsvError:
+        except ServiceError:  # a refused CSV: the worker answered in step
             raise
         except (OSError, EOFError, asyncio.IncompleteReadError, json.JSONDecodeError) as exc:
             await self._stop(process)

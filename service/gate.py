@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from dataclasses import dataclass, field
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.service.context import ServiceContext
+from lrr_service.service.errors import ServiceError
 from lrr_service.service.sites import SitePolicy
 
 HEALTH_PATH = "/health"
@@ -32,19 +32,6 @@ UNLIMITED_PATHS = frozenset({HEALTH_PATH, "/ready"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods a cross-site page may send without an Origin check: they change nothing."""
 UPLOAD_PATH = re.compile(r"/streams/[^/]+/weights")
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """An answer given at the gate: HTTP status, error code, message, extra headers."""
-
-    status: int
-    code: ErrorCode
-    message: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def body(self) -> bytes:
-        return json.dumps({"detail": {"code": self.code, "message": self.message}}).encode()
 
 
 class BodyStalled(Exception):
@@ -74,27 +61,27 @@ class Gate:
 
     # -- checks -------------------------------------------------------------------------------
 
-    def _refusal(self, scope: Scope, headers: Headers) -> Refusal | None:
+    def _refusal(self, scope: Scope, headers: Headers) -> ServiceError | None:
         """Host, then Origin, then the token: the first check the request fails, or None."""
         host = headers.get("host")
         if not self.sites.host_allowed(host):
-            return Refusal(400, ErrorCode.HOST_NOT_ALLOWED, f"this server does not answer to the host name in Host: {host!r}; "
-                           "use its address (e.g. 127.0.0.1), or list the name in LRR_ALLOWED_HOSTS")  # fmt: skip
+            return ServiceError(f"this server does not answer to the host name in Host: {host!r}; use its address "
+                                "(e.g. 127.0.0.1), or list the name in LRR_ALLOWED_HOSTS", code=ErrorCode.HOST_NOT_ALLOWED)
         origin = headers.get("origin")
         websocket = scope["type"] == "websocket"
         checked = websocket or scope["method"] not in SAFE_METHODS
         if origin is not None and checked and not self.sites.origin_allowed(origin, host):
             what = "websocket" if websocket else f"{scope['method']} request"
-            return Refusal(403, ErrorCode.ORIGIN_NOT_ALLOWED, f"a {what} from the web page at {origin!r} was refused: "
-                           "pages of other sites may not use this server; list the origin in "
-                           "LRR_ALLOWED_ORIGINS if it should")  # fmt: skip
+            return ServiceError(f"a {what} from the web page at {origin!r} was refused: pages of other sites may not "
+                                "use this server; list the origin in LRR_ALLOWED_ORIGINS if it should",
+                                code=ErrorCode.ORIGIN_NOT_ALLOWED)
         auth = self.context.auth
         if websocket and not auth.accepts_websocket(headers, QueryParams(scope["query_string"])):
-            return Refusal(403, ErrorCode.UNAUTHORIZED, "missing or wrong API token; send 'Authorization: Bearer <token>' "
-                           "or add ?token=<token> to the URL")  # fmt: skip
+            return ServiceError("missing or wrong API token; send 'Authorization: Bearer <token>' or add "
+                                "?token=<token> to the URL", code=ErrorCode.UNAUTHORIZED, status=403)
         if not websocket and not auth.accepts_rest(headers):
-            return Refusal(401, ErrorCode.UNAUTHORIZED, "missing or wrong API token; send 'Authorization: Bearer <token>'",
-                           {"WWW-Authenticate": "Bearer"})  # fmt: skip
+            return ServiceError("missing or wrong API token; send 'Authorization: Bearer <token>'",
+                                code=ErrorCode.UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
         return None
 
     # -- websockets ---------------------------------------------------------------------------
@@ -107,9 +94,9 @@ class Gate:
         self.context.metrics.errors.labels(refusal.code).inc()
         await receive()  # websocket.connect
         if "websocket.http.response" in scope.get("extensions", {}):
-            await send({"type": "websocket.http.response.start", "status": refusal.status,
-                        "headers": _raw_headers(refusal, close=False)})  # fmt: skip
-            await send({"type": "websocket.http.response.body", "body": refusal.body()})
+            body, headers = _rendered(refusal, close=False)
+            await send({"type": "websocket.http.response.start", "status": refusal.status, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
         else:  # the server cannot send a body: a plain refusal (HTTP 403)
             await send({"type": "websocket.close", "code": 1008})
 
@@ -119,9 +106,9 @@ class Gate:
         headers = Headers(scope=scope)
         refusal = self._refusal(scope, headers)
         if refusal is None and scope["path"] not in UNLIMITED_PATHS and self.in_progress >= self.max_requests:
-            refusal = Refusal(503, ErrorCode.TOO_MANY_REQUESTS, f"the server is answering its maximum of {self.max_requests} "
-                              "HTTP requests at once (LRR_MAX_HTTP_REQUESTS); retry shortly",
-                              {"Retry-After": "1"})  # fmt: skip
+            refusal = ServiceError(f"the server is answering its maximum of {self.max_requests} HTTP requests at once "
+                                   "(LRR_MAX_HTTP_REQUESTS); retry shortly", code=ErrorCode.TOO_MANY_REQUESTS,
+                                   headers={"Retry-After": "1"})
         if refusal is not None:
             await self._refuse(send, refusal)
             return
@@ -145,23 +132,24 @@ class Gate:
                 await self.app(scope, self._paced(receive), tracked_send)
                 return
             body = await self._read_body(headers, receive)
-            if isinstance(body, Refusal):
+            if isinstance(body, ServiceError):
                 await self._refuse(send, body)
             elif body is not None:
                 await self.app(scope, _replay(body, receive), tracked_send)
         except BodyStalled:
             if not started:
-                await self._refuse(send, Refusal(408, ErrorCode.REQUEST_TIMEOUT, f"no part of the request body arrived for "
-                                                 f"{self.timeout:g} s (LRR_CLIENT_TIMEOUT_SECONDS); send the body "
-                                                 "without pausing"))  # fmt: skip
+                stalled = ServiceError(f"no part of the request body arrived for {self.timeout:g} s "
+                                       "(LRR_CLIENT_TIMEOUT_SECONDS); send the body without pausing",
+                                       code=ErrorCode.REQUEST_TIMEOUT)
+                await self._refuse(send, stalled)
 
-    async def _read_body(self, headers: Headers, receive: Receive) -> bytes | Refusal | None:
+    async def _read_body(self, headers: Headers, receive: Receive) -> bytes | ServiceError | None:
         """The whole body within LRR_MAX_BODY_BYTES (Content-Length checked before reading), the refusal,
         or None when the client left before sending all of it."""
         declared = headers.get("content-length")
         limit = self.max_body_bytes
-        too_large = Refusal(413, ErrorCode.TOO_LARGE, f"the request body exceeds {limit} bytes (LRR_MAX_BODY_BYTES); "
-                            "settings and other JSON bodies are far smaller")  # fmt: skip
+        too_large = ServiceError(f"the request body exceeds {limit} bytes (LRR_MAX_BODY_BYTES); settings and other "
+                                 "JSON bodies are far smaller", code=ErrorCode.TOO_LARGE)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return too_large
         if declared in (None, "0") and "chunked" not in headers.get("transfer-encoding", "").lower():
@@ -191,19 +179,20 @@ class Gate:
 
         return paced_receive
 
-    async def _refuse(self, send: Send, refusal: Refusal) -> None:
+    async def _refuse(self, send: Send, refusal: ServiceError) -> None:
         """Answer with the refusal and close the connection (any unread body is not wanted)."""
         self.context.metrics.errors.labels(refusal.code).inc()
-        await send({"type": "http.response.start", "status": refusal.status,
-                    "headers": _raw_headers(refusal, close=True)})  # fmt: skip
-        await send({"type": "http.response.body", "body": refusal.body()})
+        body, headers = _rendered(refusal, close=True)
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
-def _raw_headers(refusal: Refusal, close: bool) -> list[tuple[bytes, bytes]]:
-    body_length = str(len(refusal.body())).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", body_length)]
-    raw += [(name.lower().encode(), value.encode()) for name, value in refusal.headers.items()]
-    return raw + [(b"connection", b"close")] if close else raw
+def _rendered(refusal: ServiceError, close: bool) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The refusal's JSON body and raw headers, as the error handler of service/errors.py would answer it."""
+    body = json.dumps(refusal.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(name.lower().encode(), value.encode()) for name, value in refusal.headers.items()]
+    return body, headers + [(b"connection", b"close")] if close else headers
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 
+from lrr_service.core.vocabulary import ErrorCode
+from lrr_service.service.errors import ServiceError
+
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 KEY_RULE = "1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
 
 
-class InvalidKeyError(ValueError):
+class InvalidKeyError(ServiceError, ValueError):
     """A stream key that breaks KEY_RULE; the message quotes the key and the rule."""
+
+    code = ErrorCode.BAD_KEY
 
 
 def validate_key(key: str) -> str:

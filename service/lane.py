@@ -2,7 +2,7 @@
 
 `accumulate` when it folds (its BLAS update costs tens of ms at 1024 channels),
 `statistics()` (a flush plus a copy) and `snapshot()` run here, so the event loop only ever
-does the transforms and the cheap staging. Callers hold the session's `engine_lock` around
+does the transforms and the cheap staging. Sessions (service/session.py) hold their lock around
 each `run`, so an engine is never touched by two of these at once, and never reset or
 reconfigured under one. The one exception is `start(engine.fold_pending)`: the fold of a full
 staging block, which the engine allows beside cheap accumulates; the lane runs its work in

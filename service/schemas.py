@@ -8,7 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lrr_service.core.groups import check_group_limit
+from lrr_service.core.errors import SettingsError
 from lrr_service.core.settings import LRRSettings
+from lrr_service.core.vocabulary import ErrorCode
+from lrr_service.service.errors import ServiceError
 
 ChannelIndex = Annotated[int, Field(ge=0)]
 
@@ -40,8 +43,24 @@ class SessionSettingsBody(BaseModel):
         return value
 
     def to_settings(self, defaults: dict[str, Any], max_channels: int) -> LRRSettings:
-        """The engine settings: the given fields over `defaults`; raises SettingsError if inconsistent
-        or if the groups name more channels, or higher ones, than the server's `max_channels`."""
+        """The engine settings: the given fields over `defaults`; raises InvalidSettingsError if they are
+        inconsistent or the groups name more channels, or higher ones, than the server's `max_channels`."""
         settings = {**defaults, **self.model_dump(exclude_unset=True)}
-        check_group_limit(settings["channel_groups"], max_channels)
-        return LRRSettings.from_dict(settings)
+        try:
+            check_group_limit(settings["channel_groups"], max_channels)
+            return LRRSettings.from_dict(settings)
+        except SettingsError as exc:
+            raise InvalidSettingsError(str(exc)) from None
+
+
+class InvalidSettingsError(ServiceError):
+    """Settings the engine refuses, answered like a body validation error: FastAPI's list of field
+    errors, naming the setting the message is about."""
+
+    code = ErrorCode.BAD_SETTINGS
+
+    def body(self) -> dict[str, Any]:
+        fields = SessionSettingsBody.model_fields
+        named = [name for name in fields if name in self.message]
+        field = min(named, key=self.message.index) if named else "body"
+        return {"detail": [{"loc": ["body", field], "msg": self.message, "type": "value_error"}]}

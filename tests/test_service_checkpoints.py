@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from lrr_service.service.checkpoints import Checkpointer
 from lrr_service.service.lane import StatisticsLane
 from lrr_service.service.metrics import ServiceMetrics
 from lrr_service.service.persistence import CheckpointStore
-from lrr_service.service.sessions import SessionRegistry
+from lrr_service.service.registry import SessionRegistry
+from lrr_service.service.solver import SolveScheduler
 
 
 @pytest.fixture
@@ -23,11 +25,13 @@ async def checkpointer(tmp_path: Path) -> AsyncIterator[Checkpointer]:
     store = CheckpointStore(tmp_path / "state")
     store.ensure_dir()
     metrics = ServiceMetrics()
-    lane = StatisticsLane()
+    lane, solve_thread = StatisticsLane(), ThreadPoolExecutor(max_workers=1)
     try:
-        yield Checkpointer(store, SessionRegistry(LRRSettings(), 1000, metrics), lane, metrics)
+        registry = SessionRegistry(LRRSettings(), 1000, metrics, lane, solve_thread, SolveScheduler(3000))
+        yield Checkpointer(store, registry, metrics)
     finally:
         lane.shutdown()
+        solve_thread.shutdown()
 
 
 async def test_create_delete_cycles_leave_no_locks_behind(checkpointer: Checkpointer) -> None:

@@ -1,0 +1,378 @@
+"""A session: one stream key's LRR engine, and the only code that changes it.
+
+Everything that touches a session's engine or its bookkeeping goes through `Session`'s methods:
+the stream protocol (`fit`, `transform`), the REST routes (`reset`, `configure`, `load_weights`),
+the solve scheduler (`solve`) and the checkpointer (`checkpoint_record`). The rules they keep:
+
+- **Where work runs.** On the event loop: transforms of a bound engine, staging of fit chunks (a
+  copy), bookkeeping. In the statistics lane (service/lane.py, one thread for every session):
+  folds of staged samples into XᵀX, statistics copies for solves, snapshots for checkpoints,
+  checking and installing uploaded weights and preparing their apply plans. In the solve thread:
+  the O(n³) solve. Both threads run at the lowest CPU priority.
+- **The lock.** Every change of the engine's statistics, weights, binding or settings, and every
+  lane call on it, happens with `_lock` held; transforms of a bound engine never take it. The one
+  exception is the fold of a full staging block (`engine.fold_pending`), queued in the lane
+  without waiting: the engine allows it beside cheap staging and transforms, and later lane work
+  for the engine queues behind it. A solve holds `_solving` throughout, so at most one is in
+  flight; it takes `_lock` only to copy the statistics and to install the result.
+- **Staleness.** `epoch` increases with every change that makes work in flight stale: a reset,
+  new settings, uploaded weights, the session's deletion. Work started at one epoch is discarded
+  at another; nothing else decides.
+- **Refusals change nothing.** Every check of a chunk or request runs before its first change,
+  and a refusal is a ServiceError carrying its code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from lrr_service.core import LRR, LRRSettings, validate_weights
+from lrr_service.core.errors import ChannelCountError, SettingsError, WeightsError
+from lrr_service.core.groups import resolve_groups
+from lrr_service.core.samples import MAX_FIT_MAGNITUDE, BadSample, first_bad_sample
+from lrr_service.core.vocabulary import ErrorCode, Mode
+from lrr_service.service.errors import ServiceError
+from lrr_service.service.lane import StatisticsLane
+from lrr_service.service.logs import log_event
+from lrr_service.service.metrics import ServiceMetrics
+from lrr_service.service.persistence import SessionRecord
+
+if TYPE_CHECKING:
+    from lrr_service.service.solver import SolveScheduler
+
+TRANSFORM_DTYPES = (np.float32, np.float64)
+"""The output dtypes of transforms (integer wire dtypes give float32)."""
+
+
+@dataclass
+class SessionCounters:
+    """Per-session traffic and event counts, reported by GET /streams/{key} and persisted."""
+
+    fit_frames: int = 0
+    fit_samples: int = 0
+    transform_frames: int = 0
+    transform_samples: int = 0
+    rejected_frames: int = 0
+    resets: int = 0
+    solves: int = 0
+    weights_uploads: int = 0
+
+
+@dataclass
+class SessionRuntime:
+    """What every session of an app shares: the threads its heavy work runs in, the solve policy,
+    the metrics, and the state budget (a check over every session, kept by the registry)."""
+
+    lane: StatisticsLane
+    solve_executor: ThreadPoolExecutor
+    metrics: ServiceMetrics
+    scheduler: SolveScheduler
+    check_capacity: Callable[[str, int], None]
+
+
+class ChunkResult(NamedTuple):
+    """What a chunk did to its session, for the reply frame."""
+
+    reset: bool
+    weights_version: int
+    n_samples: int
+    output: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class SolveOutcome:
+    """What one solve did: `installed` is False when it went stale or there was nothing to solve."""
+
+    installed: bool
+    reason: str
+    n_samples: int
+    weights_version: int
+    seconds: float = 0.0
+
+
+@dataclass(eq=False)
+class Session:
+    """One stream key's engine and bookkeeping (see the module's rules)."""
+
+    key: str
+    _engine: LRR
+    _runtime: SessionRuntime
+    counters: SessionCounters = field(default_factory=SessionCounters)
+    created_at: float = field(default_factory=time.time)
+    dirty: bool = True
+    """Changed since the last checkpoint (a new session is not on disk yet)."""
+    epoch: int = 0
+    """Increased by every change that makes work in flight stale."""
+    closed: bool = False
+    """Deleted from the registry; connections holding it look the key up again."""
+    pending_samples: int = 0
+    """Fit samples accepted since the last solve started (read by the solve scheduler)."""
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _solving: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _pending_fold: asyncio.Future[object] | None = None
+
+    @property
+    def engine(self) -> LRR:
+        """The engine, to read: every change goes through this class."""
+        return self._engine
+
+    # -- chunks (service/stream.py) ---------------------------------------------------------------
+
+    async def transform(self, data: np.ndarray, route: Mode) -> ChunkResult:
+        """Apply the current weights; a chunk with a new channel count binds the session first (resetting
+        it if it was bound). Raises ServiceError (settings_mismatch, over_capacity), changing nothing."""
+        if self._engine.n_channels == data.shape[1]:  # the hot path: no lock, no await
+            return self._transformed(data, reset=False)
+        async with self._lock:
+            reset = self._rebind(data, route)
+            result = self._transformed(data, reset)
+            self.dirty = True  # bound to a channel count (and perhaps given default weights)
+            return result
+
+    async def fit(self, data: np.ndarray, route: Mode) -> ChunkResult:
+        """Add the chunk to the statistics (staged on the loop, folded in the lane), then transform it if
+        `route` does. Raises ServiceError (non_finite, out_of_range, settings_mismatch, over_capacity),
+        changing nothing."""
+        n_samples = data.shape[0]
+        async with self._lock:
+            reset = self._rebind(data, route)
+            engine, lane = self._engine, self._runtime.lane
+            if engine.n_channels is None:
+                engine.bind(data.shape[1])  # allocation only, so the check below is exact for every chunk
+            if engine.accumulate_is_cheap(n_samples):  # staging only: a copy, microseconds
+                accepted = engine.accumulate(data)
+            else:  # folds a staged block into XᵀX with BLAS: milliseconds, off the loop
+                accepted = await lane.run(engine.accumulate, data)
+            if not accepted:
+                raise _unfittable(first_bad_sample(data))
+            if engine.has_pending_fold and (self._pending_fold is None or self._pending_fold.done()):
+                self._pending_fold = lane.start(engine.fold_pending)  # the next chunks stage meanwhile
+            self.counters.fit_frames += 1
+            self.counters.fit_samples += n_samples
+            self.pending_samples += n_samples
+            self.dirty = True
+            self._runtime.scheduler.note_fit(self)
+            if route.transforms:
+                return self._transformed(data, reset)
+            return ChunkResult(reset, engine.weights_version, engine.n_samples, None)
+
+    def note_rejected(self) -> None:
+        """Count a frame of this session's key that was refused."""
+        self.counters.rejected_frames += 1
+
+    def _transformed(self, data: np.ndarray, reset: bool) -> ChunkResult:
+        engine = self._engine
+        output = engine.transform(data)
+        self.counters.transform_frames += 1
+        self.counters.transform_samples += data.shape[0]
+        return ChunkResult(reset, engine.weights_version, engine.n_samples, output)
+
+    def _rebind(self, data: np.ndarray, route: Mode) -> bool:
+        """With the lock held: refuse the chunk if it would be refused anyway, else reset a session bound
+        to another channel count. True if it reset; the engine is then unbound."""
+        engine = self._engine
+        n_channels = data.shape[1]
+        if engine.n_channels == n_channels:
+            return False
+        try:
+            resolve_groups(engine.settings, n_channels)
+        except SettingsError as exc:
+            raise ServiceError(f"{exc}; change the session's settings (PUT /streams/{self.key}) or send chunks "
+                               "with a matching channel count", code=ErrorCode.SETTINGS_MISMATCH) from None  # fmt: skip
+        self._runtime.check_capacity(self.key, n_channels)
+        if route.fits:
+            bad = first_bad_sample(data)
+            if bad is not None:
+                raise _unfittable(bad)
+        if engine.n_channels is None:
+            return False
+        self._reset("channel_count", n_channels=n_channels, route=route)
+        return True
+
+    # -- REST (service/rest.py) --------------------------------------------------------------------
+
+    async def reset(self, reason: str) -> None:
+        """Clear statistics, weights and channel count; keep the settings."""
+        async with self._lock:
+            self._reset(reason)
+
+    async def configure(self, settings: LRRSettings) -> bool:
+        """Start over with `settings` (a fresh engine; weights_version continues); False if they are the
+        session's already, which changes nothing."""
+        if settings == self._engine.settings:
+            return False
+        async with self._lock:
+            self._engine = _engine_with_settings(settings, self._engine.weights_version)
+            self.pending_samples = 0
+            self._changed()
+        log_event("session_configured", key=self.key, settings=settings.to_dict())
+        return True
+
+    async def load_weights(self, weights: np.ndarray, replace: bool) -> None:
+        """Pin uploaded weights; with `replace`, a session bound to another channel count is reset first.
+
+        Raises ServiceError, changing nothing: size_mismatch (another count, no `replace`), over_capacity,
+        bad_weights (not a finite square matrix, or settings that cannot take its size).
+        """
+        n = weights.shape[0]
+        async with self._lock:
+            bound = self._engine.n_channels
+            if bound is not None and bound != n and not replace:
+                raise ServiceError(
+                    f"the weights are {n}x{n} but session {self.key!r} has {bound} channels; upload a {bound}x{bound} "
+                    f"matrix, or add ?replace=true to reset the session to {n} channels",
+                    code=ErrorCode.SIZE_MISMATCH, n_channels=bound, got=n,
+                )  # fmt: skip
+            if bound != n:
+                self._runtime.check_capacity(self.key, n)
+            replacing = bound is not None and bound != n
+            try:  # copies and checks of n² values: milliseconds at 1024 channels, off the loop
+                await self._runtime.lane.run(_install_uploaded, self._engine, weights, replacing)
+            except (ChannelCountError, WeightsError, SettingsError) as exc:
+                raise ServiceError(str(exc), code=ErrorCode.BAD_WEIGHTS) from None
+            if replacing:
+                self._note_reset("weights_replace", bound, n_channels=n)
+            self.pending_samples = 0
+            self.counters.weights_uploads += 1
+            self._changed()
+        self._runtime.metrics.uploads.inc()
+        log_event("weights_uploaded", key=self.key, n_channels=n, weights_version=self._engine.weights_version)
+
+    # -- solves (service/solver.py) ---------------------------------------------------------------
+
+    async def solve(self, *, requested: bool) -> SolveOutcome:
+        """Solve on every sample accepted so far and install the result unless the session changed
+        meanwhile. Uploaded weights are replaced only when `requested` (POST .../solve)."""
+        runtime = self._runtime
+        async with self._solving:
+            async with self._lock:
+                engine, epoch = self._engine, self.epoch
+                if engine.n_channels is None or engine.n_samples == 0:
+                    return SolveOutcome(False, "no_data", engine.n_samples, engine.weights_version)
+                self.pending_samples = 0
+                stats = await runtime.lane.run(engine.statistics)
+            started = time.perf_counter()
+            try:
+                solution = await asyncio.get_running_loop().run_in_executor(
+                    runtime.solve_executor, engine.solve_statistics, stats
+                )
+            except Exception as exc:  # the engine changed under the copy (e.g. reset): stale; else unsolvable
+                reason = "stale" if self.epoch != epoch else "failed"
+                runtime.metrics.solves.labels(reason).inc()
+                if reason == "failed":
+                    log_event("solve_failed", logging.ERROR, key=self.key, error=str(exc))
+                return SolveOutcome(False, reason, engine.n_samples, engine.weights_version)
+            seconds = time.perf_counter() - started
+            runtime.metrics.solve_seconds.observe(seconds)
+            async with self._lock:  # not while a lane call (e.g. a snapshot) reads the engine
+                installed = self.epoch == epoch and engine.install(solution, replace_uploaded=requested)
+            if not installed:
+                runtime.metrics.solves.labels("stale").inc()
+                return SolveOutcome(False, "stale", engine.n_samples, engine.weights_version, seconds)
+            self.counters.solves += 1
+            self.dirty = True
+        runtime.metrics.solves.labels("installed").inc()
+        log_event("solve", logging.INFO if requested else logging.DEBUG, key=self.key,
+                  n_samples=solution.n_samples, weights_version=engine.weights_version,
+                  seconds=round(seconds, 6), requested=requested)  # fmt: skip
+        return SolveOutcome(True, "installed", solution.n_samples, engine.weights_version, seconds)
+
+    # -- checkpoints (service/checkpoints.py) ------------------------------------------------------
+
+    async def checkpoint_record(self) -> SessionRecord | None:
+        """A consistent copy of the state for a checkpoint (made in the lane), or None once the session is
+        closed; the session counts as saved from here on (`checkpoint_failed` undoes that)."""
+        async with self._lock:
+            if self.closed:
+                return None
+            record = await self._runtime.lane.run(self._record)
+            self.dirty = False
+            return record
+
+    def checkpoint_failed(self) -> None:
+        """The record could not be written: the next periodic checkpoint tries again."""
+        self.dirty = True
+
+    def close(self) -> None:
+        """Taken out of the registry: work in flight goes stale, connections look the key up again."""
+        self.closed = True
+        self._changed()
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The short JSON view of GET /streams."""
+        engine = self._engine
+        return {"key": self.key, "n_channels": engine.n_channels, "n_samples": engine.n_samples,
+                "weights_version": engine.weights_version, "weights_source": engine.weights_source}  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON view of GET /streams/{key}: the summary with settings, solve state and counters."""
+        engine = self._engine
+        return self.summary() | {
+            "settings": engine.settings.to_dict(),
+            "n_samples_solved": engine.n_samples_solved,
+            "solve_in_flight": self._runtime.scheduler.is_solving(self),
+            "created_at": self.created_at,
+            "counters": asdict(self.counters),
+        }
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _record(self) -> SessionRecord:
+        meta, arrays = self._engine.snapshot()
+        return SessionRecord(self.key, meta, arrays, {"created_at": self.created_at, "counters": asdict(self.counters)})
+
+    def _reset(self, reason: str, **details: Any) -> None:
+        previous = self._engine.n_channels
+        self._engine.reset()
+        self._note_reset(reason, previous, **details)
+
+    def _note_reset(self, reason: str, previous: int | None, **details: Any) -> None:
+        self.pending_samples = 0
+        self.counters.resets += 1
+        self._changed()
+        self._runtime.metrics.resets.labels(reason).inc()
+        log_event("session_reset", key=self.key, reason=reason, previous_n_channels=previous, **details)
+
+    def _changed(self) -> None:
+        self.epoch += 1
+        self.dirty = True
+
+
+def _install_uploaded(engine: LRR, weights: np.ndarray, replacing: bool) -> None:
+    """In the lane: pin `weights` (after a reset when `replacing` another channel count; the weights and the
+    settings are checked before it) and build their apply plans, so the first transform does not."""
+    if replacing:
+        validate_weights(weights)
+        resolve_groups(engine.settings, weights.shape[0])
+        engine.reset()
+    engine.load_weights(weights)
+    if engine.n_channels:
+        for dtype in TRANSFORM_DTYPES:
+            engine.transform(np.zeros((1, engine.n_channels), dtype=dtype))
+
+
+def _engine_with_settings(settings: LRRSettings, after_version: int = 0) -> LRR:
+    """A fresh engine whose weights_version continues after `after_version`, so versions never go back."""
+    return LRR(settings, weights_version=after_version + 1 if after_version > 0 else 0)
+
+
+def _unfittable(bad: BadSample | None) -> ServiceError:
+    """The refusal of a fit chunk the statistics cannot take, naming its first bad sample so the sender can
+    find it: `out_of_range` for a finite sample beyond ±MAX_FIT_MAGNITUDE, else `non_finite`."""
+    if bad is not None and bad.finite:
+        return ServiceError(f"the chunk holds {bad.describe()}, beyond ±{MAX_FIT_MAGNITUDE:g}: its square would "
+                            "overflow the statistics; it was not fitted, nothing changed: send samples in physical "
+                            "units (volts, microvolts or ADC counts)", code=ErrorCode.OUT_OF_RANGE)  # fmt: skip
+    where = f" (first at sample {bad.sample}, channel {bad.channel})" if bad is not None else ""
+    return ServiceError(f"the chunk holds NaN or infinity{where}; it was not fitted, nothing changed: send "
+                        "finite samples (drop or interpolate bad ones)", code=ErrorCode.NON_FINITE)  # fmt: skip
