@@ -1,14 +1,43 @@
-"""LRRSettings: the engine's validated, immutable configuration."""
+"""LRRSettings: the engine's validated, immutable configuration, and the one declaration of each setting.
+
+Every setting is declared once, here, with its default, its meaning and its bounds (`Spec`, in the
+field's metadata). The engine validates against that declaration, and the service derives its
+`LRR_` defaults and its REST body from it (service/schemas.py), so the three cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import SettingsError
 
 InitDefault = Literal["identity", "car"]
+INIT_DEFAULTS: tuple[InitDefault, ...] = ("identity", "car")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a setting means and which values it takes: for numbers, whether they are integers and
+    their `ge` / `gt` bounds (finite always); whether None (unset) is allowed."""
+
+    doc: str
+    integer: bool = False
+    ge: float | None = None
+    gt: float | None = None
+    optional: bool = False
+
+
+def _setting(default: Any, doc: str, **bounds: Any) -> Any:
+    """A dataclass field declaring a setting: its default and its Spec."""
+    return field(default=default, metadata={"spec": Spec(doc, optional=default is None, **bounds)})
+
+
+def setting_spec(name: str) -> Spec:
+    """The declaration of the setting `name`."""
+    spec: Spec = next(f for f in fields(LRRSettings) if f.name == name).metadata["spec"]
+    return spec
 
 
 @dataclass(frozen=True)
@@ -19,32 +48,34 @@ class LRRSettings:
     (``dataclasses.replace``) rather than mutate it.
     """
 
-    ridge_lambda: float = 0.0
-    """L2 penalty added to each group's covariance diagonal (>= 0)."""
-    channel_groups: tuple[tuple[int, ...], ...] | None = None
-    """Explicit groups of channel indices (any order, non-contiguous allowed, disjoint)."""
-    block_size: int | None = None
-    """Without explicit groups: consecutive blocks of this many channels; else one group."""
-    incremental: bool = True
-    """Accumulate statistics across partial fits; False replaces them at each fit."""
-    check_finite: bool = True
-    """Refuse fit chunks holding NaN, infinity or samples beyond ±1e100 (core.samples). Always true:
-    a single such chunk would make the statistics, and every solve after it, worthless for good."""
-    min_group_size: int = 3
-    """Groups with fewer (non-flat) channels than this pass through untouched."""
-    init_default: InitDefault = "identity"
-    """Before any weights exist: pass data through, or leave-one-out average reference per group."""
-    half_life_samples: float | None = None
-    """Exponential forgetting: a sample's weight in the statistics halves every this many samples."""
+    ridge_lambda: float = _setting(0.0, "L2 penalty added to each group's covariance diagonal.", ge=0)
+    channel_groups: tuple[tuple[int, ...], ...] | None = _setting(
+        None, "Explicit disjoint groups of channel indices (any order, non-contiguous allowed); "
+        "null: block_size blocks, else one group of all channels."
+    )
+    block_size: int | None = _setting(
+        None, "Without explicit groups: consecutive blocks of this many channels.", integer=True, ge=1
+    )
+    incremental: bool = _setting(True, "Accumulate statistics across partial fits; false: each fit replaces them.")
+    check_finite: bool = _setting(
+        True, "Must be true: fit chunks holding NaN, infinity or samples beyond ±1e100 are always refused, since "
+        "one would make the statistics, and every solve after it, worthless for good (core/samples.py)."
+    )
+    min_group_size: int = _setting(
+        3, "Groups with fewer (non-flat) channels than this pass through untouched.", integer=True, ge=1
+    )
+    init_default: InitDefault = _setting(
+        "identity", "Before any weights exist: identity passes data through, car is leave-one-out average reference."
+    )
+    half_life_samples: float | None = _setting(
+        None, "Exponential forgetting: a sample's weight in the statistics halves every this many samples.", gt=0
+    )
 
     def __post_init__(self) -> None:
-        _check_ridge(self.ridge_lambda)
-        object.__setattr__(self, "ridge_lambda", float(self.ridge_lambda))
+        for name in ("ridge_lambda", "block_size", "min_group_size", "half_life_samples"):
+            object.__setattr__(self, name, _checked_number(name, getattr(self, name)))
         if self.channel_groups is not None:
             object.__setattr__(self, "channel_groups", _normalise_groups(self.channel_groups))
-        if self.block_size is not None:
-            _check_int("block_size", self.block_size, minimum=1)
-        _check_int("min_group_size", self.min_group_size, minimum=1)
         if not isinstance(self.incremental, bool):
             raise SettingsError(f"incremental must be true or false, got {self.incremental!r}")
         if self.check_finite is not True:
@@ -53,13 +84,8 @@ class LRRSettings:
                 "sample beyond ±1e100 would make the statistics non-finite for good, so such chunks are always "
                 "refused (the check costs a dot product per chunk); leave check_finite out or set it to true"
             )
-        if self.init_default not in ("identity", "car"):
+        if self.init_default not in INIT_DEFAULTS:
             raise SettingsError(f"init_default must be 'identity' or 'car', got {self.init_default!r}")
-        if self.half_life_samples is not None:
-            h = self.half_life_samples
-            if isinstance(h, bool) or not isinstance(h, (int, float)) or not math.isfinite(h) or h <= 0:
-                raise SettingsError(f"half_life_samples must be a positive number of samples or None, got {h!r}")
-            object.__setattr__(self, "half_life_samples", float(h))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; ``from_dict(to_dict())`` gives an equal instance."""
@@ -78,14 +104,20 @@ class LRRSettings:
         return cls(**data)
 
 
-def _check_ridge(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise SettingsError(f"ridge_lambda must be a finite number >= 0, got {value!r}")
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SettingsError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _checked_number(name: str, value: Any) -> Any:
+    """`value` if it is a number its Spec allows (integer settings stay int, real ones become float)."""
+    spec = setting_spec(name)
+    if value is None and spec.optional:
+        return None
+    integer = spec.integer
+    kind = "an integer" if integer else "a finite number"
+    bound = f" >= {spec.ge:g}" if spec.ge is not None else f" > {spec.gt:g}" if spec.gt is not None else ""
+    allowed = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(value, bool) or not allowed or (spec.ge is not None and value < spec.ge) or (
+            spec.gt is not None and value <= spec.gt):  # fmt: skip
+        unset = " or None" if spec.optional else ""
+        raise SettingsError(f"{name} must be {kind}{bound}{unset}, got {value!r}")
+    return value if integer else float(value)
 
 
 def _normalise_groups(groups: object) -> tuple[tuple[int, ...], ...]:

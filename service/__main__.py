@@ -15,7 +15,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from lrr_service.service.app import create_app
-from lrr_service.service.config import ServiceSettings
+from lrr_service.service.config import SESSION_SETTING_FIELDS, ServiceSettings
 from lrr_service.service.http_protocol import guarded_http_protocol
 from lrr_service.service.logs import configure_logging
 
@@ -48,7 +48,8 @@ def exposure_problem(settings: ServiceSettings, allow_unauthenticated: bool) -> 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """Add `--field-name VALUE` for every setting, with its env variable and default in the help."""
-    for name, field in ServiceSettings.model_fields.items():
+    fields = ServiceSettings.model_fields.items()
+    for name, field in sorted(fields, key=lambda item: item[0] in SESSION_SETTING_FIELDS):  # sessions' last
         default = "unset" if field.default is None else field.default
         parser.add_argument(
             "--" + name.replace("_", "-"),

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lrr_service.core.groups import check_group_limit
 from lrr_service.core.settings import LRRSettings
 from lrr_service.core.weights_csv import max_csv_bytes
+from lrr_service.service.schemas import setting_fields
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
-#: ServiceSettings fields that are the default engine settings of a new session.
-SESSION_SETTING_FIELDS = (
-    "ridge_lambda", "channel_groups", "block_size", "incremental",
-    "check_finite", "min_group_size", "init_default", "half_life_samples",
+SESSION_SETTING_FIELDS = tuple(setting.name for setting in dataclasses.fields(LRRSettings))
+"""ServiceSettings fields that are the default engine settings of a new session."""
+
+_SessionDefaults: type[BaseSettings] = create_model(
+    "_SessionDefaults", __base__=BaseSettings, **setting_fields(all_optional=False)
 )
+"""The default settings of new sessions: one `LRR_` variable per engine setting, derived from
+its declaration in core/settings.py (type, default, meaning, bounds)."""
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(_SessionDefaults):  # type: ignore[misc,valid-type]
     """The server's configuration; each field is read from `LRR_<FIELD>` (CLI flags override)."""
 
     model_config = SettingsConfigDict(env_prefix="LRR_", extra="ignore", frozen=True)
@@ -89,22 +94,6 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="Logging threshold of the structured (JSON lines) log."
     )
-    # -- default settings of new sessions (core.LRRSettings) --------------------------------
-    ridge_lambda: float = Field(0.0, description="Default ridge penalty (>= 0).")
-    channel_groups: list[list[int]] | None = Field(
-        None, description="Default channel groups as JSON, e.g. [[0,1,2],[3,4,5]]; none = block_size or one group."
-    )
-    block_size: int | None = Field(None, description="Default consecutive block size when no groups are given.")
-    incremental: bool = Field(True, description="Accumulate statistics across fit chunks (false: each chunk replaces).")
-    check_finite: bool = Field(
-        True, description="Must be true: fit chunks holding NaN, infinity or |x| > 1e100 are always refused."
-    )
-    min_group_size: int = Field(3, description="Groups smaller than this pass through untouched.")
-    init_default: Literal["identity", "car"] = Field("identity", description="Output before any weights exist.")
-    half_life_samples: float | None = Field(
-        None, description="Exponential forgetting half-life in samples; none = off."
-    )
-
     @field_validator("api_token", mode="before")
     @classmethod
     def _token_not_blank(cls, value: Any) -> Any:
@@ -133,8 +122,9 @@ class ServiceSettings(BaseSettings):
 
     def session_defaults(self) -> LRRSettings:
         """The engine settings a session gets when nobody configured it; raises SettingsError if invalid."""
-        check_group_limit(self.channel_groups, self.max_channels)
-        return LRRSettings.from_dict(self.session_default_dict())
+        defaults = self.session_default_dict()
+        check_group_limit(defaults["channel_groups"], self.max_channels)
+        return LRRSettings.from_dict(defaults)
 
     def session_default_dict(self) -> dict[str, Any]:
         """The default engine settings as a plain dict (the PUT /streams/{key} base)."""

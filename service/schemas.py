@@ -1,46 +1,57 @@
-"""Request bodies of the REST API (pydantic, validated with field errors -> 422)."""
+"""Request bodies of the REST API (pydantic, validated with field errors -> 422), and the pydantic
+form of the engine's settings, derived from their one declaration in core/settings.py.
+
+`setting_fields` turns each LRRSettings field (type, default, meaning, bounds) into a pydantic
+field, for the REST body here and for the `LRR_` defaults of service/config.py.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any, Literal
+import dataclasses
+import types
+import typing
+from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from lrr_service.core.groups import check_group_limit
 from lrr_service.core.errors import SettingsError
-from lrr_service.core.settings import LRRSettings
+from lrr_service.core.groups import check_group_limit
+from lrr_service.core.settings import LRRSettings, Spec
 from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.service.errors import ServiceError
 
-ChannelIndex = Annotated[int, Field(ge=0)]
+JSON_TYPES: dict[str, Any] = {
+    "channel_groups": list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]],
+}
+"""Settings whose JSON form differs from the engine's type (groups are lists, not tuples)."""
 
 
-class SessionSettingsBody(BaseModel):
-    """PUT /streams/{key}: the engine settings; omitted fields take the server's defaults (LRR_*)."""
+def setting_fields(*, all_optional: bool) -> dict[str, Any]:
+    """One pydantic field per engine setting: its type, its default (None for all when `all_optional`: a
+    REST body's omitted fields take the server's defaults), its description and its bounds."""
+    hints = typing.get_type_hints(LRRSettings)
+    result: dict[str, Any] = {}
+    for setting in dataclasses.fields(LRRSettings):
+        spec: Spec = setting.metadata["spec"]
+        value_type = JSON_TYPES.get(setting.name, _without_none(hints[setting.name]))
+        bounds = {name: bound for name, bound in (("ge", spec.ge), ("gt", spec.gt)) if bound is not None}
+        default = None if all_optional else setting.default
+        optional = all_optional or spec.optional
+        result[setting.name] = (Optional[value_type] if optional else value_type,  # noqa: UP045 (a runtime type)
+                                Field(default, description=spec.doc, **bounds))  # fmt: skip
+    return result
 
-    model_config = ConfigDict(extra="forbid", strict=True)
 
-    ridge_lambda: float | None = Field(None, ge=0, description="Ridge penalty added to each group's covariance.")
-    channel_groups: list[Annotated[list[ChannelIndex], Field(min_length=1)]] | None = Field(
-        None, description="Explicit disjoint groups of channel indices; null = block_size blocks or one group."
-    )
-    block_size: int | None = Field(None, ge=1, description="Consecutive blocks of this many channels.")
-    incremental: bool | None = Field(None, description="Accumulate statistics across chunks (false: replace).")
-    check_finite: bool | None = Field(
-        None, description="Must be true (the default): fit chunks holding NaN, infinity or |x| > 1e100 are refused."
-    )
-    min_group_size: int | None = Field(None, ge=1, description="Smaller groups pass through untouched.")
-    init_default: Literal["identity", "car"] | None = Field(None, description="Output before any weights exist.")
-    half_life_samples: float | None = Field(None, gt=0, description="Exponential forgetting half-life (samples).")
+def _without_none(hint: Any) -> Any:
+    """`T` of `T | None`; any other hint unchanged."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        (kept,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return kept
+    return hint
 
-    @field_validator("ridge_lambda", "half_life_samples")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        """JSON cannot carry NaN/Infinity portably; refuse them explicitly anyway."""
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+
+class _SettingsBodyBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     def to_settings(self, defaults: dict[str, Any], max_channels: int) -> LRRSettings:
         """The engine settings: the given fields over `defaults`; raises InvalidSettingsError if they are
@@ -51,6 +62,14 @@ class SessionSettingsBody(BaseModel):
             return LRRSettings.from_dict(settings)
         except SettingsError as exc:
             raise InvalidSettingsError(str(exc)) from None
+
+
+SessionSettingsBody = create_model(
+    "SessionSettingsBody",
+    __base__=_SettingsBodyBase,
+    __doc__="PUT /streams/{key}: the engine settings; omitted fields take the server's defaults (LRR_*).",
+    **setting_fields(all_optional=True),
+)
 
 
 class InvalidSettingsError(ServiceError):
