@@ -7,11 +7,12 @@ in the order the chunks were given.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from pathlib import Path
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +26,23 @@ from lrr_service.clients.rest import AsyncRestClient
 DEFAULT_MAX_IN_FLIGHT = 32
 
 Chunks = Iterable[np.ndarray] | AsyncIterable[np.ndarray]
+T = TypeVar("T")
+
+
+def _for_key(method: Callable[..., Awaitable[T]], name: str | None = None) -> Callable[..., Awaitable[T]]:
+    """`method` of AsyncRestClient (whose second parameter is the key) as a method of LRRClient bound
+    to the client's key: one definition per REST operation, and a signature without `key`."""
+
+    @functools.wraps(method)
+    async def bound(self: LRRClient, *args: Any, **kwargs: Any) -> T:
+        return await method(self.rest, self.key, *args, **kwargs)
+
+    signature = inspect.signature(method)
+    parameters = list(signature.parameters.values())
+    bound.__signature__ = signature.replace(parameters=[parameters[0], *parameters[2:]])  # type: ignore[attr-defined]
+    if name is not None:
+        bound.__name__ = bound.__qualname__ = name
+    return bound
 
 
 class LRRClient:
@@ -105,17 +123,20 @@ class LRRClient:
 
     # -- streams ----------------------------------------------------------------------------
 
-    async def stream(self, mode: str, chunks: Chunks, *,
-                     max_in_flight: int | None = None) -> AsyncIterator[codec.AckReply | codec.ChunkReply]:
+    async def stream(self, mode: str, chunks: Chunks, *, max_in_flight: int | None = None,
+                     timestamps: Iterable[float | None] | None = None,
+                     ) -> AsyncIterator[codec.AckReply | codec.ChunkReply]:  # fmt: skip
         """Pipeline `chunks` through `mode`: up to max_in_flight frames unanswered, replies yielded in order.
 
-        A chunk's error reply is raised (as its ServerError subclass) when its turn to be yielded comes.
+        `timestamps`, if given, supplies each chunk's t0 (echoed in its reply). A chunk's error reply is
+        raised (as its ServerError subclass) when its turn to be yielded comes.
         """
         window_size = self.window_size(max_in_flight)
         channel = self.channel(mode)
+        starts = iter(timestamps) if timestamps is not None else None
         window: deque[Any] = deque()
         async for chunk in _as_async(chunks):
-            window.append(channel.submit(chunk))
+            window.append(channel.submit(chunk, t0=next(starts, None) if starts is not None else None))
             if len(window) >= window_size:
                 yield await window.popleft()
         while window:
@@ -137,43 +158,20 @@ class LRRClient:
         async for reply in self.stream(Mode.FIT_TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]
 
-    # -- REST, bound to this key ------------------------------------------------------------
+    # -- REST, bound to this key (AsyncRestClient's methods, written once there) -------------
 
-    async def info(self) -> dict[str, Any]:
-        """The session's settings and state (GET /streams/{key})."""
-        return await self.rest.session(self.key)
-
-    async def put_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """Create the session with, or change it to, these engine settings."""
-        return await self.rest.put_settings(self.key, settings)
+    info = _for_key(AsyncRestClient.session, "info")
+    put_settings = _for_key(AsyncRestClient.put_settings)
+    reset = _for_key(AsyncRestClient.reset)
+    solve = _for_key(AsyncRestClient.solve)
+    delete = _for_key(AsyncRestClient.delete)
+    get_weights = _for_key(AsyncRestClient.get_weights)
+    download_weights = _for_key(AsyncRestClient.download_weights)
+    put_weights = _for_key(AsyncRestClient.put_weights)
 
     async def sessions(self) -> list[dict[str, Any]]:
-        """Every session on the server."""
+        """Every session on the server (GET /streams)."""
         return await self.rest.sessions()
-
-    async def reset(self) -> dict[str, Any]:
-        """Clear the session's statistics and weights (settings stay)."""
-        return await self.rest.reset(self.key)
-
-    async def solve(self) -> dict[str, Any]:
-        """Solve the weights from the session's statistics now."""
-        return await self.rest.solve(self.key)
-
-    async def delete(self) -> None:
-        """Delete the session (and its checkpoint) on the server."""
-        await self.rest.delete(self.key)
-
-    async def get_weights(self) -> np.ndarray:
-        """The session's W as float64 (n, n), bit-identical to the server's."""
-        return await self.rest.get_weights(self.key)
-
-    async def download_weights(self, path: Path | str) -> Path:
-        """Save the session's W as CSV at `path`."""
-        return await self.rest.download_weights(self.key, path)
-
-    async def put_weights(self, weights: np.ndarray | Path | str, *, replace: bool = False) -> dict[str, Any]:
-        """Upload W from an array or a CSV path; `replace` overrides weights the session already has."""
-        return await self.rest.put_weights(self.key, weights, replace=replace)
 
 
 def _checked_window(max_in_flight: int) -> int:

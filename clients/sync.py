@@ -6,10 +6,11 @@ inside Jupyter (whose own loop is already running) and in plain scripts.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -60,25 +61,11 @@ class LRRClientSync:
         """How many times a websocket was re-established after a drop."""
         return self._client.reconnects
 
-    # -- one chunk --------------------------------------------------------------------------
-
-    def fit(self, chunk: np.ndarray) -> codec.AckReply:
-        """Fit on `chunk`; returns the acknowledgement."""
-        return self._thread.run(self._client.fit(chunk))
-
-    def transform(self, chunk: np.ndarray) -> np.ndarray:
-        """Rereference `chunk` with the session's current weights."""
-        return self._thread.run(self._client.transform(chunk))
-
-    def fit_transform(self, chunk: np.ndarray) -> np.ndarray:
-        """Fit on `chunk`, then rereference it."""
-        return self._thread.run(self._client.fit_transform(chunk))
-
-    # -- streams ----------------------------------------------------------------------------
+    # -- streams: chunks are iterated in the caller's thread, replies awaited in the loop's ---
 
     def stream(self, mode: str, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None,
                timestamps: Iterable[float | None] | None = None) -> Iterator[codec.AckReply | codec.ChunkReply]:
-        """Pipeline `chunks` (iterated in the caller's thread) through `mode`; yields full replies in order.
+        """Pipeline `chunks` through `mode`; yields full replies in order (LRRClient.stream, blocking).
 
         `timestamps`, if given, supplies each chunk's t0 (echoed in its reply).
         """
@@ -112,43 +99,23 @@ class LRRClientSync:
         for reply in self.stream(Mode.FIT_TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]
 
-    # -- REST, bound to this key ------------------------------------------------------------
+    # Every other public coroutine of LRRClient (request, fit, transform, fit_transform, the REST
+    # methods) gets a blocking twin below the class, generated from it, so the two cannot drift.
 
-    def info(self) -> dict[str, Any]:
-        """The session's settings and state."""
-        return self._thread.run(self._client.info())
 
-    def put_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """Create the session with, or change it to, these engine settings."""
-        return self._thread.run(self._client.put_settings(settings))
+def _blocking(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """LRRClient's coroutine method `name` as a blocking method: run on the client's loop thread."""
 
-    def sessions(self) -> list[dict[str, Any]]:
-        """Every session on the server."""
-        return self._thread.run(self._client.sessions())
+    @functools.wraps(method)
+    def blocking(self: LRRClientSync, *args: Any, **kwargs: Any) -> Any:
+        return self._thread.run(getattr(self._client, name)(*args, **kwargs))
 
-    def reset(self) -> dict[str, Any]:
-        """Clear the session's statistics and weights."""
-        return self._thread.run(self._client.reset())
+    return blocking
 
-    def solve(self) -> dict[str, Any]:
-        """Solve the weights from the session's statistics now."""
-        return self._thread.run(self._client.solve())
 
-    def delete(self) -> None:
-        """Delete the session (and its checkpoint) on the server."""
-        self._thread.run(self._client.delete())
-
-    def get_weights(self) -> np.ndarray:
-        """The session's W, bit-identical to the server's."""
-        return self._thread.run(self._client.get_weights())
-
-    def download_weights(self, path: Path | str) -> Path:
-        """Save the session's W as CSV at `path`."""
-        return self._thread.run(self._client.download_weights(path))
-
-    def put_weights(self, weights: np.ndarray | Path | str, *, replace: bool = False) -> dict[str, Any]:
-        """Upload W from an array or a CSV path."""
-        return self._thread.run(self._client.put_weights(weights, replace=replace))
+for _name, _method in inspect.getmembers(LRRClient, inspect.iscoroutinefunction):
+    if not _name.startswith("_") and _name != "aclose":
+        setattr(LRRClientSync, _name, _blocking(_name, _method))
 
 
 async def _make_client(url: str, key: str, token: str | None, **options: Any) -> LRRClient:

@@ -141,3 +141,28 @@ def test_waiting_for_health_gives_up_when_the_server_process_exits():
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_the_blocking_client_has_every_method_of_the_async_one_with_the_same_signature() -> None:
+    import inspect
+
+    from lrr_service.clients import LRRClient, LRRClientSync
+
+    def public(cls: type) -> dict[str, object]:
+        return {name: member for name, member in inspect.getmembers(cls)
+                if not name.startswith("_") and (callable(member) or isinstance(member, property))}  # fmt: skip
+
+    def parameters(method: object) -> list[tuple[str, object, object]]:  # annotations differ: Iterator / AsyncIterator
+        return [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]  # type: ignore[arg-type]
+
+    asynchronous, blocking = public(LRRClient), public(LRRClientSync)
+    assert set(asynchronous) - {"aclose", "channel", "window_size", "rest"} == set(blocking) - {"close"}
+    for name, member in blocking.items():
+        if isinstance(member, property) or name == "close":
+            continue
+        twin = asynchronous[name]
+        assert parameters(member) == parameters(twin), name
+        if inspect.isasyncgenfunction(twin):
+            assert inspect.isgeneratorfunction(member), name
+        else:
+            assert inspect.iscoroutinefunction(twin) and not inspect.iscoroutinefunction(member), name
