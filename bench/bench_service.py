@@ -30,7 +30,7 @@ import report
 from blas_policy import measure_blas
 from fit_traffic import measure_fit
 from memory import measure_memory
-from processes import REPO_ROOT, EchoServer, LiveServer
+from processes import REPO_ROOT, EchoServer, ServerProcess
 from rest_load import run_rest_load
 from rigs import measure_rigs
 from transform_grid import measure_grid
@@ -77,7 +77,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     scale = QUICK_SCALE if args.quick else 1.0
     results: dict[str, Any] = {}
     state = Path(tempfile.mkdtemp(prefix="lrr-bench-")) / "state"
-    with EchoServer() as echo, LiveServer(state, env=SERVER_ENV) as server:
+    with EchoServer() as echo, ServerProcess(state, env=SERVER_ENV) as server:
         print("transform grid (paced and pipelined, with floors):", flush=True)
         channels = (64, 384) if args.quick else (64, 256, 384, 1024)
         pids = (server.pid or 0, echo.pid)

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from lrr_service.core import LRR
 from latency import summarize
-from processes import BusyNeighbour, LiveServer
+from processes import BusyNeighbour, ServerProcess
 from wsload import run_paced
 from workload import FS, chunks, dense_weights, expect_chunk, frames, upload_weights
 
@@ -47,7 +47,7 @@ async def service_latency(threads: int, seconds: float, env: dict[str, str]) -> 
     n_samples, n_channels = SERVICE_SHAPE
     period = n_samples / FS
     state = Path(tempfile.mkdtemp(prefix="lrr-bench-blas-")) / "state"
-    with LiveServer(state, env=env | {"LRR_BLAS_THREADS": str(threads)}) as server:
+    with ServerProcess(state, env=env | {"LRR_BLAS_THREADS": str(threads)}) as server:
         upload_weights(server.url, "blas", dense_weights(n_channels))
         run = await run_paced(f"{server.ws_url}/ws/blas/transform", frames(chunks(n_samples, n_channels, "float32")),
                               int(seconds / period), period, expect_chunk(n_samples, n_channels))  # fmt: skip

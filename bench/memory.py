@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from processes import LiveServer, rss_bytes
+from processes import ServerProcess, rss_bytes
 from wsload import open_stream
 from workload import chunks, frames
 
@@ -23,7 +23,7 @@ FIT_SAMPLES = 1000
 SETTLE_SECONDS = 1.0
 
 
-async def fill_session(server: LiveServer, key: str, n_channels: int) -> None:
+async def fill_session(server: ServerProcess, key: str, n_channels: int) -> None:
     """Fit a few chunks, solve, transform once: the session holds everything it will hold."""
     async with await open_stream(f"{server.ws_url}/ws/{key}/fit") as ws:
         for frame in frames(chunks(FIT_SAMPLES, n_channels, "float32", count=3)):
@@ -40,7 +40,7 @@ async def measure_memory(env: dict[str, str], progress: Any = print) -> list[dic
     """RSS per session at each channel count in SESSIONS, on a fresh server each."""
     rows = []
     for n_channels, count in SESSIONS.items():
-        with LiveServer(Path(tempfile.mkdtemp(prefix="lrr-bench-mem-")) / "state", env=env) as server:
+        with ServerProcess(Path(tempfile.mkdtemp(prefix="lrr-bench-mem-")) / "state", env=env) as server:
             await fill_session(server, "warm-up", 16)
             await asyncio.sleep(SETTLE_SECONDS)
             before = rss_bytes(server.pid or 0)

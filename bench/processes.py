@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lrr_service.clients.local_server import wait_until_healthy
+from lrr_service.clients.local_server import ServerProcess
+from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-from live_server import LiveServer, free_loopback_port  # noqa: E402  (the tests' real-server launcher)
 
-__all__ = ["BusyNeighbour", "EchoServer", "LiveServer", "cpu_seconds", "rss_bytes"]
+__all__ = ["BusyNeighbour", "EchoServer", "ServerProcess", "cpu_seconds", "rss_bytes"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 20.0

@@ -29,7 +29,7 @@ import numpy as np
 
 from lrr_service.core.weights_csv import format_weights_csv
 from latency import summarize
-from processes import LiveServer, cpu_seconds
+from processes import ServerProcess, cpu_seconds
 from wsload import StreamRun, pooled, run_paced
 from workload import FS, chunks, dense_weights, expect_chunk, frames, upload_weights
 
@@ -271,7 +271,7 @@ async def run_rest_load(env: dict[str, str], seconds: float = SECONDS, rounds: i
     """`measure_rest_load` on a fresh server of its own (no other section's sessions), whose state directory
     (four 1024-channel checkpoints) is removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="lrr-bench-rest-") as tmp:
-        with LiveServer(Path(tmp) / "state", env=env) as server:
+        with ServerProcess(Path(tmp) / "state", env=env) as server:
             return await measure_rest_load(server.url, server.ws_url, server.pid or 0, seconds, rounds, progress)
 
 

@@ -1,26 +1,36 @@
-"""Start a private lrr server in a child process (`python -m lrr_service.service serve`) for `lrr demo`.
+"""Start an lrr server in a child process (`python -m lrr_service.service serve`): `ServerProcess`.
 
-The service is run as a separate program, never imported: clients and service stay independent.
+The one launcher of the project: `lrr demo` runs its private server with it (`private_server`),
+the tests that need a process of their own (kill -9, signals, exit statuses) and the benchmarks
+theirs. The service is run as a separate program, never imported: clients and service stay
+independent. The child gets this process's environment without any `LRR_` variable, plus the
+`env` it is given, so what it does depends on nothing but its arguments.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
 import httpx
+import websockets
 
 START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
 
 
 class LocalServerError(RuntimeError):
-    """The private server did not come up."""
+    """The server process did not come up."""
 
 
 def free_loopback_port() -> int:
@@ -46,64 +56,135 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: floa
     return False
 
 
-class LocalServer:
-    """A server on a free loopback port with a temporary state dir, removed again on exit."""
+def clean_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any LRR_ variable, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
 
-    def __init__(self, timeout: float = START_TIMEOUT_S) -> None:
-        self.port = free_loopback_port()
-        self.timeout = timeout
-        self._state_dir: Path | None = None
+
+class ServerProcess:
+    """One server process on 127.0.0.1 bound to a state directory; restartable on the same port.
+
+    `env` holds LRR_ settings; its stdout and stderr go to `log_path` (beside the state dir by default).
+    """
+
+    def __init__(
+        self, state_dir: Path | str, env: dict[str, str] | None = None, port: int | None = None,
+        log_path: Path | str | None = None, subcommand: str | None = "serve",
+    ) -> None:  # fmt: skip
+        self.state_dir = Path(state_dir)
+        self.env = dict(env or {})
+        self.port = port or free_loopback_port()
+        self.log_path = Path(log_path) if log_path else self.state_dir.with_name(self.state_dir.name + ".log")
+        self.token: str | None = self.env.get("LRR_API_TOKEN")
+        self.subcommand = subcommand
         self._process: subprocess.Popen[bytes] | None = None
-        self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
 
+    # -- addresses and clients ----------------------------------------------------------------
     @property
     def url(self) -> str:
-        """The server's base HTTP URL."""
+        """Base HTTP URL, e.g. http://127.0.0.1:54321."""
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "LocalServer":
-        self._state_dir = Path(tempfile.mkdtemp(prefix="lrr-demo-"))
-        self._log = tempfile.TemporaryFile()
-        command = [sys.executable, "-m", "lrr_service.service", "serve", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--state-dir", str(self._state_dir)]
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
+    @property
+    def ws_url(self) -> str:
+        """Base websocket URL, e.g. ws://127.0.0.1:54321."""
+        return f"ws://127.0.0.1:{self.port}"
 
-    def _wait_healthy(self) -> None:
-        """Wait for GET /health; fail with the server's last output if it dies or hangs."""
-        assert self._process is not None
-        if wait_until_healthy(self.url, self._process, self.timeout):
-            return
-        if self._process.poll() is not None:
-            raise LocalServerError(f"the local server exited at start-up: {self._log_tail()}")
-        raise LocalServerError(f"the local server did not answer within {self.timeout:.0f} s: {self._log_tail()}")
+    @property
+    def pid(self) -> int | None:
+        """The server process id while it runs."""
+        return self._process.pid if self._process else None
 
-    def _log_tail(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        lines = self._log.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else "(no output)"
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self._process is not None and self._process.poll() is None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def http(self, token: str | None = None) -> httpx.Client:
+        """An httpx client on the base URL, sending the server's token (or `token`) as a Bearer header."""
+        chosen = token if token is not None else self.token
+        headers = {"Authorization": f"Bearer {chosen}"} if chosen else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+    def connect(self, key: str, route: str, token: str | None = None, **kwargs: object) -> websockets.connect:
+        """`async with server.connect("rig1", "fit") as ws:` -- a websocket on /ws/{key}/{route} (token via ?token=)."""
+        chosen = token if token is not None else self.token
+        query = f"?token={chosen}" if chosen else ""
+        kwargs.setdefault("max_size", None)
+        return websockets.connect(f"{self.ws_url}/ws/{key}/{route}{query}", **kwargs)  # type: ignore[arg-type]
+
+    def log_text(self) -> str:
+        """Everything the server wrote to stdout/stderr so far (all runs on this object)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self, timeout: float = START_TIMEOUT_S) -> ServerProcess:
+        """Start the server and return once GET /health answers 200; raises with the log's tail on failure."""
+        if self.running:
+            raise RuntimeError("server already running")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "lrr_service.service", *([self.subcommand] if self.subcommand else []),
+            "--host", "127.0.0.1", "--port", str(self.port), "--state-dir", str(self.state_dir),
+        ]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(command, env=clean_environment(self.env), stdout=log,
+                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        if wait_until_healthy(self.url, self._process, timeout):
+            return self
+        if not self.running:
+            raise LocalServerError(f"the server exited during start-up:\n{self.log_text()[-4000:]}")
+        self.kill()
+        raise LocalServerError(f"the server did not answer within {timeout:.0f} s:\n{self.log_text()[-4000:]}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """Graceful stop (SIGTERM, which checkpoints every session), SIGKILL if it hangs; returns the exit code."""
+        return self._signal_and_wait(signal.SIGTERM, timeout)
+
+    def interrupt(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """Graceful stop with SIGINT (Ctrl-C), SIGKILL if it hangs; returns the exit code."""
+        return self._signal_and_wait(signal.SIGINT, timeout)
+
+    def kill(self) -> int | None:
+        """`kill -9`: no checkpoint, no cleanup; returns the exit code."""
+        return self._signal_and_wait(signal.SIGKILL, STOP_TIMEOUT_S)
+
+    def restart(self, timeout: float = START_TIMEOUT_S) -> ServerProcess:
+        """Graceful stop, then start again on the same port and state dir."""
+        self.stop()
+        return self.start(timeout)
+
+    def _signal_and_wait(self, signum: int, timeout: float) -> int | None:
+        """Send `signum`, wait up to `timeout`, escalate to SIGKILL; idempotent when not running."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signum)
             try:
-                process.wait(10)
+                return process.wait(timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if self._state_dir is not None:
-            shutil.rmtree(self._state_dir, ignore_errors=True)
-            self._state_dir = None
+        return process.wait(STOP_TIMEOUT_S)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start() if not self.running else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def private_server(timeout: float = START_TIMEOUT_S) -> Iterator[ServerProcess]:
+    """A server with default settings and a temporary state dir, both gone afterwards (`lrr demo`)."""
+    workdir = Path(tempfile.mkdtemp(prefix="lrr-demo-"))
+    try:
+        with ServerProcess(workdir / "state").start(timeout) as server:
+            yield server
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

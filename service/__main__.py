@@ -19,6 +19,9 @@ from lrr_service.service.config import SESSION_SETTING_FIELDS, ServiceSettings
 from lrr_service.service.http_protocol import guarded_http_protocol
 from lrr_service.service.logs import configure_logging
 
+STARTUP_FAILURE = 3
+"""Exit status when the server could not start (uvicorn's own: the lifespan or the socket failed)."""
+
 #: Settings whose flag value is JSON rather than a scalar.
 _JSON_FLAGS = {"channel_groups"}
 
@@ -80,6 +83,26 @@ def _parse_json_flag(name: str, value: str) -> object:
         raise ValueError(f"{name}: {value!r} is not JSON ({exc}); expected e.g. [[0,1,2],[3,4,5]]") from None
 
 
+def uvicorn_config(app: Any, settings: ServiceSettings) -> uvicorn.Config:
+    """How the service is served: the settings' address and limits, the guarded HTTP protocol, the websockets
+    library, no access log (the app logs what matters)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="auto",
+        http=guarded_http_protocol(settings.client_timeout_seconds),  # httptools, with a deadline on request heads
+        ws="websockets-sansio",  # the websockets library, Sans-I/O; uvicorn deprecates its legacy "websockets"
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        # no limit_concurrency: it counts idle connections too, so they could make /health answer 503;
+        # websocket streams (LRR_MAX_CONNECTIONS) and HTTP requests (LRR_MAX_HTTP_REQUESTS) are limited by the app
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, validate the settings and run uvicorn until a signal stops it."""
     args = build_parser().parse_args(argv)
@@ -94,22 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lrr-service: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="auto",
-        http=guarded_http_protocol(settings.client_timeout_seconds),  # httptools, with a deadline on request heads
-        ws="websockets-sansio",  # the websockets library, Sans-I/O; uvicorn deprecates its legacy "websockets"
-        ws_max_size=settings.max_frame_bytes,
-        ws_per_message_deflate=False,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-        # no limit_concurrency: it counts idle connections too, so they could make /health answer 503;
-        # websocket streams (LRR_MAX_CONNECTIONS) and HTTP requests (LRR_MAX_HTTP_REQUESTS) are limited by the app
-    )
-    return 0
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 if __name__ == "__main__":

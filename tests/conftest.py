@@ -1,26 +1,33 @@
-"""Shared pytest fixtures: real lrr-service processes on free loopback ports (see tests/live_server.py)."""
+"""Shared pytest fixtures: the real service on free loopback ports, in this process (tests/in_process.py).
+
+Tests that need a process of their own (kill -9, signals, exit statuses) start a LiveServer
+(tests/live_server.py) themselves.
+"""
 
 from __future__ import annotations
 
 import itertools
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
 
 try:  # tests/ on sys.path (pytest's default rootdir-conftest import mode)
+    from in_process import InProcessServer
     from live_server import LiveServer
 except ImportError:  # tests imported as a package
+    from tests.in_process import InProcessServer
     from tests.live_server import LiveServer
 
-ServerFactory = Callable[..., LiveServer]
+ServerFactory = Callable[..., InProcessServer]
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+def live_server(tmp_path: Path) -> Iterator[InProcessServer]:
     """A fresh server (default settings, no token) on its own state dir, stopped after the test."""
-    server = LiveServer(tmp_path / "lrr-state").start()
+    server = InProcessServer(tmp_path / "lrr-state").start()
     try:
         yield server
     finally:
@@ -28,25 +35,22 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     """One server shared by a test module; tests must use their own stream keys."""
-    server = LiveServer(tmp_path_factory.mktemp("shared") / "lrr-state").start()
+    server = InProcessServer(tmp_path_factory.mktemp("shared") / "lrr-state").start()
     try:
         yield server
     finally:
         server.stop()
 
 
-@pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
-    """Make started servers with env overrides: `server_factory(env={"LRR_API_TOKEN": "t"})`.
+def _factory(kind: type, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Make started servers of `kind` with env overrides; each gets its own state dir unless `state_dir`
+    is given; all are stopped after the test."""
+    servers: list[Any] = []
 
-    Each call gets its own state dir unless `state_dir` is given; all are stopped after the test.
-    """
-    servers: list[LiveServer] = []
-
-    def make(env: dict[str, str] | None = None, state_dir: Path | None = None) -> LiveServer:
-        server = LiveServer(state_dir or tmp_path / f"lrr-state-{len(servers)}", env=env)
+    def make(env: dict[str, str] | None = None, state_dir: Path | None = None) -> Any:
+        server = kind(state_dir or tmp_path / f"lrr-state-{len(servers)}", env=env)
         servers.append(server)
         return server.start()
 
@@ -55,6 +59,18 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Make started in-process servers with env overrides: `server_factory(env={"LRR_API_TOKEN": "t"})`."""
+    yield from _factory(InProcessServer, tmp_path)
+
+
+@pytest.fixture
+def process_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Like server_factory, but each server is a process of its own (for kill -9, signals, exit statuses)."""
+    yield from _factory(LiveServer, tmp_path)
 
 
 @pytest.fixture

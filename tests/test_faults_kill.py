@@ -41,8 +41,8 @@ def uploaded_weights() -> np.ndarray:
     return W
 
 
-async def test_kill_9_mid_stream_restores_checkpointed_state_and_clients_finish(server_factory) -> None:
-    server: LiveServer = server_factory(env={"LRR_CHECKPOINT_SECONDS": "3600", "LRR_SOLVE_EVERY_SAMPLES": "100"})
+async def test_kill_9_mid_stream_restores_checkpointed_state_and_clients_finish(process_factory) -> None:
+    server: LiveServer = process_factory(env={"LRR_CHECKPOINT_SECONDS": "3600", "LRR_SOLVE_EVERY_SAMPLES": "100"})
     W = uploaded_weights()
     with server.http() as http:
         assert http.put("/streams/configured", json={"ridge_lambda": 0.75, "block_size": 3}).status_code == 201

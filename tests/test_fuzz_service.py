@@ -28,8 +28,10 @@ from lrr_service.core.weights_csv import WeightsCsvError, format_weights_csv, ma
 
 try:
     from live_server import LiveServer
+    from in_process import InProcessServer
 except ImportError:
     from tests.live_server import LiveServer
+    from tests.in_process import InProcessServer
 
 MAX_CHANNELS = 16
 MAX_FRAME_BYTES = 1 << 20
@@ -73,7 +75,7 @@ class Witness(threading.Thread):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     env = {"LRR_MAX_CHANNELS": str(MAX_CHANNELS), "LRR_MAX_FRAME_BYTES": str(MAX_FRAME_BYTES)}
-    with LiveServer(tmp_path_factory.mktemp("fuzz") / "state", env=env) as live:
+    with InProcessServer(tmp_path_factory.mktemp("fuzz") / "state", env=env) as live:
         yield live
 
 

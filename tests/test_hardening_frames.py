@@ -29,9 +29,11 @@ from lrr_service.core.codec import AckReply, ErrorReply, encode_chunk
 from lrr_service.core.weights_csv import format_weights_csv
 
 try:
-    from live_server import REPO_ROOT, LiveServer, _clean_environment, exchange
+    from live_server import REPO_ROOT, LiveServer, clean_environment, exchange
+    from in_process import InProcessServer
 except ImportError:
-    from tests.live_server import REPO_ROOT, LiveServer, _clean_environment, exchange
+    from tests.live_server import REPO_ROOT, LiveServer, clean_environment, exchange
+    from tests.in_process import InProcessServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,7 +45,7 @@ N = 4
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server for the frame and settings tests (each uses its own key); body limit at its default."""
-    live = LiveServer(tmp_path_factory.mktemp("frames") / "lrr-state", env={"LRR_MAX_CHANNELS": str(MAX_CHANNELS)})
+    live = InProcessServer(tmp_path_factory.mktemp("frames") / "lrr-state", env={"LRR_MAX_CHANNELS": str(MAX_CHANNELS)})
     yield live.start()
     live.stop()
 
@@ -186,7 +188,7 @@ def test_serve_with_check_finite_false_exits_2_naming_it(tmp_path: Path) -> None
     port = free_loopback_port()
     command = [sys.executable, "-m", "lrr_service.service", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--state-dir", str(tmp_path / "state")]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=_clean_environment({"LRR_CHECK_FINITE": "false"}),
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=clean_environment({"LRR_CHECK_FINITE": "false"}),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)  # fmt: skip
     try:
         if wait_until_healthy(f"http://127.0.0.1:{port}", process, 20.0):

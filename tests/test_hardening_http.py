@@ -35,8 +35,10 @@ from lrr_service.core.codec import AckReply, encode_chunk
 
 try:
     from live_server import LiveServer, exchange
+    from in_process import InProcessServer
 except ImportError:
     from tests.live_server import LiveServer, exchange
+    from tests.in_process import InProcessServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,7 +60,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server with an API token and a small body limit (defect 3)."""
     env = {"LRR_API_TOKEN": TOKEN, "LRR_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
            "LRR_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT_S)}  # fmt: skip
-    live = LiveServer(tmp_path_factory.mktemp("secured") / "lrr-state", env=env).start()
+    live = InProcessServer(tmp_path_factory.mktemp("secured") / "lrr-state", env=env).start()
     yield live
     live.stop()
 
@@ -71,7 +73,7 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     """
     env = {"LRR_MAX_CONNECTIONS": "4", "LRR_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT_S),
            "LRR_ALLOWED_ORIGINS": ALLOWED_ORIGIN}  # fmt: skip
-    live = LiveServer(tmp_path_factory.mktemp("open") / "lrr-state", env=env).start()
+    live = InProcessServer(tmp_path_factory.mktemp("open") / "lrr-state", env=env).start()
     yield live
     live.stop()
 

@@ -32,8 +32,10 @@ from lrr_service.core.codec import ChunkReply, encode_chunk
 from lrr_service.core.weights_csv import format_weights_csv
 
 try:
+    from in_process import InProcessServer
     from live_server import LiveServer, exchange
 except ImportError:
+    from tests.in_process import InProcessServer
     from tests.live_server import LiveServer, exchange
 
 pytestmark = pytest.mark.timeout(90)
@@ -73,12 +75,12 @@ def served_weights(server: LiveServer, key: str) -> np.ndarray:
 
 
 @pytest.fixture
-def read_only_capable(tmp_path: Path) -> Iterator[tuple[LiveServer, Path, Callable[[], None], Callable[[], None]]]:
+def read_only_capable(tmp_path: Path) -> Iterator[tuple[InProcessServer, Path, Callable[[], None], Callable[[], None]]]:
     """(server not started, state dir on a fresh tmpfs, make_read_only, make_writable); cleaned up after."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "lrr-hardening-state", str(mount)], check=True)
-    server = LiveServer(mount / "state", log_path=tmp_path / "server.log")
+    server = InProcessServer(mount / "state")
 
     def make_read_only() -> None:
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
@@ -152,9 +154,9 @@ def test_start_up_on_a_read_only_state_dir_with_a_corrupt_file_logs_it_unmoved(r
     assert corrupt and all(event.get("moved_to", "absent") is None for event in corrupt), corrupt
 
 
-def test_a_state_dir_removed_while_running_is_recreated_by_the_next_checkpoint(server_factory, tmp_path: Path) -> None:
+def test_a_state_dir_removed_while_running_is_recreated_by_the_next_checkpoint(process_factory, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    server = server_factory(state_dir=state)
+    server = process_factory(state_dir=state)
     with server.http() as http:
         assert http.put("/streams/before", json={}).status_code == 201
     shutil.rmtree(state)
@@ -261,7 +263,7 @@ async def test_a_non_regular_checkpoint_file_is_moved_aside_without_being_opened
     write_checkpoint(state / "good.lrr.npz", *fitted_checkpoint("good"))
     odd = state / "odd.lrr.npz"
     NON_REGULAR[kind](odd, tmp_path / "elsewhere")
-    server = LiveServer(state)
+    server = InProcessServer(state)
     try:
         server.start(timeout=START_S)  # a FIFO opened for reading blocks start-up forever
         with server.http() as http:

@@ -27,8 +27,10 @@ from lrr_service.core.weights_csv import format_weights_csv
 
 try:
     from live_server import REPO_ROOT, LiveServer
+    from in_process import InProcessServer
 except ImportError:
     from tests.live_server import REPO_ROOT, LiveServer
+    from tests.in_process import InProcessServer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -43,7 +45,7 @@ HEALTH_S = 5.0
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Shared by the multipart tests (they do not load the server)."""
-    live = LiveServer(tmp_path_factory.mktemp("uploads") / "lrr-state").start()
+    live = InProcessServer(tmp_path_factory.mktemp("uploads") / "lrr-state").start()
     yield live
     live.stop()
 

@@ -11,6 +11,7 @@ from websockets.exceptions import InvalidStatus
 
 from lrr_service.core.codec import AckReply, encode_chunk
 from live_server import LiveServer, exchange
+from in_process import InProcessServer
 from lrr_service.service.app import create_app
 from lrr_service.service.config import ServiceSettings
 
@@ -19,7 +20,7 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path_factory.mktemp("auth") / "lrr-state", env={"LRR_API_TOKEN": TOKEN}).start()
+    live = InProcessServer(tmp_path_factory.mktemp("auth") / "lrr-state", env={"LRR_API_TOKEN": TOKEN}).start()
     yield live
     live.stop()
 

@@ -1,23 +1,42 @@
-"""`python -m lrr_service.service`: every setting has a flag, bad configuration fails fast with the reason."""
+"""`python -m lrr_service.service`: every setting has a flag, bad configuration fails fast with the reason.
+
+The configuration checks call the command's `main` in this process (it refuses before serving anything);
+starting and stopping the real command runs it as a process (`test_runs_without_the_serve_word`)."""
 
 from __future__ import annotations
 
+import io
+import os
 import signal
-import subprocess
-import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import NamedTuple
+from unittest import mock
 
 import httpx
 import pytest
 
-from live_server import REPO_ROOT, LiveServer
-from lrr_service.service.__main__ import build_parser, exposure_problem, settings_from_args
+from live_server import LiveServer
+from lrr_service.service.__main__ import build_parser, exposure_problem, main, settings_from_args
 from lrr_service.service.config import ServiceSettings
 
 
-def run_service(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lrr_service.service", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=30, env={"PATH": "/usr/bin:/bin", **(env or {})})  # fmt: skip
+class Result(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_service(*args: str, env: dict[str, str] | None = None) -> Result:
+    """The command's `main(args)` with exactly these LRR_ variables set: its exit status and output."""
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("LRR_")}
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, {**clean, **(env or {})}, clear=True), redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # --help
+            code = int(exc.code or 0)
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def test_serve_help_lists_every_setting() -> None:
@@ -35,6 +54,9 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     settings = settings_from_args(args)
     assert settings.max_channels == 200 and settings.ridge_lambda == 0.5
     assert settings.session_defaults().channel_groups == ((0, 1, 2), (3, 4, 5))
+
+
+pytestmark = pytest.mark.timeout(60)  # a configuration accepted by mistake would start serving: fail, not hang
 
 
 @pytest.mark.parametrize(

@@ -71,8 +71,8 @@ def wait_for_log(server: LiveServer, needle: str) -> None:
 
 
 @pytest.mark.parametrize("stop", ["stop", "interrupt"])
-async def test_graceful_restart_restores_every_session(server_factory, stop: str) -> None:
-    server = server_factory()
+async def test_graceful_restart_restores_every_session(process_factory, stop: str) -> None:
+    server = process_factory()
     await fit_and_solve(server, "fitted", 6, seed=1)
     with server.http() as http:
         http.put("/streams/configured", json={"ridge_lambda": 0.25, "block_size": 2}).raise_for_status()
@@ -128,8 +128,8 @@ async def test_shutdown_writes_only_the_sessions_changed_since_their_checkpoint(
     assert restored == {"busy": (4, 30), "clean": (None, 0), "viewer": (3, 0)}
 
 
-async def test_uploaded_weights_and_settings_survive_kill_9(server_factory) -> None:
-    server = server_factory(env={"LRR_CHECKPOINT_SECONDS": "3600"})
+async def test_uploaded_weights_and_settings_survive_kill_9(process_factory) -> None:
+    server = process_factory(env={"LRR_CHECKPOINT_SECONDS": "3600"})
     W = weights(4, 5)
     with server.http() as http:
         http.put("/streams/rig", json={"ridge_lambda": 1.5, "init_default": "car"}).raise_for_status()
@@ -149,8 +149,8 @@ async def test_uploaded_weights_and_settings_survive_kill_9(server_factory) -> N
     np.testing.assert_allclose((await transform(server, "rig", X)).data, X @ (np.eye(4) - W), rtol=1e-12)
 
 
-async def test_solved_state_is_checkpointed_periodically(server_factory) -> None:
-    server = server_factory(env={"LRR_CHECKPOINT_SECONDS": "0.2", "LRR_SOLVE_EVERY_SAMPLES": "100"})
+async def test_solved_state_is_checkpointed_periodically(process_factory) -> None:
+    server = process_factory(env={"LRR_CHECKPOINT_SECONDS": "0.2", "LRR_SOLVE_EVERY_SAMPLES": "100"})
     rng = np.random.default_rng(7)
     async with server.connect("auto", "fit") as ws:
         for seq in range(5):
@@ -166,8 +166,8 @@ async def test_solved_state_is_checkpointed_periodically(server_factory) -> None
     assert restored == expected
 
 
-async def test_deleted_sessions_stay_deleted(server_factory) -> None:
-    server = server_factory()
+async def test_deleted_sessions_stay_deleted(process_factory) -> None:
+    server = process_factory()
     with server.http() as http:
         http.put("/streams/gone", json={}).raise_for_status()
         assert (server.state_dir / "gone.lrr.npz").exists()

@@ -14,6 +14,7 @@ import pytest
 from lrr_service.core.codec import AckReply, ChunkReply, encode_chunk
 from lrr_service.core.weights_csv import format_weights_csv
 from live_server import LiveServer, exchange
+from in_process import InProcessServer
 
 MAX_CHANNELS = 32
 
@@ -21,7 +22,7 @@ MAX_CHANNELS = 32
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     env = {"LRR_MAX_CHANNELS": str(MAX_CHANNELS), "LRR_MAX_CSV_BYTES": "65536", "LRR_RIDGE_LAMBDA": "0.5"}
-    live = LiveServer(tmp_path_factory.mktemp("rest") / "lrr-state", env=env).start()
+    live = InProcessServer(tmp_path_factory.mktemp("rest") / "lrr-state", env=env).start()
     yield live
     live.stop()
 

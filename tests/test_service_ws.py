@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from lrr_service.core import LRR, LRRSettings
 from lrr_service.core.codec import AckReply, ChunkReply, ErrorReply, decode_reply, encode_chunk
 from live_server import LiveServer, exchange
+from in_process import InProcessServer
 
 MAX_CHANNELS = 64
 MAX_FRAME_BYTES = 256 * 1024
@@ -26,7 +27,7 @@ MAX_FRAME_BYTES = 256 * 1024
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server for the module, with small limits so the limit errors are cheap to provoke."""
     env = {"LRR_MAX_CHANNELS": str(MAX_CHANNELS), "LRR_MAX_FRAME_BYTES": str(MAX_FRAME_BYTES)}
-    live = LiveServer(tmp_path_factory.mktemp("ws") / "lrr-state", env=env).start()
+    live = InProcessServer(tmp_path_factory.mktemp("ws") / "lrr-state", env=env).start()
     yield live
     live.stop()
 

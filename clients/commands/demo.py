@@ -11,7 +11,7 @@ import numpy as np
 
 from lrr_service.clients.commands.common import CommandResult, add_output_option
 from lrr_service.clients.errors import ServerError
-from lrr_service.clients.local_server import LocalServer
+from lrr_service.clients.local_server import private_server
 from lrr_service.clients.synthetic import artifact_power, make_rig, reduction_db
 from lrr_service.clients.sync import LRRClientSync
 from lrr_service.clients.table import format_table
@@ -87,7 +87,7 @@ def _server(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    with LocalServer() as server:
+    with private_server() as server:
         yield server.url
 
 
