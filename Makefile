@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := test,lsl,edf
 
-.PHONY: run test bench-core clean
+.PHONY: run test lint bench-core clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,25 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
+LINT_STAMP := $(VENV)/.installed-lint
+
+$(LINT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),lint]'
+	touch $(LINT_STAMP)
+
+# ruff (format and rules) on every Python file; mypy (strict) on the three packages. mypy cannot follow
+# setuptools' editable import hook, so it reads them through .lint/lrr_service, links to the folders.
+lint: $(LINT_STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	mkdir -p .lint/lrr_service && for package in core service clients; do ln -sfn ../../$$package .lint/lrr_service/$$package; done
+	cd .lint && ../$(BIN)/mypy --config-file ../pyproject.toml -p lrr_service
+
 bench-core: $(STAMP)
 	$(BIN)/python bench/bench_core.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .lint .mypy_cache .ruff_cache
 
 .PHONY: container-test bench
 container-test: $(STAMP)

@@ -79,8 +79,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/bench-core.md"))
     args = parser.parse_args()
 
-    blas = [f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads, {i.get('architecture')})"
-            for i in threadpool_info() if i["user_api"] == "blas"]
+    blas = [
+        f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads, {i.get('architecture')})"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    ]
     lines = [
         "# Engine microbenchmark",
         "",
@@ -89,7 +92,8 @@ def main() -> None:
         "output, interleaved call by call with the engine's `transform` so that both see the same load. "
         f"Accumulation includes a solve every {SOLVE_EVERY} samples.",
         "",
-        "| channels | chunk | transform µs | floor µs | ratio | accumulate samples/s, 1 BLAS thread | 2 BLAS threads | x real time (30 kHz), best |",
+        "| channels | chunk | transform µs | floor µs | ratio | accumulate samples/s, 1 BLAS thread"
+        " | 2 BLAS threads | x real time (30 kHz), best |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     print(lines[-2])
@@ -101,8 +105,10 @@ def main() -> None:
             for threads in (1, 2):
                 with threadpool_limits(threads):
                     rates.append(accumulate_row(n, m, total)["samples_per_s"])
-            row = (f"| {n} | {m} | {t['engine_us']:.1f} | {t['floor_us']:.1f} | {t['ratio']:.3f} | "
-                   f"{rates[0]:,.0f} | {rates[1]:,.0f} | {max(rates) / 30_000:.1f} |")
+            row = (
+                f"| {n} | {m} | {t['engine_us']:.1f} | {t['floor_us']:.1f} | {t['ratio']:.3f} | "
+                f"{rates[0]:,.0f} | {rates[1]:,.0f} | {max(rates) / 30_000:.1f} |"
+            )
             print(row, flush=True)
             lines.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,22 +17,21 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uvloop
-from threadpoolctl import threadpool_info, threadpool_limits
-
 import report
+import uvloop
 from blas_policy import measure_blas
 from fit_traffic import measure_fit
 from memory import measure_memory
 from processes import REPO_ROOT, EchoServer, ServerProcess
 from rest_load import run_rest_load
 from rigs import measure_rigs
+from threadpoolctl import threadpool_info, threadpool_limits
 from transform_grid import measure_grid
 from transport_variants import measure_transports
 
@@ -47,14 +46,23 @@ at 5 ms, 5 ms at 0.1 ms)."""
 
 def machine_facts() -> dict[str, Any]:
     """What the figures were measured on."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     blas = [f"{i['internal_api']} {i.get('version')}" for i in threadpool_info() if i["user_api"] == "blas"]
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} x {cpu}",
-        "python": platform.python_version(), "numpy": np.__version__, "blas": ", ".join(blas) or "no BLAS found",
-        "uvicorn": version("uvicorn"), "websockets": version("websockets"),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": ", ".join(blas) or "no BLAS found",
+        "uvicorn": version("uvicorn"),
+        "websockets": version("websockets"),
         "load_before": load_average(),
     }
 
@@ -102,8 +110,9 @@ def load_plots() -> Any:
     try:
         import plots
     except ModuleNotFoundError as exc:
-        raise SystemExit(f"make bench needs matplotlib ({exc}); install the bench extra: "
-                         "pip install -e '.[bench]'") from None  # fmt: skip
+        raise SystemExit(
+            f"make bench needs matplotlib ({exc}); install the bench extra: pip install -e '.[bench]'"
+        ) from None
     return plots
 
 
@@ -119,8 +128,11 @@ def main() -> int:
     started = time.perf_counter()
     with client_runner() as runner:
         results = runner.run(run_all(args))
-    meta |= {"load_after": load_average(), "seconds": time.perf_counter() - started,
-             "server_blas_threads": "1 (default)"}
+    meta |= {
+        "load_after": load_average(),
+        "seconds": time.perf_counter() - started,
+        "server_blas_threads": "1 (default)",
+    }
     grid, fit, rest = results["grid"], results["fit"], results["rest"]
     figures = {
         "transform_latency": plots.transform_latency(grid, args.plots / "transform_latency.png"),
@@ -133,10 +145,16 @@ def main() -> int:
     page = report.render(meta, results, figures, args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
-    summaries = {"meta": meta, "grid": [r.as_dict() for r in grid], "rigs": results["rigs"],
-                 "memory": results["memory"], "blas": results["blas"], "transports": results["transports"],
-                 "fit": {k: v for k, v in fit.items() if k != "latencies_us"},
-                 "rest": {k: v for k, v in rest.items() if k != "latencies_us"}}  # fmt: skip
+    summaries = {
+        "meta": meta,
+        "grid": [r.as_dict() for r in grid],
+        "rigs": results["rigs"],
+        "memory": results["memory"],
+        "blas": results["blas"],
+        "transports": results["transports"],
+        "fit": {k: v for k, v in fit.items() if k != "latencies_us"},
+        "rest": {k: v for k, v in rest.items() if k != "latencies_us"},
+    }
     (args.plots / "results.json").write_text(json.dumps(summaries, indent=1))
     print()
     print(report.console_table(grid, report.targets(grid, fit, results["rigs"], rest)))

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from threadpoolctl import threadpool_limits
-
-from lrr_service.core import LRR
 from latency import summarize
 from processes import BusyNeighbour, ServerProcess
-from wsload import run_paced
+from threadpoolctl import threadpool_limits
 from workload import FS, chunks, dense_weights, expect_chunk, frames, upload_weights
+from wsload import run_paced
+
+from lrr_service.core import LRR
 
 ENGINE_SHAPES = ((30, 384), (300, 1024))
 SERVICE_SHAPE = (30, 384)
@@ -49,8 +49,13 @@ async def service_latency(threads: int, seconds: float, env: dict[str, str]) -> 
     state = Path(tempfile.mkdtemp(prefix="lrr-bench-blas-")) / "state"
     with ServerProcess(state, env=env | {"LRR_BLAS_THREADS": str(threads)}) as server:
         upload_weights(server.url, "blas", dense_weights(n_channels))
-        run = await run_paced(f"{server.ws_url}/ws/blas/transform", frames(chunks(n_samples, n_channels, "float32")),
-                              int(seconds / period), period, expect_chunk(n_samples, n_channels))  # fmt: skip
+        run = await run_paced(
+            f"{server.ws_url}/ws/blas/transform",
+            frames(chunks(n_samples, n_channels, "float32")),
+            int(seconds / period),
+            period,
+            expect_chunk(n_samples, n_channels),
+        )
     return run.summary(WARMUP_FRAMES).as_dict()
 
 
@@ -62,16 +67,31 @@ async def measure_blas(env: dict[str, str], seconds: float = 2.0, progress: Any 
             for n_samples, n_channels in ENGINE_SHAPES:
                 for threads in (1, 2):
                     latency = engine_latency(n_samples, n_channels, threads, seconds / 2)
-                    rows.append({"where": "engine", "shape": f"{n_samples}x{n_channels}", "threads": threads,
-                                 "busy_neighbour": busy, "latency": latency})  # fmt: skip
+                    rows.append(
+                        {
+                            "where": "engine",
+                            "shape": f"{n_samples}x{n_channels}",
+                            "threads": threads,
+                            "busy_neighbour": busy,
+                            "latency": latency,
+                        }
+                    )
             for threads in (1, 2):
                 latency = await service_latency(threads, seconds, env)
-                rows.append({"where": "service", "shape": "x".join(map(str, SERVICE_SHAPE)), "threads": threads,
-                             "busy_neighbour": busy, "latency": latency})  # fmt: skip
+                rows.append(
+                    {
+                        "where": "service",
+                        "shape": "x".join(map(str, SERVICE_SHAPE)),
+                        "threads": threads,
+                        "busy_neighbour": busy,
+                        "latency": latency,
+                    }
+                )
     for row in rows:
         lat = row["latency"]
-        progress(f"  {row['where']:<8} {row['shape']:>8} {row['threads']} thread(s) "
-                 f"{'busy neighbour' if row['busy_neighbour'] else 'quiet':<14} p50 {lat['p50']:9.1f} µs  "
-                 f"p99 {lat['p99']:9.1f} µs")  # fmt: skip
+        progress(
+            f"  {row['where']:<8} {row['shape']:>8} {row['threads']} thread(s) "
+            f"{'busy neighbour' if row['busy_neighbour'] else 'quiet':<14} p50 {lat['p50']:9.1f} µs  "
+            f"p99 {lat['p99']:9.1f} µs"
+        )
     return rows
-

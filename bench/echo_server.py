@@ -74,8 +74,16 @@ def main() -> None:
     parser.add_argument("--app", choices=("asgi", "fastapi"), default="asgi", help="bare ASGI or FastAPI routing")
     args = parser.parse_args()
     uvicorn.run(
-        echo_app if args.app == "asgi" else fastapi_echo_app(), host="127.0.0.1", port=args.port, loop="auto", http="auto", ws=args.ws,
-        ws_max_size=MAX_FRAME_BYTES, ws_per_message_deflate=False, log_level="warning", access_log=False,
+        echo_app if args.app == "asgi" else fastapi_echo_app(),
+        host="127.0.0.1",
+        port=args.port,
+        loop="auto",
+        http="auto",
+        ws=args.ws,
+        ws_max_size=MAX_FRAME_BYTES,
+        ws_per_message_deflate=False,
+        log_level="warning",
+        access_log=False,
     )
 
 

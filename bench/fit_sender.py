@@ -19,10 +19,10 @@ import sys
 import time
 
 import httpx
-
-from lrr_service.core.codec import AckReply, decode_reply
 from fit_traffic import CONTROL_KEY, KEY, PERIOD, fit_frames, fit_stream, weights_lags
 from wsload import run_paced
+
+from lrr_service.core.codec import AckReply, decode_reply
 
 READY = "ready"
 
@@ -64,8 +64,9 @@ async def send_fit(service_ws: str, base_url: str, count: int, paced: bool) -> d
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         watch = WeightsWatch(client)
         print(READY, flush=True)
-        run = await fit_stream(f"{service_ws}/ws/{KEY}/fit", wire, count, PERIOD if paced else None,
-                               check=watch, check_every=1)  # fmt: skip
+        run = await fit_stream(
+            f"{service_ws}/ws/{KEY}/fit", wire, count, PERIOD if paced else None, check=watch, check_every=1
+        )
         run.lags, run.worst_lags = weights_lags(run, await watch.seen())
     return {"samples_per_s": run.samples_per_second(), "lags": run.lags, "worst_lags": run.worst_lags}
 

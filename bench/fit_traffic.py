@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 import numpy as np
+from latency import summarize
+from workload import FS, chunks, dense_weights, expect_ack, expect_chunk, frames, upload_weights
+from wsload import CHECK_EVERY, Check, StreamRun, drive, no_wait, open_stream, paced, pooled, run_paced
 
 from lrr_service.core.codec import AckReply, decode_reply
-from latency import summarize
-from wsload import CHECK_EVERY, Check, StreamRun, drive, no_wait, open_stream, paced, pooled, run_paced
-from workload import FS, chunks, dense_weights, expect_ack, expect_chunk, frames, upload_weights
 
 N_CHANNELS = 384
 N_SAMPLES = 30
@@ -61,8 +61,14 @@ class FitRun:
         return len(self.run.sent) * N_SAMPLES / self.run.elapsed
 
 
-async def fit_stream(url: str, wire: list[bytes], count: int, period: float | None,
-                     check: Check = expect_ack, check_every: int = CHECK_EVERY) -> FitRun:
+async def fit_stream(
+    url: str,
+    wire: list[bytes],
+    count: int,
+    period: float | None,
+    check: Check = expect_ack,
+    check_every: int = CHECK_EVERY,
+) -> FitRun:
     """Fit `count` frames, paced at `period` or pipelined when None; returns the run and the prior n_samples.
 
     `check` sees every `check_every`-th ack (see `drive`)."""
@@ -71,8 +77,7 @@ async def fit_stream(url: str, wire: list[bytes], count: int, period: float | No
         first = decode_reply(await ws.recv())
         assert isinstance(first, AckReply), first
         schedule = paced(period, time.perf_counter(), count) if period else no_wait
-        run = await drive(ws, wire, count, schedule, check, window=None if period else WINDOW,
-                          check_every=check_every)  # fmt: skip
+        run = await drive(ws, wire, count, schedule, check, window=None if period else WINDOW, check_every=check_every)
         return FitRun(run, first.n_samples)
 
 
@@ -98,18 +103,26 @@ def weights_lags(fit: FitRun, seen: list[tuple[float, int]]) -> tuple[list[float
 
 async def paced_transform(service_ws: str, tr_wire: list[bytes], seconds: float) -> StreamRun:
     """The paced transform stream on KEY for `seconds` (one chunk per chunk duration)."""
-    return await run_paced(f"{service_ws}/ws/{KEY}/transform", tr_wire, int(seconds / PERIOD), PERIOD,
-                           expect_chunk(N_SAMPLES, N_CHANNELS))  # fmt: skip
+    return await run_paced(
+        f"{service_ws}/ws/{KEY}/transform", tr_wire, int(seconds / PERIOD), PERIOD, expect_chunk(N_SAMPLES, N_CHANNELS)
+    )
 
 
-async def fit_with_transform(service_ws: str, base_url: str, tr_wire: list[bytes], seconds: float,
-                             mode: str, fit_count: int) -> tuple[dict[str, Any], StreamRun]:
+async def fit_with_transform(
+    service_ws: str, base_url: str, tr_wire: list[bytes], seconds: float, mode: str, fit_count: int
+) -> tuple[dict[str, Any], StreamRun]:
     """A second stream from its own process (`mode`: paced or full-speed fit on KEY, or the paced
     `control` transform stream on CONTROL_KEY) and a paced transform stream on KEY from this one;
     returns the sender's results (bench/fit_sender.py) and the transform run."""
     sender = await asyncio.create_subprocess_exec(
-        sys.executable, str(FIT_SENDER), service_ws, base_url, str(fit_count), mode,
-        stdout=asyncio.subprocess.PIPE, cwd=FIT_SENDER.parent,
+        sys.executable,
+        str(FIT_SENDER),
+        service_ws,
+        base_url,
+        str(fit_count),
+        mode,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=FIT_SENDER.parent,
     )
     assert sender.stdout is not None
     try:
@@ -129,17 +142,21 @@ async def fit_with_transform(service_ws: str, base_url: str, tr_wire: list[bytes
 def lag_summary(lags: list[float], worst_lags: list[float]) -> dict[str, float]:
     """Median and worst of the freshest-data lags, and the worst lag any sample saw (all given in s), in ms."""
     nan = float("nan")
-    return {"n": len(lags), "median_ms": float(np.median(lags)) * 1e3 if lags else nan,
-            "max_ms": max(lags) * 1e3 if lags else nan,
-            "worst_sample_ms": max(worst_lags) * 1e3 if worst_lags else nan}  # fmt: skip
+    return {
+        "n": len(lags),
+        "median_ms": float(np.median(lags)) * 1e3 if lags else nan,
+        "max_ms": max(lags) * 1e3 if lags else nan,
+        "worst_sample_ms": max(worst_lags) * 1e3 if worst_lags else nan,
+    }
 
 
 CONDITIONS = {"realtime_fit": "paced", "full_speed_fit": "full", "control_stream": "control"}
 """What runs beside the measured transform stream in each round (bench/fit_sender.py modes)."""
 
 
-async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, progress: Any = print,
-                      rounds: int = ROUNDS) -> dict[str, Any]:
+async def measure_fit(
+    service_ws: str, base_url: str, seconds: float = 3.0, progress: Any = print, rounds: int = ROUNDS
+) -> dict[str, Any]:
     """The whole fit scenario; returns JSON-able results.
 
     The paced transform stream is measured alone and beside each condition in `rounds` interleaved
@@ -156,8 +173,11 @@ async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, prog
     upload_weights(base_url, CONTROL_KEY, dense_weights(N_CHANNELS))
     alone = await fit_stream(f"{service_ws}/ws/{KEY}/fit", fit_wire, int(seconds * 4000), None)
     progress(f"  fit alone, pipelined: {alone.samples_per_second():,.0f} samples/s")
-    counts = {"paced": int(seconds / PERIOD), "control": int(seconds / PERIOD),
-              "full": int(alone.samples_per_second() / N_SAMPLES * seconds)}  # about as long as the transform stream
+    counts = {
+        "paced": int(seconds / PERIOD),
+        "control": int(seconds / PERIOD),
+        "full": int(alone.samples_per_second() / N_SAMPLES * seconds),
+    }  # about as long as the transform stream
     transforms: dict[str, list[StreamRun]] = {"alone": [], **{name: [] for name in CONDITIONS}}
     senders: dict[str, list[dict[str, Any]]] = {name: [] for name in CONDITIONS}
     for round_ in range(rounds):
@@ -168,16 +188,25 @@ async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, prog
             transforms[name].append(transform)
         p99s = "  ".join(f"{name} {runs[-1].summary(WARMUP_FRAMES).p99:,.0f}" for name, runs in transforms.items())
         progress(f"  round {round_ + 1}: transform p99 µs: {p99s}")
-    ratios = {name: [run.summary(WARMUP_FRAMES).p99 / quiet.summary(WARMUP_FRAMES).p99
-                     for run, quiet in zip(transforms[name], transforms["alone"])] for name in CONDITIONS}  # fmt: skip
+    ratios = {
+        name: [
+            run.summary(WARMUP_FRAMES).p99 / quiet.summary(WARMUP_FRAMES).p99
+            for run, quiet in zip(transforms[name], transforms["alone"])
+        ]
+        for name in CONDITIONS
+    }
     full_rates = [sent["samples_per_s"] for sent in senders["full_speed_fit"]]
-    progress(f"  p99 ratios to alone (median of rounds): "
-             + ", ".join(f"{name} {float(np.median(values)):.2f}x" for name, values in ratios.items())
-             + f"; full-speed fit {float(np.median(full_rates)):,.0f} samples/s")
+    progress(
+        "  p99 ratios to alone (median of rounds): "
+        + ", ".join(f"{name} {float(np.median(values)):.2f}x" for name, values in ratios.items())
+        + f"; full-speed fit {float(np.median(full_rates)):,.0f} samples/s"
+    )
 
     def lag(name: str) -> dict[str, float]:
-        return lag_summary([x for sent in senders[name] for x in sent["lags"]],
-                           [x for sent in senders[name] for x in sent["worst_lags"]])
+        return lag_summary(
+            [x for sent in senders[name] for x in sent["lags"]],
+            [x for sent in senders[name] for x in sent["worst_lags"]],
+        )
 
     return {
         "rounds": rounds,
@@ -185,8 +214,10 @@ async def measure_fit(service_ws: str, base_url: str, seconds: float = 3.0, prog
         "fit_with_transform_samples_per_s": float(np.median(full_rates)),
         "fit_with_transform_samples_per_s_by_round": full_rates,
         "transform_alone": summarize(pooled(transforms["alone"], WARMUP_FRAMES)).as_dict(),
-        **{f"transform_with_{name}": summarize(pooled(transforms[name], WARMUP_FRAMES)).as_dict()
-           for name in CONDITIONS},
+        **{
+            f"transform_with_{name}": summarize(pooled(transforms[name], WARMUP_FRAMES)).as_dict()
+            for name in CONDITIONS
+        },
         "p99_ratio": {name: float(np.median(values)) for name, values in ratios.items()},
         "p99_ratio_by_round": ratios,
         "lag_realtime_fit": lag("realtime_fit"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,6 +36,6 @@ def summarize(seconds: list[float] | np.ndarray) -> Latency:
 
 def fmt_us(value: float) -> str:
     """A µs figure for tables: 1 decimal below 100 µs, whole µs above, '-' for missing."""
-    if value != value:  # NaN
+    if math.isnan(value):
         return "-"
     return f"{value:.1f}" if value < 100 else f"{value:,.0f}"

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from processes import ServerProcess, rss_bytes
-from wsload import open_stream
 from workload import chunks, frames
+from wsload import open_stream
 
 SESSIONS = {384: 8, 1024: 4}
 FIT_SAMPLES = 1000
@@ -49,9 +48,16 @@ async def measure_memory(env: dict[str, str], progress: Any = print) -> list[dic
             await asyncio.sleep(SETTLE_SECONDS)
             after = rss_bytes(server.pid or 0)
         arrays = n_channels * n_channels * (8 + 8 + 4)
-        row = {"n_channels": n_channels, "sessions": count, "rss_per_session_bytes": (after - before) / count,
-               "arrays_bytes": arrays, "rss_before_bytes": before}  # fmt: skip
-        progress(f"  {n_channels} ch: {row['rss_per_session_bytes'] / 2**20:.1f} MiB per session "
-                 f"(arrays C, W, I-W: {arrays / 2**20:.1f} MiB)")  # fmt: skip
+        row = {
+            "n_channels": n_channels,
+            "sessions": count,
+            "rss_per_session_bytes": (after - before) / count,
+            "arrays_bytes": arrays,
+            "rss_before_bytes": before,
+        }
+        progress(
+            f"  {n_channels} ch: {row['rss_per_session_bytes'] / 2**20:.1f} MiB per session "
+            f"(arrays C, W, I-W: {arrays / 2**20:.1f} MiB)"
+        )
         rows.append(row)
     return rows

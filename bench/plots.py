@@ -8,10 +8,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from transform_grid import GridRow  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from transform_grid import GridRow
 
 DPI = 110
 
@@ -49,8 +48,15 @@ def transform_latency(rows: list[GridRow], path: Path) -> Path:
     ]
     for k, (name, values, color) in enumerate(series):
         ax.bar(x + (k - 1) * width, values, width, label=name, color=color)
-    ax.scatter(x + width, [r.service_paced.p99 for r in rows], marker="_", s=300, color="black",
-               label="service round trip p99", zorder=3)  # fmt: skip
+    ax.scatter(
+        x + width,
+        [r.service_paced.p99 for r in rows],
+        marker="_",
+        s=300,
+        color="black",
+        label="service round trip p99",
+        zorder=3,
+    )
     ax.axhline(1000, color="red", linestyle=":", linewidth=1, label="1 ms (p99 target, 1 ms chunks)")
     ax.set_yscale("log")
     ax.set_ylabel("µs")
@@ -93,16 +99,18 @@ def _latency_cdf(latencies: dict[str, list[float]], names: dict[str, str], title
 
 def fit_cdf(latencies: dict[str, list[float]], path: Path) -> Path:
     """CDF of the paced 30 x 384 transform round trip alone and with fit traffic on the same key."""
-    names = {"alone": "no fit traffic", "realtime_fit": "with real-time fit traffic",
-             "full_speed_fit": "with full-speed fit traffic",
-             "control_stream": "with a second transform stream (control)"}  # fmt: skip
+    names = {
+        "alone": "no fit traffic",
+        "realtime_fit": "with real-time fit traffic",
+        "full_speed_fit": "with full-speed fit traffic",
+        "control_stream": "with a second transform stream (control)",
+    }
     return _latency_cdf(latencies, names, "Transform 30 x 384 float32, paced, with and without fit traffic", path)
 
 
 def rest_cdf(latencies: dict[str, list[float]], path: Path) -> Path:
     """CDF of the paced 30 x 384 transform round trip alone and while REST clients move 1024 x 1024 weights."""
-    names = {"alone": "no REST traffic",
-             "loaded": "4 clients uploading and downloading 1024 x 1024 weights (CSV)"}  # fmt: skip
+    names = {"alone": "no REST traffic", "loaded": "4 clients uploading and downloading 1024 x 1024 weights (CSV)"}
     return _latency_cdf(latencies, names, "Transform 30 x 384 float32, paced, with and without REST load", path)
 
 
@@ -122,8 +130,9 @@ def rigs(rows: list[dict[str, Any]], path: Path) -> Path:
 def blas(rows: list[dict[str, Any]], path: Path) -> Path:
     """p50 and p99 for 1 vs 2 BLAS threads, quiet and with a busy neighbour."""
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    labels = [f"{r['where']} {r['shape']}\n{r['threads']} thr, {'busy' if r['busy_neighbour'] else 'quiet'}"
-              for r in rows]  # fmt: skip
+    labels = [
+        f"{r['where']} {r['shape']}\n{r['threads']} thr, {'busy' if r['busy_neighbour'] else 'quiet'}" for r in rows
+    ]
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["latency"]["p50"] for r in rows], 0.4, label="p50", color="#64b5f6")
     ax.bar(x + 0.2, [r["latency"]["p99"] for r in rows], 0.4, label="p99", color="#e65100")

@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lrr_service.clients.local_server import ServerProcess
-from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
+from lrr_service.clients.local_server import ServerProcess, free_loopback_port, wait_until_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +38,7 @@ class EchoServer:
         """The echo server's process id (0 before it starts)."""
         return self.process.pid if self.process else 0
 
-    def __enter__(self) -> "EchoServer":
+    def __enter__(self) -> EchoServer:
         command = [sys.executable, str(REPO_ROOT / "bench" / "echo_server.py"), "--port", str(self.port)]
         command += (["--ws", self.ws] if self.ws else []) + ["--app", self.app]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
@@ -65,7 +64,7 @@ class BusyNeighbour:
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "BusyNeighbour":
+    def __enter__(self) -> BusyNeighbour:
         self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
         return self
 

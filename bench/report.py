@@ -29,8 +29,9 @@ def find_row(rows: list[GridRow], n_channels: int, n_samples: int, dtype: str) -
     return next(r for r in rows if (r.n_channels, r.n_samples, r.dtype) == (n_channels, n_samples, dtype))
 
 
-def targets(rows: list[GridRow], fit: dict[str, Any], rig_rows: list[dict[str, Any]],
-            rest: dict[str, Any]) -> list[Target]:  # fmt: skip
+def targets(
+    rows: list[GridRow], fit: dict[str, Any], rig_rows: list[dict[str, Any]], rest: dict[str, Any]
+) -> list[Target]:
     """Evaluate every target against this run's figures."""
     key = find_row(rows, 384, 30, "float32")
     overhead = key.overhead_p50_us
@@ -40,29 +41,83 @@ def targets(rows: list[GridRow], fit: dict[str, Any], rig_rows: list[dict[str, A
     rigs = max_rigs(rig_rows)
     hot = key.cpu_overhead_us
     return [
-        Target("service overhead, 30 x 384 float32, p50", "<= 30 µs", f"{overhead:.1f} µs", overhead <= 30,
-               _gap(overhead - 30, "µs")),
-        Target("(same, hot: server CPU per frame pipelined, minus echo server and engine)", "<= 30 µs",
-               f"{hot:.1f} µs", hot <= 30, _gap(hot - 30, "µs")),
-        Target("(same, the service's code alone: in-process on_binary minus engine)", "<= 30 µs",
-               f"{key.path_overhead_us:.1f} µs", key.path_overhead_us <= 30, _gap(key.path_overhead_us - 30, "µs")),
-        Target("384 ch in 1 ms chunks, pipelined", ">= 5x real time", f"{key.realtime_factor:.1f}x",
-               key.realtime_factor >= 5, _gap(5 - key.realtime_factor, "x", lower_is_better=False)),
-        Target("(same, CPU-bound: 1 s / server CPU per frame)", ">= 5x real time", f"{key.cpu_bound_factor:.1f}x",
-               key.cpu_bound_factor >= 5, _gap(5 - key.cpu_bound_factor, "x", lower_is_better=False)),
-        Target("p99 at real-time pacing, 30 x 384 float32", "<= 1 ms", f"{key.service_paced.p99:,.0f} µs",
-               key.service_paced.p99 <= 1000, _gap(key.service_paced.p99 - 1000, "µs")),
-        Target("fit through the service, 384 ch, 30-sample chunks, transform running", ">= 300 000 samples/s",
-               f"{fit_rate:,.0f} samples/s", fit_rate >= 300_000,
-               _gap(300_000 - fit_rate, "samples/s", lower_is_better=False)),
-        Target("transform p99 with real-time fit traffic / without", "<= 1.5x", f"{with_rt:.2f}x", with_rt <= 1.5,
-               _gap(with_rt - 1.5, "x")),
-        Target("transform p99 with full-speed fit traffic / without", "<= 1.5x", f"{with_full:.2f}x",
-               with_full <= 1.5, _gap(with_full - 1.5, "x")),
-        Target("concurrent 96-ch rigs in real time (p99 < 5 ms)", ">= 8", str(rigs), rigs >= 8,
-               _gap(8 - rigs, "rigs", lower_is_better=False)),
-        Target("transform p99 with 4 clients moving 1024 x 1024 weights as CSV / without", "<= 1.5x",
-               f"{rest['p99_ratio']:.2f}x", rest["goal_met"], _gap(rest["p99_ratio"] - rest["goal_ratio"], "x")),
+        Target(
+            "service overhead, 30 x 384 float32, p50",
+            "<= 30 µs",
+            f"{overhead:.1f} µs",
+            overhead <= 30,
+            _gap(overhead - 30, "µs"),
+        ),
+        Target(
+            "(same, hot: server CPU per frame pipelined, minus echo server and engine)",
+            "<= 30 µs",
+            f"{hot:.1f} µs",
+            hot <= 30,
+            _gap(hot - 30, "µs"),
+        ),
+        Target(
+            "(same, the service's code alone: in-process on_binary minus engine)",
+            "<= 30 µs",
+            f"{key.path_overhead_us:.1f} µs",
+            key.path_overhead_us <= 30,
+            _gap(key.path_overhead_us - 30, "µs"),
+        ),
+        Target(
+            "384 ch in 1 ms chunks, pipelined",
+            ">= 5x real time",
+            f"{key.realtime_factor:.1f}x",
+            key.realtime_factor >= 5,
+            _gap(5 - key.realtime_factor, "x", lower_is_better=False),
+        ),
+        Target(
+            "(same, CPU-bound: 1 s / server CPU per frame)",
+            ">= 5x real time",
+            f"{key.cpu_bound_factor:.1f}x",
+            key.cpu_bound_factor >= 5,
+            _gap(5 - key.cpu_bound_factor, "x", lower_is_better=False),
+        ),
+        Target(
+            "p99 at real-time pacing, 30 x 384 float32",
+            "<= 1 ms",
+            f"{key.service_paced.p99:,.0f} µs",
+            key.service_paced.p99 <= 1000,
+            _gap(key.service_paced.p99 - 1000, "µs"),
+        ),
+        Target(
+            "fit through the service, 384 ch, 30-sample chunks, transform running",
+            ">= 300 000 samples/s",
+            f"{fit_rate:,.0f} samples/s",
+            fit_rate >= 300_000,
+            _gap(300_000 - fit_rate, "samples/s", lower_is_better=False),
+        ),
+        Target(
+            "transform p99 with real-time fit traffic / without",
+            "<= 1.5x",
+            f"{with_rt:.2f}x",
+            with_rt <= 1.5,
+            _gap(with_rt - 1.5, "x"),
+        ),
+        Target(
+            "transform p99 with full-speed fit traffic / without",
+            "<= 1.5x",
+            f"{with_full:.2f}x",
+            with_full <= 1.5,
+            _gap(with_full - 1.5, "x"),
+        ),
+        Target(
+            "concurrent 96-ch rigs in real time (p99 < 5 ms)",
+            ">= 8",
+            str(rigs),
+            rigs >= 8,
+            _gap(8 - rigs, "rigs", lower_is_better=False),
+        ),
+        Target(
+            "transform p99 with 4 clients moving 1024 x 1024 weights as CSV / without",
+            "<= 1.5x",
+            f"{rest['p99_ratio']:.2f}x",
+            rest["goal_met"],
+            _gap(rest["p99_ratio"] - rest["goal_ratio"], "x"),
+        ),
     ]
 
 
@@ -81,9 +136,9 @@ def render(meta: dict[str, Any], results: dict[str, Any], plots: dict[str, Path]
         "# Benchmarks",
         "",
         "Written by `make bench` (`bench/bench_service.py`); do not edit by hand: the analysis at the end comes",
-        "from `bench/notes.md`. The service runs in its own process (`python -m lrr_service.service serve`), the client",
-        "(`websockets` on uvloop) in another, over loopback. Every figure is read against floors measured in",
-        "the same run.",
+        "from `bench/notes.md`. The service runs in its own process (`python -m lrr_service.service serve`),",
+        "the client (`websockets` on uvloop) in another, over loopback. Every figure is read against floors",
+        "measured in the same run.",
         "",
         f"Run: {meta['date']} on {meta['machine']}; load average before {meta['load_before']}, after "
         f"{meta['load_after']} (the machine is shared: other load shows up in the tails). Python {meta['python']}, "
@@ -118,9 +173,10 @@ def _grid_section(rows: list[GridRow], plots: dict[str, Path], out: Path) -> lis
         "## Transform round trip and its floors",
         "",
         "Per configuration (channels x samples per chunk, dtype): the **transport floor** is a bare websocket",
-        "echo of a frame of the same size on the same stack (uvicorn, `ws=\"websockets-sansio\"`, uvloop, the same client),",
-        "paced like the service; **engine** is `LRR.transform` in-process on one BLAS thread and **matmul** a bare",
-        "`np.matmul` of the same shape (medians); **overhead** = service p50 - echo p50 - engine. Paced = one chunk",
+        'echo of a frame of the same size on the same stack (uvicorn, `ws="websockets-sansio"`, uvloop, the same',
+        "client), paced like the service; **engine** is `LRR.transform` in-process on one BLAS thread and",
+        "**matmul** a bare `np.matmul` of the same shape (medians); **overhead** = service p50 - echo p50 - engine.",
+        "Paced = one chunk",
         "per chunk duration at 30 kHz (1 ms for 30 samples, 10 ms for 300); pipelined = 32 frames in flight.",
         "",
         "| config | frame B | echo p50 | echo p99 | engine | matmul | service p50 | p99 | p99.9 | overhead p50 |"
@@ -137,12 +193,15 @@ def _grid_section(rows: list[GridRow], plots: dict[str, Path], out: Path) -> lis
             f"{fmt_us(r.service_pipelined.p50)} | {fmt_us(r.service_cpu_us)} | {fmt_us(r.echo_cpu_us)} | "
             f"{r.cpu_overhead_us:.1f} | {fmt_us(r.path_us)} | {r.path_overhead_us:.1f} | {r.cpu_bound_factor:.1f} |"
         )
-    lines += ["", "Times in µs. p99.9 of the 300-sample rows rests on a few hundred frames (10 ms pacing). CPU/frame:"
-              " server process CPU (user + system, all threads) per frame during the pipelined run; hot overhead ="
-              " service CPU/frame - echo CPU/frame - engine. In-process path: the service's `StreamChannel.on_binary`"
-              " (decode, session, transform, encode, metrics) called in this process without network (median);"
-              " path overhead = that minus engine. x real time, CPU-bound = what the pipelined rate would be if the"
-              " server had a core to itself (1 s / its CPU per frame), which other load on the machine cannot lower."]
+    lines += [
+        "",
+        "Times in µs. p99.9 of the 300-sample rows rests on a few hundred frames (10 ms pacing). CPU/frame:"
+        " server process CPU (user + system, all threads) per frame during the pipelined run; hot overhead ="
+        " service CPU/frame - echo CPU/frame - engine. In-process path: the service's `StreamChannel.on_binary`"
+        " (decode, session, transform, encode, metrics) called in this process without network (median);"
+        " path overhead = that minus engine. x real time, CPU-bound = what the pipelined rate would be if the"
+        " server had a core to itself (1 s / its CPU per frame), which other load on the machine cannot lower.",
+    ]
     lines += ["", "| frame size | echo pipelined frames/s |", "|---:|---:|"]
     lines += [f"| {r.frame_bytes:,} B | {r.echo_pipelined_fps:,.0f} |" for r in rows]
     lines += _image(plots, "transform_latency", out, "transform round trip vs floors")
@@ -211,10 +270,12 @@ def _rigs_section(rig_rows: list[dict[str, Any]], plots: dict[str, Path], out: P
     for r in rig_rows:
         lat = r["latency"]
         by_run = " / ".join(fmt_us(v) for v in r["p99_by_repeat"])
-        lines.append(f"| {r['rigs']} | {fmt_us(lat['p50'])} | {by_run} | {fmt_us(lat['p99'])} | {fmt_us(lat['p999'])} | "
-                     f"{fmt_us(r['echo']['p50'])} | {fmt_us(r['echo']['p99'])} | {r['min_rate']:.3f} | {r['server_cpu']:.0%} | "
-                     f"{r['echo_server_cpu']:.0%} | {r['client_cpu']:.0%} | "
-                     f"{'yes' if r['real_time'] else 'no'} |")  # fmt: skip
+        lines.append(
+            f"| {r['rigs']} | {fmt_us(lat['p50'])} | {by_run} | {fmt_us(lat['p99'])} | {fmt_us(lat['p999'])} | "
+            f"{fmt_us(r['echo']['p50'])} | {fmt_us(r['echo']['p99'])} | {r['min_rate']:.3f} | {r['server_cpu']:.0%} | "
+            f"{r['echo_server_cpu']:.0%} | {r['client_cpu']:.0%} | "
+            f"{'yes' if r['real_time'] else 'no'} |"
+        )
     return lines + _image(plots, "rigs", out, "latency vs concurrent rigs")
 
 
@@ -241,8 +302,12 @@ def rest_table(rest: dict[str, Any]) -> list[str]:
 
 
 def _rest_section(rest: dict[str, Any], plots: dict[str, Path], out: Path) -> list[str]:
-    by_round = ", ".join(f"{fmt_us(loaded)} / {fmt_us(alone)} µs = {ratio:.2f}" for loaded, alone, ratio
-                         in zip(rest["p99_loaded_by_round"], rest["p99_alone_by_round"], rest["p99_ratio_by_round"]))
+    by_round = ", ".join(
+        f"{fmt_us(loaded)} / {fmt_us(alone)} µs = {ratio:.2f}"
+        for loaded, alone, ratio in zip(
+            rest["p99_loaded_by_round"], rest["p99_alone_by_round"], rest["p99_ratio_by_round"]
+        )
+    )
     n = rest["load_channels"]
     lines = [
         "",
@@ -268,38 +333,60 @@ def _rest_section(rest: dict[str, Any], plots: dict[str, Path], out: Path) -> li
 
 
 def _transport_section(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "## Transport variants (echo of a 30 x 384 float32 frame)", "",
-             "| uvicorn ws | app | p50 µs | p99 µs | pipelined frames/s | server CPU µs/frame |",
-             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "",
+        "## Transport variants (echo of a 30 x 384 float32 frame)",
+        "",
+        "| uvicorn ws | app | p50 µs | p99 µs | pipelined frames/s | server CPU µs/frame |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['ws']} | {r['app']} | {fmt_us(r['paced']['p50'])} | {fmt_us(r['paced']['p99'])} | "
-                     f"{r['pipelined_fps']:,.0f} | {fmt_us(r['cpu_us'])} |")  # fmt: skip
+        lines.append(
+            f"| {r['ws']} | {r['app']} | {fmt_us(r['paced']['p50'])} | {fmt_us(r['paced']['p99'])} | "
+            f"{r['pipelined_fps']:,.0f} | {fmt_us(r['cpu_us'])} |"
+        )
     return lines
 
 
 def _memory_section(memory: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "## Memory per session", "",
-             "| channels | sessions | RSS per session | arrays (C, W f64 + I-W f32) |", "|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        "## Memory per session",
+        "",
+        "| channels | sessions | RSS per session | arrays (C, W f64 + I-W f32) |",
+        "|---:|---:|---:|---:|",
+    ]
     for r in memory:
-        lines.append(f"| {r['n_channels']} | {r['sessions']} | {r['rss_per_session_bytes'] / 2**20:.1f} MiB | "
-                     f"{r['arrays_bytes'] / 2**20:.1f} MiB |")  # fmt: skip
+        lines.append(
+            f"| {r['n_channels']} | {r['sessions']} | {r['rss_per_session_bytes'] / 2**20:.1f} MiB | "
+            f"{r['arrays_bytes'] / 2**20:.1f} MiB |"
+        )
     return lines
 
 
 def _blas_section(blas: list[dict[str, Any]], plots: dict[str, Path], out: Path) -> list[str]:
-    lines = ["", "## BLAS threads", "",
-             "| where | shape | BLAS threads | neighbour | p50 µs | p99 µs | p99.9 µs |",
-             "|---|---|---:|---|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "",
+        "## BLAS threads",
+        "",
+        "| where | shape | BLAS threads | neighbour | p50 µs | p99 µs | p99.9 µs |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
     for r in blas:
         lat = r["latency"]
-        lines.append(f"| {r['where']} | {r['shape']} | {r['threads']} | {'busy' if r['busy_neighbour'] else 'quiet'}"
-                     f" | {fmt_us(lat['p50'])} | {fmt_us(lat['p99'])} | {fmt_us(lat['p999'])} |")  # fmt: skip
+        lines.append(
+            f"| {r['where']} | {r['shape']} | {r['threads']} | {'busy' if r['busy_neighbour'] else 'quiet'}"
+            f" | {fmt_us(lat['p50'])} | {fmt_us(lat['p99'])} | {fmt_us(lat['p999'])} |"
+        )
     service = {(r["threads"], r["busy_neighbour"]): r["latency"] for r in blas if r["where"] == "service"}
     if service:
         better = 1 if service[(1, True)]["p99"] <= service[(2, True)]["p99"] else 2
-        lines += ["", f"With a busy neighbour the service's p99 is {fmt_us(service[(1, True)]['p99'])} µs on one BLAS "
-                      f"thread and {fmt_us(service[(2, True)]['p99'])} µs on two: this run favours "
-                      f"**LRR_BLAS_THREADS={better}**."]  # fmt: skip
+        lines += [
+            "",
+            f"With a busy neighbour the service's p99 is {fmt_us(service[(1, True)]['p99'])} µs on one BLAS "
+            f"thread and {fmt_us(service[(2, True)]['p99'])} µs on two: this run favours "
+            f"**LRR_BLAS_THREADS={better}**.",
+        ]
     return lines + _image(plots, "blas", out, "BLAS threads")
 
 
@@ -307,9 +394,11 @@ def console_table(rows: list[GridRow], target_list: list[Target]) -> str:
     """The short table printed at the end of `make bench`."""
     lines = [f"{'config':<22}{'echo p50':>10}{'engine':>9}{'svc p50':>10}{'svc p99':>10}{'overhead':>10}{'x RT':>7}"]
     for r in rows:
-        lines.append(f"{f'{r.n_channels}x{r.n_samples} {r.dtype}':<22}{r.echo_paced.p50:>10.1f}{r.engine_us:>9.1f}"
-                     f"{r.service_paced.p50:>10.1f}{r.service_paced.p99:>10.1f}{r.overhead_p50_us:>10.1f}"
-                     f"{r.realtime_factor:>7.1f}")  # fmt: skip
+        lines.append(
+            f"{f'{r.n_channels}x{r.n_samples} {r.dtype}':<22}{r.echo_paced.p50:>10.1f}{r.engine_us:>9.1f}"
+            f"{r.service_paced.p50:>10.1f}{r.service_paced.p99:>10.1f}{r.overhead_p50_us:>10.1f}"
+            f"{r.realtime_factor:>7.1f}"
+        )
     lines.append("")
     for t in target_list:
         lines.append(f"{'MET ' if t.met else 'MISS'}  {t.name}: {t.measured} (goal {t.goal}; {t.gap})")

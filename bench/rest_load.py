@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -26,12 +27,12 @@ from typing import Any
 
 import httpx
 import numpy as np
-
-from lrr_service.core.weights_csv import format_weights_csv
 from latency import summarize
 from processes import ServerProcess, cpu_seconds
-from wsload import StreamRun, pooled, run_paced
 from workload import FS, chunks, dense_weights, expect_chunk, frames, upload_weights
+from wsload import StreamRun, pooled, run_paced
+
+from lrr_service.core.weights_csv import format_weights_csv
 
 N_CHANNELS = 384
 N_SAMPLES = 30
@@ -66,8 +67,9 @@ async def get_csv(client: httpx.AsyncClient, key: str) -> None:
             pass
 
 
-async def rest_client(base_url: str, key: str, body: bytes, upload_first: bool, stop: asyncio.Event,
-                      done: list[tuple[str, float, float]]) -> None:
+async def rest_client(
+    base_url: str, key: str, body: bytes, upload_first: bool, stop: asyncio.Event, done: list[tuple[str, float, float]]
+) -> None:
     """PUT then GET the weights of `key` in turn until `stop` is set, finishing the request under way;
     appends ("put" or "get", started, finished) to `done` per request."""
     upload = upload_first
@@ -82,8 +84,11 @@ async def rest_client(base_url: str, key: str, body: bytes, upload_first: bool, 
 def requests_in(done: list[tuple[str, float, float]], op: str, start: float, end: float) -> float:
     """How many `op` requests were done between `start` and `end`, each counted by the share of its time
     inside (requests take seconds: whole counts in a window of a few seconds would be mostly 0 or 1)."""
-    return sum((min(finished, end) - max(started, start)) / (finished - started)
-               for kind, started, finished in done if kind == op and started < end and finished > start)  # fmt: skip
+    return sum(
+        (min(finished, end) - max(started, start)) / (finished - started)
+        for kind, started, finished in done
+        if kind == op and started < end and finished > start
+    )
 
 
 async def send_load(base_url: str, csv_path: Path, keys: list[str]) -> dict[str, Any]:
@@ -92,8 +97,9 @@ async def send_load(base_url: str, csv_path: Path, keys: list[str]) -> dict[str,
     body = csv_path.read_bytes()
     stop = asyncio.Event()
     done: list[tuple[str, float, float]] = []
-    clients = [asyncio.create_task(rest_client(base_url, key, body, k % 2 == 0, stop, done))
-               for k, key in enumerate(keys)]  # fmt: skip
+    clients = [
+        asyncio.create_task(rest_client(base_url, key, body, k % 2 == 0, stop, done)) for k, key in enumerate(keys)
+    ]
     await asyncio.sleep(LEAD_SECONDS)
     started = time.perf_counter()
     print(READY, flush=True)
@@ -101,10 +107,13 @@ async def send_load(base_url: str, csv_path: Path, keys: list[str]) -> dict[str,
     stopped = time.perf_counter()
     stop.set()
     await asyncio.gather(*clients)
-    return {"window_s": stopped - started, "uploads": requests_in(done, "put", started, stopped),
-            "downloads": requests_in(done, "get", started, stopped),
-            "put_s": [finished - begun for op, begun, finished in done if op == "put"],
-            "get_s": [finished - begun for op, begun, finished in done if op == "get"]}  # fmt: skip
+    return {
+        "window_s": stopped - started,
+        "uploads": requests_in(done, "put", started, stopped),
+        "downloads": requests_in(done, "get", started, stopped),
+        "put_s": [finished - begun for op, begun, finished in done if op == "put"],
+        "get_s": [finished - begun for op, begun, finished in done if op == "get"],
+    }
 
 
 def descendants(pid: int) -> list[int]:
@@ -128,10 +137,8 @@ def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds used so far by `pid` and the descendants it has now (see processes.cpu_seconds)."""
     total = 0.0
     for member in [pid, *descendants(pid)]:
-        try:
+        with contextlib.suppress(OSError):  # ended since it was listed
             total += cpu_seconds(member)
-        except OSError:  # ended since it was listed
-            pass
     return total
 
 
@@ -159,19 +166,28 @@ async def paced_transform(service_ws: str, wire: list[bytes], seconds: float, pi
     """The paced transform stream on KEY for `seconds`, watching the CPU time of `pids`."""
     before = [tree_cpu_seconds(pid) for pid in pids]
     started = time.perf_counter()
-    run = await run_paced(f"{service_ws}/ws/{KEY}/transform", wire, int(seconds / PERIOD), PERIOD,
-                          expect_chunk(N_SAMPLES, N_CHANNELS))  # fmt: skip
+    run = await run_paced(
+        f"{service_ws}/ws/{KEY}/transform", wire, int(seconds / PERIOD), PERIOD, expect_chunk(N_SAMPLES, N_CHANNELS)
+    )
     used = [tree_cpu_seconds(pid) - cpu for pid, cpu in zip(pids, before)]
     return Measured(run, used, float(run.received[-1]) - started, float(run.sent[0]) - started)
 
 
-async def loaded_transform(service_ws: str, base_url: str, wire: list[bytes], seconds: float, csv_path: Path,
-                           server_pid: int) -> tuple[dict[str, Any], Measured]:
+async def loaded_transform(
+    service_ws: str, base_url: str, wire: list[bytes], seconds: float, csv_path: Path, server_pid: int
+) -> tuple[dict[str, Any], Measured]:
     """The paced transform stream while the load process runs, watching the CPU time of the server and the
     load process; returns the load's counts (see `send_load`) and the stream's run."""
     sender = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, LOAD_MODE, base_url, str(csv_path), *LOAD_KEYS,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent,
+        sys.executable,
+        __file__,
+        LOAD_MODE,
+        base_url,
+        str(csv_path),
+        *LOAD_KEYS,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).parent,
     )
     assert sender.stdout is not None
     try:
@@ -193,8 +209,14 @@ def cpu_per_frame_us(measured: Measured) -> float:
     return measured.cpu[0] / len(measured.run.sent) * 1e6
 
 
-async def measure_rest_load(base_url: str, service_ws: str, server_pid: int, seconds: float = SECONDS,
-                            rounds: int = ROUNDS, progress: Any = print) -> dict[str, Any]:
+async def measure_rest_load(
+    base_url: str,
+    service_ws: str,
+    server_pid: int,
+    seconds: float = SECONDS,
+    rounds: int = ROUNDS,
+    progress: Any = print,
+) -> dict[str, Any]:
     """The whole scenario against one running server; returns JSON-able results.
 
     Each round runs the stream alone, then under load; the weights CSV is formatted once before.
@@ -217,19 +239,23 @@ async def measure_rest_load(base_url: str, service_ws: str, server_pid: int, sec
             loaded.append(measured)
             sent.append(counts)
             quiet, busy = alone[-1].run.summary(WARMUP_FRAMES), measured.run.summary(WARMUP_FRAMES)
-            progress(f"  round {round_ + 1}: transform p50 / p99 µs alone {quiet.p50:,.0f} / {quiet.p99:,.0f}"
-                     f" (server CPU {cpu_per_frame_us(alone[-1]):,.0f} µs/frame),"
-                     f" under REST load {busy.p50:,.0f} / {busy.p99:,.0f} (p99 {busy.p99 / quiet.p99:.2f}x,"
-                     f" sent at {measured.pace():.2f}x real time);"
-                     f" {counts['uploads']:.1f} uploads, {counts['downloads']:.1f} downloads in"
-                     f" {counts['window_s']:.1f} s;"
-                     f" server CPU {measured.cpu_share(0):.0%}, load process CPU {measured.cpu_share(1):.0%};"
-                     f" stream opened in {alone[-1].opening * 1e3:,.0f} ms alone,"
-                     f" {measured.opening * 1e3:,.0f} ms under load")  # fmt: skip
+            progress(
+                f"  round {round_ + 1}: transform p50 / p99 µs alone {quiet.p50:,.0f} / {quiet.p99:,.0f}"
+                f" (server CPU {cpu_per_frame_us(alone[-1]):,.0f} µs/frame),"
+                f" under REST load {busy.p50:,.0f} / {busy.p99:,.0f} (p99 {busy.p99 / quiet.p99:.2f}x,"
+                f" sent at {measured.pace():.2f}x real time);"
+                f" {counts['uploads']:.1f} uploads, {counts['downloads']:.1f} downloads in"
+                f" {counts['window_s']:.1f} s;"
+                f" server CPU {measured.cpu_share(0):.0%}, load process CPU {measured.cpu_share(1):.0%};"
+                f" stream opened in {alone[-1].opening * 1e3:,.0f} ms alone,"
+                f" {measured.opening * 1e3:,.0f} ms under load"
+            )
 
     def ratios(field: str) -> list[float]:
-        return [getattr(busy.run.summary(WARMUP_FRAMES), field) / getattr(quiet.run.summary(WARMUP_FRAMES), field)
-                for busy, quiet in zip(loaded, alone)]  # fmt: skip
+        return [
+            getattr(busy.run.summary(WARMUP_FRAMES), field) / getattr(quiet.run.summary(WARMUP_FRAMES), field)
+            for busy, quiet in zip(loaded, alone)
+        ]
 
     def latencies(runs: list[Measured]) -> np.ndarray:
         return pooled([m.run for m in runs], WARMUP_FRAMES)
@@ -237,15 +263,23 @@ async def measure_rest_load(base_url: str, service_ws: str, server_pid: int, sec
     window = sum(counts["window_s"] for counts in sent)
     p99_ratio = float(np.median(ratios("p99")))
     results = {
-        "rounds": rounds, "seconds": seconds, "clients": len(LOAD_KEYS), "load_channels": LOAD_CHANNELS,
-        "csv_bytes": len(body), "goal_ratio": GOAL_RATIO,
+        "rounds": rounds,
+        "seconds": seconds,
+        "clients": len(LOAD_KEYS),
+        "load_channels": LOAD_CHANNELS,
+        "csv_bytes": len(body),
+        "goal_ratio": GOAL_RATIO,
         "transform_alone": summarize(latencies(alone)).as_dict(),
         "transform_loaded": summarize(latencies(loaded)).as_dict(),
-        "p50_ratio": float(np.median(ratios("p50"))), "p50_ratio_by_round": ratios("p50"),
-        "p99_ratio": p99_ratio, "p99_ratio_by_round": ratios("p99"), "goal_met": p99_ratio <= GOAL_RATIO,
+        "p50_ratio": float(np.median(ratios("p50"))),
+        "p50_ratio_by_round": ratios("p50"),
+        "p99_ratio": p99_ratio,
+        "p99_ratio_by_round": ratios("p99"),
+        "goal_met": p99_ratio <= GOAL_RATIO,
         "p99_alone_by_round": [m.run.summary(WARMUP_FRAMES).p99 for m in alone],
         "p99_loaded_by_round": [m.run.summary(WARMUP_FRAMES).p99 for m in loaded],
-        "uploads": sum(counts["uploads"] for counts in sent), "downloads": sum(counts["downloads"] for counts in sent),
+        "uploads": sum(counts["uploads"] for counts in sent),
+        "downloads": sum(counts["downloads"] for counts in sent),
         "load_window_s": window,
         "uploads_per_s": sum(counts["uploads"] for counts in sent) / window,
         "downloads_per_s": sum(counts["downloads"] for counts in sent) / window,
@@ -260,19 +294,24 @@ async def measure_rest_load(base_url: str, service_ws: str, server_pid: int, sec
         "opening_s_alone": float(np.median([m.opening for m in alone])),
         "opening_s_loaded": float(np.median([m.opening for m in loaded])),
         "latencies_us": {"alone": (latencies(alone) * 1e6).tolist(), "loaded": (latencies(loaded) * 1e6).tolist()},
-    }  # fmt: skip
-    progress(f"  p99 ratio under REST load (median of rounds): {p99_ratio:.2f}x (goal <= {GOAL_RATIO}x);"
-             f" {results['uploads_per_s']:.2f} uploads/s, {results['downloads_per_s']:.2f} downloads/s")
+    }
+    progress(
+        f"  p99 ratio under REST load (median of rounds): {p99_ratio:.2f}x (goal <= {GOAL_RATIO}x);"
+        f" {results['uploads_per_s']:.2f} uploads/s, {results['downloads_per_s']:.2f} downloads/s"
+    )
     return results
 
 
-async def run_rest_load(env: dict[str, str], seconds: float = SECONDS, rounds: int = ROUNDS,
-                        progress: Any = print) -> dict[str, Any]:
+async def run_rest_load(
+    env: dict[str, str], seconds: float = SECONDS, rounds: int = ROUNDS, progress: Any = print
+) -> dict[str, Any]:
     """`measure_rest_load` on a fresh server of its own (no other section's sessions), whose state directory
     (four 1024-channel checkpoints) is removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="lrr-bench-rest-") as tmp:
-        with ServerProcess(Path(tmp) / "state", env=env) as server:
-            return await measure_rest_load(server.url, server.ws_url, server.pid or 0, seconds, rounds, progress)
+    with (
+        tempfile.TemporaryDirectory(prefix="lrr-bench-rest-") as tmp,
+        ServerProcess(Path(tmp) / "state", env=env) as server,
+    ):
+        return await measure_rest_load(server.url, server.ws_url, server.pid or 0, seconds, rounds, progress)
 
 
 def main() -> int:

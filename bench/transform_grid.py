@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from bench_core import interleaved_medians
-from lrr_service.core import LRR
 from latency import Latency, summarize
 from processes import cpu_seconds
 from service_path import service_path_us
-from wsload import StreamRun, pooled, run_paced, run_pipelined
 from workload import FS, chunks, dense_weights, expect_chunk, expect_echo, frames, upload_weights
+from wsload import StreamRun, pooled, run_paced, run_pipelined
+
+from lrr_service.core import LRR
 
 CHANNELS = (64, 256, 384, 1024)
 CHUNK_SAMPLES = (30, 300)
@@ -79,16 +79,25 @@ class GridRow:
     def as_dict(self) -> dict[str, Any]:
         """JSON-able record (with the derived figures)."""
         return {
-            "n_channels": self.n_channels, "n_samples": self.n_samples, "dtype": self.dtype,
-            "frame_bytes": self.frame_bytes, "echo_paced": self.echo_paced.as_dict(),
-            "echo_pipelined_fps": self.echo_pipelined_fps, "service_paced": self.service_paced.as_dict(),
+            "n_channels": self.n_channels,
+            "n_samples": self.n_samples,
+            "dtype": self.dtype,
+            "frame_bytes": self.frame_bytes,
+            "echo_paced": self.echo_paced.as_dict(),
+            "echo_pipelined_fps": self.echo_pipelined_fps,
+            "service_paced": self.service_paced.as_dict(),
             "service_pipelined": self.service_pipelined.as_dict(),
-            "service_pipelined_fps": self.service_pipelined_fps, "engine_us": self.engine_us,
-            "matmul_us": self.matmul_us, "overhead_p50_us": self.overhead_p50_us,
-            "echo_cpu_us": self.echo_cpu_us, "service_cpu_us": self.service_cpu_us,
-            "cpu_overhead_us": self.cpu_overhead_us, "path_us": self.path_us,
+            "service_pipelined_fps": self.service_pipelined_fps,
+            "engine_us": self.engine_us,
+            "matmul_us": self.matmul_us,
+            "overhead_p50_us": self.overhead_p50_us,
+            "echo_cpu_us": self.echo_cpu_us,
+            "service_cpu_us": self.service_cpu_us,
+            "cpu_overhead_us": self.cpu_overhead_us,
+            "path_us": self.path_us,
             "path_overhead_us": self.path_overhead_us,
-            "realtime_factor": self.realtime_factor, "cpu_bound_factor": self.cpu_bound_factor,
+            "realtime_factor": self.realtime_factor,
+            "cpu_bound_factor": self.cpu_bound_factor,
         }
 
 
@@ -120,8 +129,16 @@ async def pipelined_with_cpu(url: str, wire: list[bytes], check: Any, pid: int) 
     return run, (cpu_seconds(pid) - before) / count * 1e6
 
 
-async def measure_row(service_url: str, echo_url: str, pids: tuple[int, int], weights: np.ndarray, key: str,
-                      n_samples: int, dtype: str, floor_seconds: float) -> GridRow:
+async def measure_row(
+    service_url: str,
+    echo_url: str,
+    pids: tuple[int, int],
+    weights: np.ndarray,
+    key: str,
+    n_samples: int,
+    dtype: str,
+    floor_seconds: float,
+) -> GridRow:
     """Echo floor, service (paced, pipelined) and engine floors for one configuration."""
     n_channels = weights.shape[0]
     data = chunks(n_samples, n_channels, dtype)
@@ -142,16 +159,32 @@ async def measure_row(service_url: str, echo_url: str, pids: tuple[int, int], we
     engine_us, matmul_us = engine_floors(weights, data[0], floor_seconds)
     path_us = await service_path_us(weights, wire[0], floor_seconds)
     return GridRow(
-        n_channels, n_samples, dtype, size,
-        summarize(pooled(echo_paced, WARMUP_FRAMES)), echo_pipe.frames_per_second(),
-        summarize(pooled(service_paced, WARMUP_FRAMES)), service_pipe.summary(WARMUP_FRAMES),
-        service_pipe.frames_per_second(), engine_us, matmul_us, echo_cpu, service_cpu, path_us,
+        n_channels,
+        n_samples,
+        dtype,
+        size,
+        summarize(pooled(echo_paced, WARMUP_FRAMES)),
+        echo_pipe.frames_per_second(),
+        summarize(pooled(service_paced, WARMUP_FRAMES)),
+        service_pipe.summary(WARMUP_FRAMES),
+        service_pipe.frames_per_second(),
+        engine_us,
+        matmul_us,
+        echo_cpu,
+        service_cpu,
+        path_us,
     )
 
 
-async def measure_grid(service_base: str, service_ws: str, echo_ws: str, pids: tuple[int, int],
-                       floor_seconds: float = 0.5, channels: tuple[int, ...] = CHANNELS,
-                       progress: Any = print) -> list[GridRow]:
+async def measure_grid(
+    service_base: str,
+    service_ws: str,
+    echo_ws: str,
+    pids: tuple[int, int],
+    floor_seconds: float = 0.5,
+    channels: tuple[int, ...] = CHANNELS,
+    progress: Any = print,
+) -> list[GridRow]:
     """Every configuration of the grid; one session per channel count with uploaded dense weights."""
     rows: list[GridRow] = []
     for n_channels in channels:
@@ -161,11 +194,13 @@ async def measure_grid(service_base: str, service_ws: str, echo_ws: str, pids: t
         for n_samples in CHUNK_SAMPLES:
             for dtype in DTYPE_NAMES:
                 row = await measure_row(service_ws, echo_ws, pids, weights, key, n_samples, dtype, floor_seconds)
-                progress(f"  {n_channels:>5} ch x {n_samples:>3} {dtype:<7}  service p50 {row.service_paced.p50:8.1f} µs"
-                         f"  p99 {row.service_paced.p99:8.1f}  echo p50 {row.echo_paced.p50:7.1f}"
-                         f"  engine {row.engine_us:7.1f}  overhead {row.overhead_p50_us:7.1f}"
-                         f"  CPU/frame svc {row.service_cpu_us:6.1f} echo {row.echo_cpu_us:6.1f}"
-                         f"  in-process path +{row.path_overhead_us:5.1f}"
-                         f"  pipelined {row.realtime_factor:6.1f}x real time")  # fmt: skip
+                progress(
+                    f"  {n_channels:>5} ch x {n_samples:>3} {dtype:<7}  service p50 {row.service_paced.p50:8.1f} µs"
+                    f"  p99 {row.service_paced.p99:8.1f}  echo p50 {row.echo_paced.p50:7.1f}"
+                    f"  engine {row.engine_us:7.1f}  overhead {row.overhead_p50_us:7.1f}"
+                    f"  CPU/frame svc {row.service_cpu_us:6.1f} echo {row.echo_cpu_us:6.1f}"
+                    f"  in-process path +{row.path_overhead_us:5.1f}"
+                    f"  pipelined {row.realtime_factor:6.1f}x real time"
+                )
                 rows.append(row)
     return rows

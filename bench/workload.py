@@ -38,8 +38,13 @@ def frames(data: list[np.ndarray]) -> list[bytes]:
 
 def upload_weights(base_url: str, key: str, weights: np.ndarray) -> None:
     """PUT /streams/{key}/weights as CSV (replacing whatever the session held); raises on refusal."""
-    response = httpx.put(f"{base_url}/streams/{key}/weights", params={"replace": "true"},
-                         content=format_weights_csv(weights), headers={"content-type": "text/csv"}, timeout=60)
+    response = httpx.put(
+        f"{base_url}/streams/{key}/weights",
+        params={"replace": "true"},
+        content=format_weights_csv(weights),
+        headers={"content-type": "text/csv"},
+        timeout=60,
+    )
     response.raise_for_status()
 
 

@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
-
 from latency import Latency, summarize
+from websockets.asyncio.client import ClientConnection, connect
 
 Schedule = Callable[[int], Awaitable[None]]
 Check = Callable[[bytes], None]
@@ -98,8 +97,15 @@ def paced(period: float, start: float, count: int) -> Schedule:
     return paced_group(period, [start], count)[0]
 
 
-async def drive(ws: ClientConnection, frames: Sequence[bytes], count: int, schedule: Schedule,
-                check: Check, window: int | None = None, check_every: int = CHECK_EVERY) -> StreamRun:
+async def drive(
+    ws: ClientConnection,
+    frames: Sequence[bytes],
+    count: int,
+    schedule: Schedule,
+    check: Check,
+    window: int | None = None,
+    check_every: int = CHECK_EVERY,
+) -> StreamRun:
     """Send `count` frames on `schedule` with at most `window` unanswered; time every reply (in order).
 
     Every `check_every`-th reply (and the last) goes through `check`, right after its time is taken.
@@ -151,8 +157,9 @@ async def run_pipelined(url: str, frames: Sequence[bytes], count: int, window: i
         return await drive(ws, frames, count, no_wait, check, window=window)
 
 
-async def run_paced_many(urls: Sequence[str], frames: Sequence[bytes], count: int, period: float,
-                         check: Check) -> list[StreamRun]:
+async def run_paced_many(
+    urls: Sequence[str], frames: Sequence[bytes], count: int, period: float, check: Check
+) -> list[StreamRun]:
     """Several paced streams at once (one connection each), their send times spread over one period."""
     sockets = [await open_stream(url) for url in urls]
     try:

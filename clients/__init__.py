@@ -6,5 +6,13 @@ from lrr_service.clients.errors import ConnectionLost, LRRClientError, ProtocolE
 from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.clients.sync import LRRClientSync
 
-__all__ = ["AsyncRestClient", "ConnectionLost", "LRRClient", "LRRClientError", "LRRClientSync", "ProtocolError",
-           "ReconnectPolicy", "ServerError"]
+__all__ = [
+    "AsyncRestClient",
+    "ConnectionLost",
+    "LRRClient",
+    "LRRClientError",
+    "LRRClientSync",
+    "ProtocolError",
+    "ReconnectPolicy",
+    "ServerError",
+]

@@ -9,19 +9,25 @@ A frame is never dropped silently: it gets its reply, a typed ServerError, or Co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from lrr_service.core import codec
-from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.clients.backoff import ReconnectPolicy, RetryBudget
 from lrr_service.clients.errors import (
-    AuthenticationError, ConnectionLost, LRRClientError, ProtocolError, ServerError, error_for,
+    AuthenticationError,
+    ConnectionLost,
+    LRRClientError,
+    ProtocolError,
+    ServerError,
+    error_for,
 )
 from lrr_service.clients.inflight import InFlight
+from lrr_service.core import codec
+from lrr_service.core.vocabulary import ErrorCode
 
 MAX_REPLY_BYTES = 2**28
 """Largest reply accepted (256 MiB): far above any realistic chunk."""
@@ -39,8 +45,15 @@ def _mark_retrieved(future: asyncio.Future[codec.Reply]) -> None:
 class Channel:
     """A lazily connected websocket for one mode of one stream key."""
 
-    def __init__(self, url: str, headers: dict[str, str], policy: ReconnectPolicy, *,
-                 resend: bool = True, open_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        policy: ReconnectPolicy,
+        *,
+        resend: bool = True,
+        open_timeout: float = 10.0,
+    ) -> None:
         self.url = url
         self._headers = headers
         self._resend = resend
@@ -68,8 +81,9 @@ class Channel:
         """Frames waiting for a reply that are not yet written to the current connection."""
         return self._frames.unsent()
 
-    def submit(self, data: np.ndarray, *, t0: int | float | None = None,
-               fs: int | float | None = None) -> asyncio.Future[codec.Reply]:
+    def submit(
+        self, data: np.ndarray, *, t0: int | float | None = None, fs: int | float | None = None
+    ) -> asyncio.Future[codec.Reply]:
         """Queue `data` as the next frame and return the future of its reply (runs synchronously, in call order).
 
         Raises ValueError at once for data the wire cannot carry (not 2-D, empty, unsupported dtype).
@@ -99,10 +113,8 @@ class Channel:
                 task.cancel()
         for task in (self._sender, self._supervisor):
             if task is not None:
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                except (asyncio.CancelledError, Exception):
-                    pass
         if self._ws is not None:
             await self._ws.close()
         self._frames.fail_all(ConnectionLost("the client was closed"))
@@ -133,7 +145,9 @@ class Channel:
             self._frames.fail_all(exc)
         except Exception as exc:  # a bug or an unforeseen failure must not leave frames waiting forever
             self._connected.clear()
-            self._frames.fail_all(ConnectionLost(f"the connection to {self.url} failed unexpectedly ({_describe(exc)})"))
+            self._frames.fail_all(
+                ConnectionLost(f"the connection to {self.url} failed unexpectedly ({_describe(exc)})")
+            )
             raise
 
     async def _send_queued(self) -> None:
@@ -167,13 +181,20 @@ class Channel:
             if not first:
                 delay = self._retries.next_delay()
                 if delay is None:
-                    raise ConnectionLost(f"lost the connection to {self.url} and could not reconnect "
-                                         f"({_describe(failure) if failure else 'reconnecting is disabled'})",
-                                         self._frames.seqs())
+                    raise ConnectionLost(
+                        f"lost the connection to {self.url} and could not reconnect "
+                        f"({_describe(failure) if failure else 'reconnecting is disabled'})",
+                        self._frames.seqs(),
+                    )
                 await asyncio.sleep(delay)
             try:
-                ws = await connect(self.url, additional_headers=self._headers, max_size=MAX_REPLY_BYTES,
-                                   compression=None, open_timeout=self._open_timeout)
+                ws = await connect(
+                    self.url,
+                    additional_headers=self._headers,
+                    max_size=MAX_REPLY_BYTES,
+                    compression=None,
+                    open_timeout=self._open_timeout,
+                )
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 code = _handshake_code(exc)
@@ -190,10 +211,8 @@ class Channel:
                 raise ConnectionLost(f"cannot connect to {self.url} ({_describe(failure)})", self._frames.seqs())
         self._ws = ws
         self._refusal = None
-        try:
+        with contextlib.suppress(ConnectionClosed):  # dropped again at once: _read_replies returns, we reconnect
             await self._send_unanswered(ws)
-        except ConnectionClosed:
-            pass  # dropped again at once: _read_replies returns and we reconnect
         self._connected.set()
 
     async def _send_unanswered(self, ws: ClientConnection) -> None:
@@ -226,8 +245,11 @@ class Channel:
             self._connected.clear()
         code, reason = ws.close_code, ws.close_reason or ""
         if code == 1009:
-            raise error_for("frame_too_large", f"the server closed the connection: a frame was over its size "
-                                               f"limit ({reason or 'message too big'}); send smaller chunks")
+            raise error_for(
+                "frame_too_large",
+                f"the server closed the connection: a frame was over its size "
+                f"limit ({reason or 'message too big'}); send smaller chunks",
+            )
         if code in _FATAL_CLOSE_CODES:
             if self._refusal is not None:
                 raise self._refusal

@@ -21,8 +21,9 @@ EXIT_INTERRUPTED = 130
 def build_parser() -> argparse.ArgumentParser:
     """The `lrr` parser with every subcommand registered."""
     parser = OneLineErrorParser(prog="lrr", description="Clients of lrr-service: stream, manage weights, demo, LSL.")
-    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                        parser_class=OneLineErrorParser)
+    subcommands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=OneLineErrorParser
+    )
     for module in (serve, stream, admin, demo, lsl):
         module.register(subcommands)
     return parser

@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from lrr_service.core.vocabulary import Mode
-from lrr_service.core import codec
 from lrr_service.clients.backoff import ReconnectPolicy, as_policy
 from lrr_service.clients.channel import Channel
 from lrr_service.clients.endpoints import auth_headers, websocket_url
 from lrr_service.clients.rest import AsyncRestClient
+from lrr_service.core import codec
+from lrr_service.core.vocabulary import Mode
 
 DEFAULT_MAX_IN_FLIGHT = 32
 
@@ -54,9 +54,17 @@ class LRRClient:
     ConnectionLost for such frames instead of a resend.
     """
 
-    def __init__(self, url: str, key: str, token: str | None = None, *,
-                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, reconnect: bool | ReconnectPolicy = True,
-                 resend: bool = True, open_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        token: str | None = None,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        reconnect: bool | ReconnectPolicy = True,
+        resend: bool = True,
+        open_timeout: float = 10.0,
+    ) -> None:
         self.max_in_flight = _checked_window(max_in_flight)
         if not key:
             raise ValueError("key is empty; expected the stream key of a session")
@@ -69,11 +77,12 @@ class LRRClient:
         self._open_timeout = open_timeout
         self._channels: dict[str, Channel] = {}
 
-    async def __aenter__(self) -> "LRRClient":
+    async def __aenter__(self) -> LRRClient:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -91,8 +100,13 @@ class LRRClient:
     def channel(self, mode: str) -> Channel:
         """The websocket channel of `mode` ('fit', 'transform' or 'fit_transform'), created on first use."""
         if mode not in self._channels:
-            self._channels[mode] = Channel(websocket_url(self.url, self.key, mode), self._headers, self._policy,
-                                           resend=self._resend, open_timeout=self._open_timeout)
+            self._channels[mode] = Channel(
+                websocket_url(self.url, self.key, mode),
+                self._headers,
+                self._policy,
+                resend=self._resend,
+                open_timeout=self._open_timeout,
+            )
         return self._channels[mode]
 
     def window_size(self, max_in_flight: int | None = None) -> int:
@@ -101,8 +115,9 @@ class LRRClient:
 
     # -- one chunk --------------------------------------------------------------------------
 
-    async def request(self, mode: str, chunk: np.ndarray, *, t0: float | None = None,
-                      fs: float | None = None) -> codec.AckReply | codec.ChunkReply:
+    async def request(
+        self, mode: str, chunk: np.ndarray, *, t0: float | None = None, fs: float | None = None
+    ) -> codec.AckReply | codec.ChunkReply:
         """Send one chunk on `mode`'s websocket and return the server's full reply."""
         future = self.channel(mode).submit(chunk, t0=t0, fs=fs)
         reply = await future
@@ -123,9 +138,14 @@ class LRRClient:
 
     # -- streams ----------------------------------------------------------------------------
 
-    async def stream(self, mode: str, chunks: Chunks, *, max_in_flight: int | None = None,
-                     timestamps: Iterable[float | None] | None = None,
-                     ) -> AsyncIterator[codec.AckReply | codec.ChunkReply]:  # fmt: skip
+    async def stream(
+        self,
+        mode: str,
+        chunks: Chunks,
+        *,
+        max_in_flight: int | None = None,
+        timestamps: Iterable[float | None] | None = None,
+    ) -> AsyncIterator[codec.AckReply | codec.ChunkReply]:
         """Pipeline `chunks` through `mode`: up to max_in_flight frames unanswered, replies yielded in order.
 
         `timestamps`, if given, supplies each chunk's t0 (echoed in its reply). A chunk's error reply is
@@ -152,8 +172,9 @@ class LRRClient:
         async for reply in self.stream(Mode.TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]
 
-    async def fit_transform_stream(self, chunks: Chunks, *,
-                                   max_in_flight: int | None = None) -> AsyncIterator[np.ndarray]:
+    async def fit_transform_stream(
+        self, chunks: Chunks, *, max_in_flight: int | None = None
+    ) -> AsyncIterator[np.ndarray]:
         """Pipelined fit_transform: yields each rereferenced chunk, in order."""
         async for reply in self.stream(Mode.FIT_TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]

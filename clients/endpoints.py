@@ -6,7 +6,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from lrr_service.core.vocabulary import Mode
 
-
 _HTTP_FOR = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _WS_FOR = {"http": "ws", "https": "wss"}
 

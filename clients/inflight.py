@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from lrr_service.core import codec
 from lrr_service.clients.errors import ConnectionLost, LRRClientError, ServerError, error_for
+from lrr_service.core import codec
 
 NOT_SENT = -1
 
@@ -73,9 +73,13 @@ class InFlight:
         if not resend:
             for seq in [s for s, p in self._pending.items() if p.sent_on != NOT_SENT]:
                 pending = self._pending.pop(seq)
-                _settle(pending.future, ConnectionLost(
-                    "the connection dropped before this frame was answered; it may or may not have been applied",
-                    (seq,)))
+                _settle(
+                    pending.future,
+                    ConnectionLost(
+                        "the connection dropped before this frame was answered; it may or may not have been applied",
+                        (seq,),
+                    ),
+                )
         return list(self._pending)
 
     def resolve(self, reply: codec.Reply) -> None:

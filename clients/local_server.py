@@ -71,9 +71,13 @@ class ServerProcess:
     """
 
     def __init__(
-        self, state_dir: Path | str, env: dict[str, str] | None = None, port: int | None = None,
-        log_path: Path | str | None = None, subcommand: str | None = "serve",
-    ) -> None:  # fmt: skip
+        self,
+        state_dir: Path | str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        log_path: Path | str | None = None,
+        subcommand: str | None = "serve",
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.env = dict(env or {})
         self.port = port or free_loopback_port()
@@ -127,15 +131,24 @@ class ServerProcess:
             raise RuntimeError("server already running")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "lrr_service.service", *([self.subcommand] if self.subcommand else []),
-            "--host", "127.0.0.1", "--port", str(self.port), "--state-dir", str(self.state_dir),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "lrr_service.service",
+            *([self.subcommand] if self.subcommand else []),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--state-dir",
+            str(self.state_dir),
+        ]
         with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(command, env=clean_environment(self.env), stdout=log,
-                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-        if wait_until_healthy(self.url, self._process, timeout):
+            process = self._process = subprocess.Popen(
+                command, env=clean_environment(self.env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        if wait_until_healthy(self.url, process, timeout):
             return self
-        if not self.running:
+        if process.poll() is not None:
             raise LocalServerError(f"the server exited during start-up:\n{self.log_text()[-4000:]}")
         self.kill()
         raise LocalServerError(f"the server did not answer within {timeout:.0f} s:\n{self.log_text()[-4000:]}")

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from lrr_service.core.vocabulary import Mode
 from lrr_service.clients.client import LRRClient
 from lrr_service.clients.errors import ChunkNotFittedError
+from lrr_service.core.vocabulary import Mode
 
 RESOLVE_TIMEOUT_S = 10.0
 PULL_TIMEOUT_S = 0.05
@@ -79,8 +79,10 @@ _WIRE_DTYPE = {"float32": np.float32, "double64": np.float64, "int16": np.int16,
 
 
 def _format_name(pylsl: Any, channel_format: int) -> str:
-    names = {getattr(pylsl, "cf_" + name): name for name in ("float32", "double64", "int16", "int32", "int8",
-                                                               "int64", "string")}
+    names = {
+        getattr(pylsl, "cf_" + name): name
+        for name in ("float32", "double64", "int16", "int32", "int8", "int64", "string")
+    }
     return names.get(channel_format, str(channel_format))
 
 
@@ -106,8 +108,14 @@ def channel_labels(info: Any) -> list[str]:
 def output_info(pylsl: Any, source: Any, labels: list[str]) -> Any:
     """StreamInfo of the outlet: `NAME-lrr`, same type, channel count, rate and labels; float output."""
     fmt = pylsl.cf_double64 if source.channel_format() == pylsl.cf_double64 else pylsl.cf_float32
-    info = pylsl.StreamInfo(source.name() + OUTPUT_SUFFIX, source.type(), source.channel_count(),
-                            source.nominal_srate(), fmt, (source.source_id() or source.name()) + OUTPUT_SUFFIX)
+    info = pylsl.StreamInfo(
+        source.name() + OUTPUT_SUFFIX,
+        source.type(),
+        source.channel_count(),
+        source.nominal_srate(),
+        fmt,
+        (source.source_id() or source.name()) + OUTPUT_SUFFIX,
+    )
     channels = info.desc().append_child("channels")
     for label in labels:
         channel = channels.append_child("channel")
@@ -118,9 +126,17 @@ def output_info(pylsl: Any, source: Any, labels: list[str]) -> Any:
 class LSLBridge:
     """Pull chunks from an inlet, send them through the service, push the replies to the outlet."""
 
-    def __init__(self, input_name: str, url: str, key: str, token: str | None = None, *,
-                 fit_seconds: float | None = None, max_in_flight: int = 8,
-                 resolve_timeout: float = RESOLVE_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        input_name: str,
+        url: str,
+        key: str,
+        token: str | None = None,
+        *,
+        fit_seconds: float | None = None,
+        max_in_flight: int = 8,
+        resolve_timeout: float = RESOLVE_TIMEOUT_S,
+    ) -> None:
         if fit_seconds is not None and fit_seconds <= 0:
             raise ValueError(f"fit_seconds must be > 0 (or omitted for fit_transform), got {fit_seconds}")
         if max_in_flight < 1:
@@ -141,8 +157,9 @@ class LSLBridge:
         source = await asyncio.to_thread(resolve_input, self.input_name, self.resolve_timeout)
         fmt = _format_name(pylsl, source.channel_format())
         if fmt not in _WIRE_DTYPE:
-            raise BridgeError(f"stream {self.input_name!r} carries {fmt} samples; expected float32, double64, "
-                              "int16 or int32")
+            raise BridgeError(
+                f"stream {self.input_name!r} carries {fmt} samples; expected float32, double64, int16 or int32"
+            )
         inlet = pylsl.StreamInlet(source, max_chunklen=0, recover=True)
         full_info = await asyncio.to_thread(inlet.info, self.resolve_timeout)
         outlet = pylsl.StreamOutlet(output_info(pylsl, full_info, channel_labels(full_info)))
@@ -150,8 +167,10 @@ class LSLBridge:
         deadline = None if duration is None else time.monotonic() + duration
         queue: asyncio.Queue[_Sent | None] = asyncio.Queue(self.max_in_flight)
         async with LRRClient(self.url, self.key, self.token) as client:
-            tasks = [asyncio.create_task(self._pump(inlet, client, queue, dtype, deadline, stop or asyncio.Event())),
-                     asyncio.create_task(self._publish(queue, outlet, client))]
+            tasks = [
+                asyncio.create_task(self._pump(inlet, client, queue, dtype, deadline, stop or asyncio.Event())),
+                asyncio.create_task(self._publish(queue, outlet, client)),
+            ]
             try:
                 await _first_failure(tasks)
             finally:
@@ -161,8 +180,15 @@ class LSLBridge:
                 inlet.close_stream()
         return self.stats
 
-    async def _pump(self, inlet: Any, client: LRRClient, queue: asyncio.Queue[Any], dtype: type,
-                    deadline: float | None, stop: asyncio.Event) -> None:
+    async def _pump(
+        self,
+        inlet: Any,
+        client: LRRClient,
+        queue: asyncio.Queue[Any],
+        dtype: type,
+        deadline: float | None,
+        stop: asyncio.Event,
+    ) -> None:
         """Pull input and submit it: fitting-period samples to fit, then (after a solve) transform or fit_transform.
 
         In the fitting period at most `max_in_flight` fits await their reply at once, so a refusal surfaces
@@ -175,7 +201,7 @@ class LSLBridge:
             samples, stamps = await asyncio.to_thread(inlet.pull_chunk, PULL_TIMEOUT_S)
             if not stamps:
                 continue
-            data = np.asarray(samples, dtype=dtype)
+            data: np.ndarray = np.asarray(samples, dtype=dtype)
             times = np.asarray(stamps, dtype=np.float64)
             self.stats.samples_in += len(times)
             n_fit = self.window.split(times)
@@ -198,19 +224,22 @@ class LSLBridge:
         """Wait for the fitting period's fits and solve; BridgeError if none of its samples could be fitted."""
         await self._settle_fits(acks)
         if self.stats.samples_fitted == 0:
-            raise BridgeError(f"none of the {self.stats.samples_not_fitted} samples of the first "
-                              f"{self.window.fit_seconds:g} s could be fitted (each chunk held NaN, Inf or a value "
-                              "beyond ±1e100), so there is nothing to solve; fix the input or use a longer "
-                              "--fit-seconds")
+            raise BridgeError(
+                f"none of the {self.stats.samples_not_fitted} samples of the first "
+                f"{self.window.fit_seconds:g} s could be fitted (each chunk held NaN, Inf or a value "
+                "beyond ±1e100), so there is nothing to solve; fix the input or use a longer "
+                "--fit-seconds"
+            )
         await client.solve()
 
     async def _settle_fits(self, acks: list[tuple[asyncio.Future[Any], int]]) -> None:
         """Wait for fit acknowledgements and count their samples as fitted or not fitted.
 
-        Chunks refused as unfittable (non_finite, out_of_range) are counted, not fatal; any other refusal stops the bridge.
+        Chunks refused as unfittable (non_finite, out_of_range) are counted, not fatal; any other refusal
+        stops the bridge.
         """
         outcomes = await asyncio.gather(*(future for future, _ in acks), return_exceptions=True)
-        for outcome, (_, samples) in zip(outcomes, acks):
+        for outcome, (_, samples) in zip(outcomes, acks, strict=True):
             if isinstance(outcome, ChunkNotFittedError):
                 self.stats.samples_not_fitted += samples
             elif isinstance(outcome, BaseException):

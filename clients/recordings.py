@@ -29,7 +29,9 @@ def read_recording(path: Path | str) -> Recording:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in READABLE_SUFFIXES:
-        raise RecordingError(f"{path}: unknown recording format {suffix!r}; expected one of {', '.join(READABLE_SUFFIXES)}")
+        raise RecordingError(
+            f"{path}: unknown recording format {suffix!r}; expected one of {', '.join(READABLE_SUFFIXES)}"
+        )
     if not path.is_file():
         raise RecordingError(f"{path}: no such file")
     if suffix == ".npy":
@@ -54,7 +56,8 @@ def write_recording(path: Path | str, data: np.ndarray) -> None:
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        loaded: np.ndarray = np.load(path, allow_pickle=False)
+        return loaded
     except (ValueError, OSError) as exc:
         raise RecordingError(f"{path}: not a readable .npy array ({exc})") from None
 
@@ -71,7 +74,9 @@ def _load_csv(path: Path) -> np.ndarray:
 
 def _as_samples_by_channels(path: Path, data: np.ndarray) -> np.ndarray:
     if data.ndim != 2:
-        raise RecordingError(f"{path}: holds a {data.ndim}-D array of shape {data.shape}; expected 2-D (samples, channels)")
+        raise RecordingError(
+            f"{path}: holds a {data.ndim}-D array of shape {data.shape}; expected 2-D (samples, channels)"
+        )
     if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
         raise RecordingError(f"{path}: holds {data.dtype} values; expected numbers")
     return data

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from lrr_service.core import weights_csv
 from lrr_service.clients.endpoints import auth_headers, http_base, stream_path
 from lrr_service.clients.errors import ConnectionLost, ProtocolError, ServerError, error_for
+from lrr_service.core import weights_csv
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -26,11 +26,12 @@ class AsyncRestClient:
         self.base_url = http_base(url)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=auth_headers(token), timeout=timeout)
 
-    async def __aenter__(self) -> "AsyncRestClient":
+    async def __aenter__(self) -> AsyncRestClient:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -42,9 +43,10 @@ class AsyncRestClient:
     async def sessions(self) -> list[dict[str, Any]]:
         """GET /streams: one summary dict per session (the reply's `streams` list)."""
         reply = await self._json("GET", "/streams")
-        if not isinstance(reply, dict) or not isinstance(reply.get("streams"), list):
-            raise ProtocolError(f"GET /streams answered {str(reply)[:80]!r}; expected {{\"streams\": [...], ...}}")
-        return reply["streams"]
+        streams = reply.get("streams")
+        if not isinstance(streams, list):
+            raise ProtocolError(f'GET /streams answered {str(reply)[:80]!r}; expected {{"streams": [...], ...}}')
+        return streams
 
     # -- one session ------------------------------------------------------------------------
 
@@ -96,8 +98,9 @@ class AsyncRestClient:
         """
         params = {"replace": "true"} if replace else None
         content = csv.encode() if isinstance(csv, str) else csv
-        return await self._json("PUT", stream_path(key, "weights"), content=content,
-                                headers={"Content-Type": "text/csv"}, params=params)
+        return await self._json(
+            "PUT", stream_path(key, "weights"), content=content, headers={"Content-Type": "text/csv"}, params=params
+        )
 
     async def put_weights(self, key: str, weights: np.ndarray | Path | str, *, replace: bool = False) -> dict[str, Any]:
         """Upload W from an array (encoded exactly) or from a CSV file path (its bytes sent unchanged)."""
@@ -119,13 +122,16 @@ class AsyncRestClient:
             raise _refusal(response)
         return response
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send one request and return its JSON body."""
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Send one request and return its JSON body, an object (every success of the API answers one)."""
         response = await self._request(method, path, **kwargs)
         try:
-            return response.json()
+            body = response.json()
         except ValueError:
-            raise ProtocolError(f"{method} {path} answered {response.content[:80]!r}; expected JSON") from None
+            body = None
+        if not isinstance(body, dict):
+            raise ProtocolError(f"{method} {path} answered {response.content[:80]!r}; expected a JSON object")
+        return body
 
 
 def _refusal(response: httpx.Response) -> ServerError:

@@ -12,39 +12,56 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrr_service.core.vocabulary import Mode
-from lrr_service.core import codec
 from lrr_service.clients.backoff import ReconnectPolicy
 from lrr_service.clients.client import DEFAULT_MAX_IN_FLIGHT, LRRClient
 from lrr_service.clients.loop_thread import LoopThread
+from lrr_service.core import codec
+from lrr_service.core.vocabulary import Mode
 
 
 class LRRClientSync:
     """The blocking twin of LRRClient: same arguments, same methods, streams as plain generators."""
 
-    def __init__(self, url: str, key: str, token: str | None = None, *,
-                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, reconnect: bool | ReconnectPolicy = True,
-                 resend: bool = True, open_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        token: str | None = None,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        reconnect: bool | ReconnectPolicy = True,
+        resend: bool = True,
+        open_timeout: float = 10.0,
+    ) -> None:
         self._thread = LoopThread()
         try:
-            self._client = self._thread.run(_make_client(url, key, token, max_in_flight=max_in_flight,
-                                                         reconnect=reconnect, resend=resend,
-                                                         open_timeout=open_timeout))
+            self._client = self._thread.run(
+                _make_client(
+                    url,
+                    key,
+                    token,
+                    max_in_flight=max_in_flight,
+                    reconnect=reconnect,
+                    resend=resend,
+                    open_timeout=open_timeout,
+                )
+            )
         except BaseException:
             self._thread.close()
             raise
         self.key = key
         self.url = url
 
-    def __enter__(self) -> "LRRClientSync":
+    def __enter__(self) -> LRRClientSync:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -63,8 +80,14 @@ class LRRClientSync:
 
     # -- streams: chunks are iterated in the caller's thread, replies awaited in the loop's ---
 
-    def stream(self, mode: str, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None,
-               timestamps: Iterable[float | None] | None = None) -> Iterator[codec.AckReply | codec.ChunkReply]:
+    def stream(
+        self,
+        mode: str,
+        chunks: Iterable[np.ndarray],
+        *,
+        max_in_flight: int | None = None,
+        timestamps: Iterable[float | None] | None = None,
+    ) -> Iterator[codec.AckReply | codec.ChunkReply]:
         """Pipeline `chunks` through `mode`; yields full replies in order (LRRClient.stream, blocking).
 
         `timestamps`, if given, supplies each chunk's t0 (echoed in its reply).
@@ -88,19 +111,25 @@ class LRRClientSync:
         """Pipelined fit: yields each acknowledgement in order."""
         yield from self.stream(Mode.FIT, chunks, max_in_flight=max_in_flight)  # type: ignore[misc]
 
-    def transform_stream(self, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None) -> Iterator[np.ndarray]:
+    def transform_stream(
+        self, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None
+    ) -> Iterator[np.ndarray]:
         """Pipelined transform: yields each rereferenced chunk in order."""
         for reply in self.stream(Mode.TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]
 
-    def fit_transform_stream(self, chunks: Iterable[np.ndarray], *,
-                             max_in_flight: int | None = None) -> Iterator[np.ndarray]:
+    def fit_transform_stream(
+        self, chunks: Iterable[np.ndarray], *, max_in_flight: int | None = None
+    ) -> Iterator[np.ndarray]:
         """Pipelined fit_transform: yields each rereferenced chunk in order."""
         for reply in self.stream(Mode.FIT_TRANSFORM, chunks, max_in_flight=max_in_flight):
             yield reply.data  # type: ignore[union-attr]
 
     # Every other public coroutine of LRRClient (request, fit, transform, fit_transform, the REST
     # methods) gets a blocking twin below the class, generated from it, so the two cannot drift.
+    if TYPE_CHECKING:  # static checkers see the generated twins as untyped attributes
+
+        def __getattr__(self, name: str) -> Any: ...
 
 
 def _blocking(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:

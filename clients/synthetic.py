@@ -49,7 +49,8 @@ def artifact_power(data: np.ndarray, sources: np.ndarray) -> np.ndarray:
     """Per channel: the mean power of the part of `data` explained by the artifact `sources` (least squares)."""
     coefficients, *_ = np.linalg.lstsq(sources, data, rcond=None)
     explained = sources @ coefficients
-    return np.mean(explained**2, axis=0)
+    power: np.ndarray = np.mean(explained**2, axis=0)
+    return power
 
 
 def reduction_db(before: np.ndarray, after: np.ndarray) -> float:

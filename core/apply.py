@@ -30,8 +30,8 @@ class ApplyPlan:
             return
         self._passthrough = False
         components = coupled_components(W)
-        block_flops = sum(c.size ** 2 for c in components)
-        if len(components) <= MAX_BLOCKS and block_flops <= BLOCK_FLOP_FRACTION * n_channels ** 2:
+        block_flops = sum(c.size**2 for c in components)
+        if len(components) <= MAX_BLOCKS and block_flops <= BLOCK_FLOP_FRACTION * n_channels**2:
             contiguous = all(_is_consecutive(idx) for idx in components)
             self._covers_all = sum(idx.size for idx in components) == n_channels
             if not contiguous:
@@ -55,7 +55,8 @@ class ApplyPlan:
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if self._dense is not None:
-            return np.matmul(X, self._dense)
+            product: np.ndarray = np.matmul(X, self._dense)
+            return product
         if self._covers_all:
             out = np.empty(X.shape, dtype=self.dtype)
         else:  # channels in no block pass through

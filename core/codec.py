@@ -15,7 +15,7 @@ from typing import Any, Final, NamedTuple, NoReturn
 import msgpack
 import numpy as np
 
-from .vocabulary import ErrorCode
+from lrr_service.core.vocabulary import ErrorCode
 
 # --- dtypes ---
 
@@ -24,9 +24,7 @@ WIRE_DTYPES: Final[Mapping[str, np.dtype]] = MappingProxyType(
 )
 """Accepted input dtypes, keyed by their wire name."""
 
-REPLY_DTYPES: Final[Mapping[str, str]] = MappingProxyType(
-    {"<f4": "<f4", "<f8": "<f8", "<i2": "<f4", "<i4": "<f4"}
-)
+REPLY_DTYPES: Final[Mapping[str, str]] = MappingProxyType({"<f4": "<f4", "<f8": "<f8", "<i2": "<f4", "<i4": "<f4"})
 """Input wire dtype -> dtype of the processed data sent back."""
 
 _REPLY_WIRE_DTYPES: Final[Mapping[str, np.dtype]] = MappingProxyType(
@@ -221,7 +219,9 @@ def _unpack_fields(payload: bytes | bytearray | memoryview, binary_fields: froze
                 unpacker.unpack()
                 continue
             if key in fields:
-                raise FrameError(ErrorCode.BAD_MSGPACK, f"duplicate key {_show(key)} in the map; expected each key once")
+                raise FrameError(
+                    ErrorCode.BAD_MSGPACK, f"duplicate key {_show(key)} in the map; expected each key once"
+                )
             if key in binary_fields:
                 start = unpacker.tell()
                 unpacker.skip()
@@ -258,7 +258,9 @@ def _read_seq(fields: Mapping[str, Any]) -> int:
     value = fields["seq"]
     seq = _valid_seq(value)
     if seq is None:
-        raise FrameError(ErrorCode.BAD_FIELD, f"seq is {_show(value)} ({_kind(value)}); expected an integer 0 <= seq < 2**63")
+        raise FrameError(
+            ErrorCode.BAD_FIELD, f"seq is {_show(value)} ({_kind(value)}); expected an integer 0 <= seq < 2**63"
+        )
     return seq
 
 
@@ -266,7 +268,9 @@ def _read_int(fields: Mapping[str, Any], name: str, seq: int | None) -> int:
     """A required non-negative integer field (booleans are not integers)."""
     value = fields[name]
     if type(value) is not int or value < 0:
-        raise FrameError(ErrorCode.BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected an integer >= 0", seq)
+        raise FrameError(
+            ErrorCode.BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected an integer >= 0", seq
+        )
     return value
 
 
@@ -291,7 +295,9 @@ def _read_dtype(fields: Mapping[str, Any], seq: int, accepted: Mapping[str, np.d
     name = _read_str(fields, "dtype", seq)
     dtype = accepted.get(name)
     if dtype is None:
-        raise FrameError(ErrorCode.BAD_DTYPE, f"dtype {_show(name)} is not accepted; expected one of {', '.join(accepted)}", seq)
+        raise FrameError(
+            ErrorCode.BAD_DTYPE, f"dtype {_show(name)} is not accepted; expected one of {', '.join(accepted)}", seq
+        )
     return dtype
 
 
@@ -299,9 +305,13 @@ def _read_shape(fields: Mapping[str, Any], seq: int) -> tuple[int, int]:
     """The shape field: an array of two integers [n_samples, n_channels], each >= 1."""
     value = fields["shape"]
     if type(value) is not list:
-        raise FrameError(ErrorCode.BAD_FIELD, f"shape is a {_kind(value)}; expected an array [n_samples, n_channels]", seq)
+        raise FrameError(
+            ErrorCode.BAD_FIELD, f"shape is a {_kind(value)}; expected an array [n_samples, n_channels]", seq
+        )
     if len(value) != 2 or any(type(dim) is not int or dim < 1 for dim in value):
-        raise FrameError(ErrorCode.BAD_SHAPE, f"shape is {_show(value)}; expected [n_samples, n_channels], integers >= 1", seq)
+        raise FrameError(
+            ErrorCode.BAD_SHAPE, f"shape is {_show(value)}; expected [n_samples, n_channels], integers >= 1", seq
+        )
     return value[0], value[1]
 
 
@@ -325,7 +335,8 @@ def _read_optional_number(fields: Mapping[str, Any], name: str, seq: int, *, pos
     if not valid:
         wanted = "a finite number > 0" if positive else "a finite number"
         raise FrameError(ErrorCode.BAD_FIELD, f"{name} is {_show(value)} ({_kind(value)}); expected {wanted}", seq)
-    return value
+    number: int | float | None = value
+    return number
 
 
 def _read_array(
@@ -343,7 +354,9 @@ def _read_array(
     n_samples, n_channels = _read_shape(fields, seq)
     if max_channels is not None and n_channels > max_channels:
         raise FrameError(
-            ErrorCode.TOO_MANY_CHANNELS, f"{n_channels} channels; expected at most {max_channels} channels per chunk", seq
+            ErrorCode.TOO_MANY_CHANNELS,
+            f"{n_channels} channels; expected at most {max_channels} channels per chunk",
+            seq,
         )
     data = _read_bin(payload, fields, "data", seq)
     expected_bytes = n_samples * n_channels * dtype.itemsize
@@ -475,7 +488,7 @@ def encode_chunk(seq: int, data: np.ndarray, *, t0: int | float | None = None, f
     _check_number(fs, "fs", positive=True)
     name, array = _wire_array(data, WIRE_DTYPES)
     message = {"seq": seq, "shape": list(array.shape), "dtype": name}
-    return msgpack.packb(_with_optional(message, t0=t0, fs=fs) | {"data": memoryview(array)})
+    return _pack(_with_optional(message, t0=t0, fs=fs) | {"data": array.data})
 
 
 def encode_chunk_reply(
@@ -496,9 +509,15 @@ def encode_chunk_reply(
     _check_number(t0, "t0", positive=False)
     _check_number(fs, "fs", positive=True)
     name, array = _wire_array(data, _REPLY_WIRE_DTYPES)
-    message = {"type": "chunk", "seq": seq, "shape": list(array.shape), "dtype": name,
-               "weights_version": weights_version, "reset": bool(reset)}  # fmt: skip
-    return msgpack.packb(_with_optional(message, n_samples=n_samples, t0=t0, fs=fs) | {"data": memoryview(array)})
+    message = {
+        "type": "chunk",
+        "seq": seq,
+        "shape": list(array.shape),
+        "dtype": name,
+        "weights_version": weights_version,
+        "reset": bool(reset),
+    }
+    return _pack(_with_optional(message, n_samples=n_samples, t0=t0, fs=fs) | {"data": array.data})
 
 
 def encode_ack(seq: int, *, n_samples: int, weights_version: int, reset: bool) -> bytes:
@@ -506,13 +525,24 @@ def encode_ack(seq: int, *, n_samples: int, weights_version: int, reset: bool) -
     _check_seq(seq)
     _check_count(n_samples, "n_samples")
     _check_count(weights_version, "weights_version")
-    message = {"type": "ack", "seq": seq, "n_samples": n_samples, "weights_version": weights_version,
-               "reset": bool(reset)}  # fmt: skip
-    return msgpack.packb(message)
+    message = {
+        "type": "ack",
+        "seq": seq,
+        "n_samples": n_samples,
+        "weights_version": weights_version,
+        "reset": bool(reset),
+    }
+    return _pack(message)
+
+
+def _pack(message: dict[str, Any]) -> bytes:
+    """msgpack of `message` (msgpack ships no type information)."""
+    packed: bytes = msgpack.packb(message)
+    return packed
 
 
 def encode_error(code: str, message: str, seq: int | None = None) -> bytes:
     """The server's rejection of a message; seq is sent as nil when it could not be read."""
     if seq is not None:
         _check_seq(seq)
-    return msgpack.packb({"type": "error", "seq": seq, "code": str(code), "message": str(message)})
+    return _pack({"type": "error", "seq": seq, "code": str(code), "message": str(message)})

@@ -14,13 +14,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .apply import ApplyPlan
-from .errors import ChannelCountError, ShapeError, SnapshotError, StatisticsError, WeightsError
-from .groups import resolve_groups
-from .samples import MAX_FIT_MAGNITUDE, first_bad_sample
-from .settings import LRRSettings
-from .solver import default_weights, solve_weights
-from .statistics import DEFAULT_STAGING_BYTES, CovarianceAccumulator, Statistics
+from lrr_service.core.apply import ApplyPlan
+from lrr_service.core.errors import ChannelCountError, ShapeError, SnapshotError, StatisticsError, WeightsError
+from lrr_service.core.groups import resolve_groups
+from lrr_service.core.samples import MAX_FIT_MAGNITUDE, first_bad_sample
+from lrr_service.core.settings import LRRSettings
+from lrr_service.core.solver import default_weights, solve_weights
+from lrr_service.core.statistics import DEFAULT_STAGING_BYTES, CovarianceAccumulator, Statistics
 
 WeightsSource = Literal["none", "default", "fitted", "uploaded"]
 
@@ -50,8 +50,13 @@ class LRR:
     call raises a ``ValueError`` subclass and leaves the engine exactly as it was.
     """
 
-    def __init__(self, settings: LRRSettings | None = None, *, staging_bytes: int = DEFAULT_STAGING_BYTES,
-                 weights_version: int = 0) -> None:
+    def __init__(
+        self,
+        settings: LRRSettings | None = None,
+        *,
+        staging_bytes: int = DEFAULT_STAGING_BYTES,
+        weights_version: int = 0,
+    ) -> None:
         """``weights_version`` lets a replacement engine continue its predecessor's versions."""
         if isinstance(weights_version, bool) or not isinstance(weights_version, int) or weights_version < 0:
             raise ValueError(f"weights_version must be an integer >= 0, got {weights_version!r}")
@@ -145,7 +150,9 @@ class LRR:
         if accumulator is None:
             return False  # binding allocates the statistics; bind() first to know
         if not self._settings.incremental and accumulator.has_sealed_block:
-            return False  # defensive (this mode clears before staging, so it never seals): clearing must not race a fold
+            return (
+                False  # defensive (this mode clears before staging, so it never seals): clearing must not race a fold
+            )
         return not accumulator.fold_due(n_rows)
 
     @property
@@ -211,19 +218,21 @@ class LRR:
             return
         self.install(self.solve_statistics(self.statistics()), replace_uploaded=True)
 
-    def partial_fit(self, chunk: Any) -> "LRR":
+    def partial_fit(self, chunk: Any) -> LRR:
         """Accumulate a chunk and re-solve; uploaded weights stay pinned (statistics still grow)."""
         if self.accumulate(chunk) and self._source != "uploaded":
             self.solve()
         return self
 
-    def fit(self, X: Any) -> "LRR":
+    def fit(self, X: Any) -> LRR:
         """Replace the statistics by those of X and solve; raises ShapeError on a sample it cannot take."""
         X = _as_samples(X)
         bad = first_bad_sample(X)
         if bad is not None:
-            raise ShapeError(f"X holds {bad.describe()}; expected finite samples within ±{MAX_FIT_MAGNITUDE:g} "
-                             "(drop or interpolate bad ones)")  # fmt: skip
+            raise ShapeError(
+                f"X holds {bad.describe()}; expected finite samples within ±{MAX_FIT_MAGNITUDE:g} "
+                "(drop or interpolate bad ones)"
+            )
         self._bind(X.shape[1])
         assert self._accumulator is not None
         self._accumulator.clear()
@@ -297,8 +306,14 @@ class LRR:
         return meta, arrays
 
     @classmethod
-    def restore(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray],
-                *, staging_bytes: int = DEFAULT_STAGING_BYTES, statistics: bool = True) -> "LRR":
+    def restore(
+        cls,
+        meta: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        *,
+        staging_bytes: int = DEFAULT_STAGING_BYTES,
+        statistics: bool = True,
+    ) -> LRR:
         """Rebuild an engine from ``snapshot()`` output, validating every part and every count's range.
 
         Raises ``StatisticsError`` if the statistics hold NaN or infinity (with ``statistics=False``
@@ -309,7 +324,9 @@ class LRR:
             if meta.get("format") != SNAPSHOT_FORMAT:
                 raise SnapshotError(f"snapshot format {meta.get('format')!r}; expected {SNAPSHOT_FORMAT!r}")
             engine = cls(LRRSettings.from_dict(dict(meta["settings"])), staging_bytes=staging_bytes)
-            n = _meta_count(meta, "n_channels", minimum=1, maximum=2**31, required=True, nullable=True)  # callers cap it
+            n = _meta_count(
+                meta, "n_channels", minimum=1, maximum=2**31, required=True, nullable=True
+            )  # callers cap it
             source = meta["weights_source"]
             if source not in ("none", "default", "fitted", "uploaded"):
                 raise SnapshotError(f"unknown weights_source {source!r}")
@@ -412,8 +429,9 @@ def _restored_statistics(meta: dict[str, Any], arrays: dict[str, np.ndarray], n:
     return Statistics(cxx, col_sum, float(weight), n_samples)
 
 
-def _meta_count(meta: dict[str, Any], name: str, *, maximum: int, minimum: int = 0,
-                required: bool = False, nullable: bool = False) -> Any:
+def _meta_count(
+    meta: dict[str, Any], name: str, *, maximum: int, minimum: int = 0, required: bool = False, nullable: bool = False
+) -> Any:
     """An integer field of a snapshot, checked to lie in [minimum, maximum] (absent: 0, unless required)."""
     if name not in meta and not required:
         return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import SettingsError
-from .settings import LRRSettings
+from lrr_service.core.errors import SettingsError
+from lrr_service.core.settings import LRRSettings
 
 
 def resolve_groups(settings: LRRSettings, n_channels: int) -> list[np.ndarray]:
@@ -46,10 +46,14 @@ def check_group_limit(channel_groups: object, max_channels: int) -> None:
         return  # None, or a shape LRRSettings refuses with its own message
     total = sum(len(group) if isinstance(group, (list, tuple)) else 1 for group in channel_groups)
     if total > max_channels:
-        raise SettingsError(f"channel_groups names {total} channels in {len(channel_groups)} groups; expected at "
-                            f"most {max_channels} (the server's channel limit), each channel in one group")  # fmt: skip
+        raise SettingsError(
+            f"channel_groups names {total} channels in {len(channel_groups)} groups; expected at "
+            f"most {max_channels} (the server's channel limit), each channel in one group"
+        )
     for gi, group in enumerate(channel_groups):
         for index in group if isinstance(group, (list, tuple)) else ():
             if isinstance(index, int) and not isinstance(index, bool) and index >= max_channels:
-                raise SettingsError(f"channel_groups[{gi}] holds {index}; expected channel indices below "
-                                    f"{max_channels} (the server's channel limit)")  # fmt: skip
+                raise SettingsError(
+                    f"channel_groups[{gi}] holds {index}; expected channel indices below "
+                    f"{max_channels} (the server's channel limit)"
+                )

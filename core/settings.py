@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from .errors import SettingsError
+from lrr_service.core.errors import SettingsError
 
 InitDefault = Literal["identity", "car"]
 INIT_DEFAULTS: tuple[InitDefault, ...] = ("identity", "car")
@@ -50,16 +50,18 @@ class LRRSettings:
 
     ridge_lambda: float = _setting(0.0, "L2 penalty added to each group's covariance diagonal.", ge=0)
     channel_groups: tuple[tuple[int, ...], ...] | None = _setting(
-        None, "Explicit disjoint groups of channel indices (any order, non-contiguous allowed); "
-        "null: block_size blocks, else one group of all channels."
+        None,
+        "Explicit disjoint groups of channel indices (any order, non-contiguous allowed); "
+        "null: block_size blocks, else one group of all channels.",
     )
     block_size: int | None = _setting(
         None, "Without explicit groups: consecutive blocks of this many channels.", integer=True, ge=1
     )
     incremental: bool = _setting(True, "Accumulate statistics across partial fits; false: each fit replaces them.")
     check_finite: bool = _setting(
-        True, "Must be true: fit chunks holding NaN, infinity or samples beyond ±1e100 are always refused, since "
-        "one would make the statistics, and every solve after it, worthless for good (core/samples.py)."
+        True,
+        "Must be true: fit chunks holding NaN, infinity or samples beyond ±1e100 are always refused, since "
+        "one would make the statistics, and every solve after it, worthless for good (core/samples.py).",
     )
     min_group_size: int = _setting(
         3, "Groups with fewer (non-flat) channels than this pass through untouched.", integer=True, ge=1
@@ -95,7 +97,7 @@ class LRRSettings:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LRRSettings":
+    def from_dict(cls, data: dict[str, Any]) -> LRRSettings:
         """Build from a mapping, refusing unknown keys so that typos are not silently ignored."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -113,8 +115,12 @@ def _checked_number(name: str, value: Any) -> Any:
     kind = "an integer" if integer else "a finite number"
     bound = f" >= {spec.ge:g}" if spec.ge is not None else f" > {spec.gt:g}" if spec.gt is not None else ""
     allowed = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
-    if isinstance(value, bool) or not allowed or (spec.ge is not None and value < spec.ge) or (
-            spec.gt is not None and value <= spec.gt):  # fmt: skip
+    if (
+        isinstance(value, bool)
+        or not allowed
+        or (spec.ge is not None and value < spec.ge)
+        or (spec.gt is not None and value <= spec.gt)
+    ):
         unset = " or None" if spec.optional else ""
         raise SettingsError(f"{name} must be {kind}{bound}{unset}, got {value!r}")
     return value if integer else float(value)
@@ -126,24 +132,21 @@ def _normalise_groups(groups: object) -> tuple[tuple[int, ...], ...]:
         raise SettingsError(f"channel_groups must be a list of lists of channel indices, got {groups!r}")
     result: list[tuple[int, ...]] = []
     seen: dict[int, int] = {}
-    for gi, group in enumerate(groups):  # type: ignore[union-attr]
+    for gi, group in enumerate(groups):
         if isinstance(group, (str, bytes)) or not hasattr(group, "__iter__"):
             raise SettingsError(f"channel_groups[{gi}] must be a list of channel indices, got {group!r}")
         members = tuple(group)
         if not members:
             raise SettingsError(f"channel_groups[{gi}] is empty; every group needs at least one channel index")
         for idx in members:
-            if isinstance(idx, bool) or not isinstance(idx, (int,)) and not hasattr(idx, "__index__"):
+            if isinstance(idx, bool) or (not isinstance(idx, (int,)) and not hasattr(idx, "__index__")):
                 raise SettingsError(f"channel_groups[{gi}] holds {idx!r}; channel indices must be integers")
             i = int(idx)
             if i < 0:
-                raise SettingsError(
-                    f"channel_groups[{gi}] holds {i}, an out-of-range index; indices must be >= 0"
-                )
+                raise SettingsError(f"channel_groups[{gi}] holds {i}, an out-of-range index; indices must be >= 0")
             if i in seen:
                 raise SettingsError(
-                    f"channel {i} is in channel_groups[{seen[i]}] and channel_groups[{gi}]; "
-                    "groups must not overlap"
+                    f"channel {i} is in channel_groups[{seen[i]}] and channel_groups[{gi}]; groups must not overlap"
                 )
             seen[i] = gi
         result.append(tuple(int(i) for i in members))

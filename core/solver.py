@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import StatisticsError
-from .settings import LRRSettings
-from .statistics import Statistics
+from lrr_service.core.errors import StatisticsError
+from lrr_service.core.settings import LRRSettings
+from lrr_service.core.statistics import Statistics
 
 FLAT_RELATIVE_VARIANCE = 1e-12
 """A channel whose variance is below this fraction of its group's largest is flat (silent or railed)."""
@@ -40,8 +40,10 @@ def solve_weights(stats: Statistics, groups: list[np.ndarray], settings: LRRSett
     StatisticsError for statistics holding NaN or infinity, whose every channel would look flat.
     """
     if not (np.isfinite(stats.cxx).all() and np.isfinite(stats.col_sum).all() and np.isfinite(stats.weight)):
-        raise StatisticsError("the statistics hold NaN or infinity; no weights can be solved from them: "
-                              "reset the session and fit it again")  # fmt: skip
+        raise StatisticsError(
+            "the statistics hold NaN or infinity; no weights can be solved from them: "
+            "reset the session and fit it again"
+        )
     n = stats.n_channels
     W = np.zeros((n, n))
     variance, resolution = _channel_variances(stats)
@@ -97,7 +99,8 @@ def _channel_variances(stats: Statistics) -> tuple[np.ndarray, np.ndarray]:
 def _live(variance: np.ndarray, resolution: np.ndarray) -> np.ndarray:
     """Mask of the channels of one group whose variance is distinguishable from zero."""
     threshold = np.maximum(resolution, FLAT_RELATIVE_VARIANCE * variance.max(initial=0.0))
-    return (variance > threshold) & (variance > 0)
+    live: np.ndarray = (variance > threshold) & (variance > 0)
+    return live
 
 
 def _set_car(W: np.ndarray, group: np.ndarray, min_group_size: int) -> None:

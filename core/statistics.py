@@ -32,7 +32,7 @@ class Statistics:
 
     @property
     def n_channels(self) -> int:
-        return self.cxx.shape[0]
+        return int(self.cxx.shape[0])
 
 
 def staging_rows(n_channels: int, staging_bytes: int = DEFAULT_STAGING_BYTES) -> int:
@@ -52,8 +52,9 @@ class CovarianceAccumulator:
     with ``add`` calls for which ``fold_due`` was False; every other method needs it done.
     """
 
-    def __init__(self, n_channels: int, half_life_samples: float | None = None,
-                 staging_bytes: int = DEFAULT_STAGING_BYTES) -> None:
+    def __init__(
+        self, n_channels: int, half_life_samples: float | None = None, staging_bytes: int = DEFAULT_STAGING_BYTES
+    ) -> None:
         self.n_channels = n_channels
         self.decay = None if half_life_samples is None else 0.5 ** (1.0 / half_life_samples)
         self._cxx = np.zeros((n_channels, n_channels))
@@ -81,7 +82,7 @@ class CovarianceAccumulator:
         else:
             if self._staged + rows > capacity:
                 self._seal()
-            self._staging[self._staged:self._staged + rows] = chunk
+            self._staging[self._staged : self._staged + rows] = chunk
             self._staged += rows
         self.n_samples += rows
 
@@ -105,7 +106,7 @@ class CovarianceAccumulator:
     def _seal(self) -> None:
         """Hand the full block over to ``fold_sealed`` and stage into the other one (folding an older seal first)."""
         self.fold_sealed()
-        full, self._staged = self._staging[:self._staged], 0
+        full, self._staged = self._staging[: self._staged], 0
         self._sealed = full
         self._staging = self._blocks[1] if self._staging is self._blocks[0] else self._blocks[0]
 
@@ -153,9 +154,9 @@ class CovarianceAccumulator:
             return
         # weights α^(m-1-i) for rows i = 0..m-1, applied as sqrt(w) to both factors
         exponents = np.arange(m - 1, -1, -1, dtype=np.float64)
-        weights = self.decay ** exponents
+        weights = self.decay**exponents
         scaled = block * np.sqrt(weights)[:, None]
-        carry = self.decay ** m
+        carry = self.decay**m
         self._cxx *= carry
         self._cxx += scaled.T @ scaled
         self._col_sum *= carry

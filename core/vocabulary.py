@@ -47,7 +47,12 @@ class ErrorCode(StrEnum):
 
     # -- a frame that breaks the wire contract (docs/protocol.md) ----------------------------------
     TEXT_FRAME = "text_frame", None, True, "a text message arrived; every message must be a binary msgpack map"
-    BAD_MSGPACK = "bad_msgpack", None, True, "not one msgpack object: undecodable, trailing bytes, duplicate keys, ext types"
+    BAD_MSGPACK = (
+        "bad_msgpack",
+        None,
+        True,
+        "not one msgpack object: undecodable, trailing bytes, duplicate keys, ext types",
+    )
     NOT_A_MAP = "not_a_map", None, True, "valid msgpack, but the top-level object is not a map"
     MISSING_FIELD = "missing_field", None, True, "seq, shape, dtype or data is absent"
     BAD_FIELD = "bad_field", None, True, "a field has the wrong type or range"

@@ -134,13 +134,14 @@ def parse_weights_csv(content: str | bytes | bytearray | memoryview, *, max_chan
     if not lines:
         raise WeightsCsvError("the file holds no numbers; expected n lines of n comma-separated numbers")
     width = None
-    rows = []
+    rows: list[list[float]] = []
     for line, text in lines:
         row = _parse_row(line, text, width, max_channels)
         width = len(row)
         if len(rows) == max_channels:
-            raise WeightsCsvError(f"more than {max_channels} rows (line {line}); expected at most the channel limit",
-                                  row=line)  # fmt: skip
+            raise WeightsCsvError(
+                f"more than {max_channels} rows (line {line}); expected at most the channel limit", row=line
+            )
         rows.append(row)
     if len(rows) != width:
         raise WeightsCsvError(f"{len(rows)} rows x {width} columns is not square; expected n rows of n values")

@@ -178,8 +178,10 @@ def run_same_weights(args: argparse.Namespace) -> None:
         served = fetch_weights_csv(client, args.url, args.key)
     expected = args.expect.read_bytes()
     if served != expected:
-        raise CheckFailed(f"served weights CSV ({len(served)} bytes) differs from the one saved before the restart "
-                          f"({len(expected)} bytes)")
+        raise CheckFailed(
+            f"served weights CSV ({len(served)} bytes) differs from the one saved before the restart "
+            f"({len(expected)} bytes)"
+        )
     check_weights_exact(served, known_weights())
     print(f"ok: {args.key}: weights survived bit-exact ({len(served)} bytes CSV)")
 
@@ -236,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     wait = commands.add_parser("wait-ready", parents=[server], help="poll /health and /ready until both answer 200")
     wait.add_argument("--timeout", type=float, default=90.0, help="seconds to wait")
     wait.set_defaults(run=run_wait_ready)
-    upload = commands.add_parser("upload-and-transform", parents=[server],
-                                 help="upload W, transform a chunk, save the served CSV")
+    upload = commands.add_parser(
+        "upload-and-transform", parents=[server], help="upload W, transform a chunk, save the served CSV"
+    )
     upload.add_argument("--save", type=Path, required=True, help="where to save the served weights CSV")
     upload.set_defaults(run=run_upload_and_transform)
     same = commands.add_parser("same-weights", parents=[server], help="the served weights CSV equals a saved one")

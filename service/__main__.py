@@ -28,15 +28,19 @@ _JSON_FLAGS = {"channel_groups"}
 
 def build_parser() -> argparse.ArgumentParser:
     """The `serve` command line: one flag per ServiceSettings field, named after it."""
-    parser = argparse.ArgumentParser(prog="python -m lrr_service.service", description="Run the lrr-service websocket server.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lrr_service.service", description="Run the lrr-service websocket server."
+    )
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the server (the default command)")
     for target in (parser, serve):
         _add_setting_flags(target)
         target.add_argument(
-            "--allow-unauthenticated", action="store_true", default=argparse.SUPPRESS,
+            "--allow-unauthenticated",
+            action="store_true",
+            default=argparse.SUPPRESS,
             help="listen on a non-loopback host without LRR_API_TOKEN (e.g. behind an authenticating proxy)",
-        )  # fmt: skip
+        )
     return parser
 
 
@@ -44,9 +48,11 @@ def exposure_problem(settings: ServiceSettings, allow_unauthenticated: bool) -> 
     """Why the server must not start as configured (open to the network without a token), or None."""
     if settings.listens_on_loopback() or settings.token() is not None or allow_unauthenticated:
         return None
-    return (f"refusing to listen on {settings.host!r} without LRR_API_TOKEN: anyone who can reach the port could "
-            "read, change and delete every session. Set LRR_API_TOKEN, listen on 127.0.0.1, or pass "
-            "--allow-unauthenticated if something in front of the server authenticates clients")  # fmt: skip
+    return (
+        f"refusing to listen on {settings.host!r} without LRR_API_TOKEN: anyone who can reach the port could "
+        "read, change and delete every session. Set LRR_API_TOKEN, listen on 127.0.0.1, or pass "
+        "--allow-unauthenticated if something in front of the server authenticates clients"
+    )
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:

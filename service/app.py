@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
@@ -22,8 +23,8 @@ from lrr_service.service.lane import StatisticsLane, lower_thread_priority
 from lrr_service.service.logs import log_event
 from lrr_service.service.metrics import ServiceMetrics
 from lrr_service.service.persistence import CheckpointStore, SetAside
-from lrr_service.service.rest import router
 from lrr_service.service.registry import SessionRegistry
+from lrr_service.service.rest import router
 from lrr_service.service.solver import SolveScheduler
 from lrr_service.service.ws import router as ws_router
 
@@ -36,8 +37,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-solve", initializer=lower_thread_priority)
     lane = StatisticsLane()
     scheduler = SolveScheduler(settings.solve_every_samples, settings.solve_min_interval_seconds)
-    registry = SessionRegistry(settings.session_defaults(), settings.max_sessions, metrics, lane, executor, scheduler,
-                               settings.max_state_bytes)  # fmt: skip
+    registry = SessionRegistry(
+        settings.session_defaults(), settings.max_sessions, metrics, lane, executor, scheduler, settings.max_state_bytes
+    )
     store = CheckpointStore(settings.state_dir, checkpoint_file_limit(settings.max_channels))
     context = ServiceContext(
         settings=settings,
@@ -55,8 +57,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         await restore_sessions(context, store)
         periodic = asyncio.create_task(context.checkpointer.run_periodically(settings.checkpoint_seconds))
         context.ready = True
-        log_event("service_started", state_dir=str(settings.state_dir), sessions=len(registry),
-                  auth=context.auth.enabled, max_frame_bytes=settings.max_frame_bytes)  # fmt: skip
+        log_event(
+            "service_started",
+            state_dir=str(settings.state_dir),
+            sessions=len(registry),
+            auth=context.auth.enabled,
+            max_frame_bytes=settings.max_frame_bytes,
+        )
         try:
             yield
         finally:
@@ -117,6 +124,5 @@ async def restore_sessions(context: ServiceContext, store: CheckpointStore) -> N
 def _log_set_aside(item: SetAside, key: str | None = None) -> None:
     """`checkpoint_corrupt`: a file that was not restored, where it went (null: it stayed) and why."""
     moved_to = str(item.moved_to) if item.moved_to is not None else None
-    fields = {"key": key} if key is not None else {}
-    log_event("checkpoint_corrupt", logging.ERROR, file=str(item.path), moved_to=moved_to, reason=item.reason,
-              **fields)  # fmt: skip
+    fields: dict[str, Any] = {"key": key} if key is not None else {}
+    log_event("checkpoint_corrupt", logging.ERROR, file=str(item.path), moved_to=moved_to, reason=item.reason, **fields)

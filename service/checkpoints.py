@@ -30,8 +30,9 @@ class Checkpointer:
 
     def __init__(self, store: CheckpointStore, registry: SessionRegistry, metrics: ServiceMetrics) -> None:
         self.store = store
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrr-checkpoint",
-                                          initializer=lower_thread_priority)  # fmt: skip
+        self._writer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="lrr-checkpoint", initializer=lower_thread_priority
+        )
         self.registry = registry
         self.metrics = metrics
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -62,12 +63,19 @@ class Checkpointer:
                 session.checkpoint_failed()
                 self.metrics.checkpoints.labels("failed").inc()
                 log_event("checkpoint_failed", logging.ERROR, key=session.key, reason=reason, error=str(exc))
-                raise CheckpointFailedError(f"the change is applied but could not be written to disk ({exc}); "
-                                            "it will be retried with the next periodic checkpoint") from exc  # fmt: skip
+                raise CheckpointFailedError(
+                    f"the change is applied but could not be written to disk ({exc}); "
+                    "it will be retried with the next periodic checkpoint"
+                ) from exc
         self.metrics.checkpoints.labels("ok").inc()
-        log_event("checkpoint", key=session.key, reason=reason, n_samples=record.engine_meta.get("n_samples", 0),
-                  weights_version=record.engine_meta["weights_version"],
-                  seconds=round(time.perf_counter() - started, 6))  # fmt: skip
+        log_event(
+            "checkpoint",
+            key=session.key,
+            reason=reason,
+            n_samples=record.engine_meta.get("n_samples", 0),
+            weights_version=record.engine_meta["weights_version"],
+            seconds=round(time.perf_counter() - started, 6),
+        )
 
     async def checkpoint_dirty(self, reason: str) -> int:
         """Checkpoint every session changed since its last checkpoint; returns how many were written."""

@@ -28,7 +28,7 @@ _SessionDefaults: type[BaseSettings] = create_model(
 its declaration in core/settings.py (type, default, meaning, bounds)."""
 
 
-class ServiceSettings(_SessionDefaults):  # type: ignore[misc,valid-type]
+class ServiceSettings(_SessionDefaults):
     """The server's configuration; each field is read from `LRR_<FIELD>` (CLI flags override)."""
 
     model_config = SettingsConfigDict(env_prefix="LRR_", extra="ignore", frozen=True)
@@ -94,17 +94,25 @@ class ServiceSettings(_SessionDefaults):  # type: ignore[misc,valid-type]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="Logging threshold of the structured (JSON lines) log."
     )
+
     @field_validator("api_token", mode="before")
     @classmethod
     def _token_not_blank(cls, value: Any) -> Any:
         """A blank (or `none`/`null`) token would silently turn authentication off: refuse it."""
         if _means_unset(value):
-            raise ValueError(f"LRR_API_TOKEN is {value!r}, which is not a usable token; set a real token, "
-                             "or unset the variable (and drop --api-token) to disable authentication")  # fmt: skip
+            raise ValueError(
+                f"LRR_API_TOKEN is {value!r}, which is not a usable token; set a real token, "
+                "or unset the variable (and drop --api-token) to disable authentication"
+            )
         return value
 
     @field_validator(
-        "max_csv_bytes", "channel_groups", "block_size", "half_life_samples", "allowed_hosts", "allowed_origins",
+        "max_csv_bytes",
+        "channel_groups",
+        "block_size",
+        "half_life_samples",
+        "allowed_hosts",
+        "allowed_origins",
         mode="before",
     )
     @classmethod

@@ -55,7 +55,7 @@ class CsvProcess:
             if not reply["ok"]:
                 raise ServiceError(reply["message"], code=ErrorCode.BAD_CSV, row=reply["row"], column=reply["column"])
             weights = np.empty((reply["n"], reply["n"]), dtype=WIRE_FLOAT)
-            target, filled = memoryview(weights).cast("B"), 0
+            target, filled = weights.data.cast("B"), 0
             async for piece in _pieces(stdout, reply["size"]):
                 target[filled : filled + len(piece)] = piece
                 filled += len(piece)
@@ -67,7 +67,7 @@ class CsvProcess:
         matrix = np.ascontiguousarray(weights, dtype=WIRE_FLOAT)
         async with self._lock, self._job() as (stdin, stdout):
             job = {"op": "format", "n": matrix.shape[0]}
-            reply = await _exchange(stdin, stdout, job, [memoryview(matrix).cast("B")])
+            reply = await _exchange(stdin, stdout, job, [matrix.data.cast("B")])
             return [piece async for piece in _pieces(stdout, reply["size"])]
 
     @contextlib.asynccontextmanager
@@ -77,9 +77,13 @@ class CsvProcess:
         raises CsvWorkerLost."""
         if self._process is None or self._process.returncode is not None:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "lrr_service.service.csv_worker",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2 * PIECE_BYTES,
-            )  # fmt: skip
+                sys.executable,
+                "-m",
+                "lrr_service.service.csv_worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=2 * PIECE_BYTES,
+            )
         process = self._process
         assert process.stdin is not None and process.stdout is not None
         try:
@@ -88,10 +92,12 @@ class CsvProcess:
             raise
         except (OSError, EOFError, asyncio.IncompleteReadError, json.JSONDecodeError) as exc:
             await self._stop(process)
-            log_event("csv_worker_lost", logging.ERROR, error=f"{type(exc).__name__}: {exc}",
-                      returncode=process.returncode)  # fmt: skip
-            raise CsvWorkerLost(f"the CSV worker process died during this request ({type(exc).__name__}); "
-                                "retry it") from None  # fmt: skip
+            log_event(
+                "csv_worker_lost", logging.ERROR, error=f"{type(exc).__name__}: {exc}", returncode=process.returncode
+            )
+            raise CsvWorkerLost(
+                f"the CSV worker process died during this request ({type(exc).__name__}); retry it"
+            ) from None
         except BaseException:  # cancelled midway: the next job must not read this one's reply
             await self._stop(process)
             raise
@@ -112,13 +118,14 @@ class CsvProcess:
         process.stdin.close()
         try:
             await asyncio.wait_for(process.wait(), STOP_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
 
 
-async def _exchange(stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader, job: dict[str, Any],
-                    pieces: Sequence[bytes | memoryview]) -> dict[str, Any]:  # fmt: skip
+async def _exchange(
+    stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader, job: dict[str, Any], pieces: Sequence[bytes | memoryview]
+) -> dict[str, Any]:
     """Send a job's header and its payload, PIECE_BYTES at a time, then read the reply's header."""
     stdin.write(json.dumps(job | {"size": sum(map(len, pieces))}).encode() + b"\n")
     for piece in pieces:

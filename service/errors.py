@@ -28,9 +28,14 @@ class ServiceError(Exception):
     code: ErrorCode = ErrorCode.INTERNAL
 
     def __init__(
-        self, message: str, *, code: ErrorCode | None = None, status: int | None = None,
-        headers: Mapping[str, str] | None = None, **extra: Any,
-    ) -> None:  # fmt: skip
+        self,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
@@ -88,8 +93,10 @@ def install_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         """A bug, not a refusal: Starlette logs the traceback after this answer (as uvicorn's error)."""
         metrics.errors.labels(ErrorCode.INTERNAL).inc()
-        fault = ServiceError("the server failed to handle this request; it may not have been applied: check the "
-                             "session (GET /streams/{key}) and the server log")  # fmt: skip
+        fault = ServiceError(
+            "the server failed to handle this request; it may not have been applied: check the "
+            "session (GET /streams/{key}) and the server log"
+        )
         return JSONResponse(fault.body(), status_code=500)
 
     app.add_exception_handler(ServiceError, refused)

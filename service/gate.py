@@ -65,23 +65,34 @@ class Gate:
         """Host, then Origin, then the token: the first check the request fails, or None."""
         host = headers.get("host")
         if not self.sites.host_allowed(host):
-            return ServiceError(f"this server does not answer to the host name in Host: {host!r}; use its address "
-                                "(e.g. 127.0.0.1), or list the name in LRR_ALLOWED_HOSTS", code=ErrorCode.HOST_NOT_ALLOWED)
+            return ServiceError(
+                f"this server does not answer to the host name in Host: {host!r}; use its address "
+                "(e.g. 127.0.0.1), or list the name in LRR_ALLOWED_HOSTS",
+                code=ErrorCode.HOST_NOT_ALLOWED,
+            )
         origin = headers.get("origin")
         websocket = scope["type"] == "websocket"
         checked = websocket or scope["method"] not in SAFE_METHODS
         if origin is not None and checked and not self.sites.origin_allowed(origin, host):
             what = "websocket" if websocket else f"{scope['method']} request"
-            return ServiceError(f"a {what} from the web page at {origin!r} was refused: pages of other sites may not "
-                                "use this server; list the origin in LRR_ALLOWED_ORIGINS if it should",
-                                code=ErrorCode.ORIGIN_NOT_ALLOWED)
+            return ServiceError(
+                f"a {what} from the web page at {origin!r} was refused: pages of other sites may not "
+                "use this server; list the origin in LRR_ALLOWED_ORIGINS if it should",
+                code=ErrorCode.ORIGIN_NOT_ALLOWED,
+            )
         auth = self.context.auth
         if websocket and not auth.accepts_websocket(headers, QueryParams(scope["query_string"])):
-            return ServiceError("missing or wrong API token; send 'Authorization: Bearer <token>' or add "
-                                "?token=<token> to the URL", code=ErrorCode.UNAUTHORIZED, status=403)
+            return ServiceError(
+                "missing or wrong API token; send 'Authorization: Bearer <token>' or add ?token=<token> to the URL",
+                code=ErrorCode.UNAUTHORIZED,
+                status=403,
+            )
         if not websocket and not auth.accepts_rest(headers):
-            return ServiceError("missing or wrong API token; send 'Authorization: Bearer <token>'",
-                                code=ErrorCode.UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+            return ServiceError(
+                "missing or wrong API token; send 'Authorization: Bearer <token>'",
+                code=ErrorCode.UNAUTHORIZED,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return None
 
     # -- websockets ---------------------------------------------------------------------------
@@ -106,9 +117,12 @@ class Gate:
         headers = Headers(scope=scope)
         refusal = self._refusal(scope, headers)
         if refusal is None and scope["path"] not in UNLIMITED_PATHS and self.in_progress >= self.max_requests:
-            refusal = ServiceError(f"the server is answering its maximum of {self.max_requests} HTTP requests at once "
-                                   "(LRR_MAX_HTTP_REQUESTS); retry shortly", code=ErrorCode.TOO_MANY_REQUESTS,
-                                   headers={"Retry-After": "1"})
+            refusal = ServiceError(
+                f"the server is answering its maximum of {self.max_requests} HTTP requests at once "
+                "(LRR_MAX_HTTP_REQUESTS); retry shortly",
+                code=ErrorCode.TOO_MANY_REQUESTS,
+                headers={"Retry-After": "1"},
+            )
         if refusal is not None:
             await self._refuse(send, refusal)
             return
@@ -138,9 +152,11 @@ class Gate:
                 await self.app(scope, _replay(body, receive), tracked_send)
         except BodyStalled:
             if not started:
-                stalled = ServiceError(f"no part of the request body arrived for {self.timeout:g} s "
-                                       "(LRR_CLIENT_TIMEOUT_SECONDS); send the body without pausing",
-                                       code=ErrorCode.REQUEST_TIMEOUT)
+                stalled = ServiceError(
+                    f"no part of the request body arrived for {self.timeout:g} s "
+                    "(LRR_CLIENT_TIMEOUT_SECONDS); send the body without pausing",
+                    code=ErrorCode.REQUEST_TIMEOUT,
+                )
                 await self._refuse(send, stalled)
 
     async def _read_body(self, headers: Headers, receive: Receive) -> bytes | ServiceError | None:
@@ -148,8 +164,11 @@ class Gate:
         or None when the client left before sending all of it."""
         declared = headers.get("content-length")
         limit = self.max_body_bytes
-        too_large = ServiceError(f"the request body exceeds {limit} bytes (LRR_MAX_BODY_BYTES); settings and other "
-                                 "JSON bodies are far smaller", code=ErrorCode.TOO_LARGE)
+        too_large = ServiceError(
+            f"the request body exceeds {limit} bytes (LRR_MAX_BODY_BYTES); settings and other "
+            "JSON bodies are far smaller",
+            code=ErrorCode.TOO_LARGE,
+        )
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return too_large
         if declared in (None, "0") and "chunked" not in headers.get("transfer-encoding", "").lower():
@@ -192,7 +211,7 @@ def _rendered(refusal: ServiceError, close: bool) -> tuple[bytes, list[tuple[byt
     body = json.dumps(refusal.body()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(name.lower().encode(), value.encode()) for name, value in refusal.headers.items()]
-    return body, headers + [(b"connection", b"close")] if close else headers
+    return body, [*headers, (b"connection", b"close")] if close else headers
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -66,12 +66,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_done()
         if self.transport.is_closing():
             return
-        reason = (f"the request line and headers took longer than {self.head_timeout:g} s"
-                  if status == HTTPStatus.REQUEST_TIMEOUT
-                  else f"the request line and headers exceed {self.max_head_bytes} bytes")  # fmt: skip
+        reason = (
+            f"the request line and headers took longer than {self.head_timeout:g} s"
+            if status == HTTPStatus.REQUEST_TIMEOUT
+            else f"the request line and headers exceed {self.max_head_bytes} bytes"
+        )
         body = f"{reason}; connection closed\n".encode()
-        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()  # fmt: skip
+        head = (
+            f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        ).encode()
         self.transport.write(head + body)
         self.transport.close()
 

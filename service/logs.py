@@ -13,7 +13,10 @@ LOGGER_NAME = "lrr.service"
 logger = logging.getLogger(LOGGER_NAME)
 
 _STANDARD_RECORD_KEYS = frozenset(logging.makeLogRecord({}).__dict__) | {
-    "message", "asctime", "taskName", "color_message",
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
 }
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from lrr_service.core.vocabulary import Mode
 
@@ -39,8 +39,11 @@ class ServiceMetrics:
         )
         self._samples = Counter("lrr_samples", "Samples in answered chunks, per route.", ["route"], registry=r)
         self._latency = Histogram(
-            "lrr_reply_latency_seconds", "Time from a chunk's arrival to its reply being handed to the socket.",
-            ["route"], buckets=LATENCY_BUCKETS, registry=r,
+            "lrr_reply_latency_seconds",
+            "Time from a chunk's arrival to its reply being handed to the socket.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.errors = Counter("lrr_errors", "Error replies and refused requests, by error code.", ["code"], registry=r)
         self.resets = Counter("lrr_session_resets", "Session resets, by reason.", ["reason"], registry=r)
@@ -49,8 +52,10 @@ class ServiceMetrics:
             "lrr_websocket_connections", "Open websocket connections, per route.", ["route"], registry=r
         )
         self.solve_seconds = Histogram(
-            "lrr_solve_duration_seconds", "Wall time of one weights solve in the worker thread.",
-            buckets=SOLVE_BUCKETS, registry=r,
+            "lrr_solve_duration_seconds",
+            "Wall time of one weights solve in the worker thread.",
+            buckets=SOLVE_BUCKETS,
+            registry=r,
         )
         self.solves = Counter("lrr_solves", "Solves by outcome (installed, stale, failed).", ["outcome"], registry=r)
         self.checkpoints = Counter(

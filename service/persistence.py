@@ -147,8 +147,10 @@ class CheckpointStore:
         if not stat.S_ISREG(info.st_mode):
             raise CheckpointError("not a regular file (a directory, link, FIFO or device); it was not opened")
         if self.max_file_bytes is not None and info.st_size > self.max_file_bytes:
-            raise CheckpointError(f"{info.st_size} bytes, more than a session within the server's channel limit "
-                                  f"can need ({self.max_file_bytes}); it was not read")  # fmt: skip
+            raise CheckpointError(
+                f"{info.st_size} bytes, more than a session within the server's channel limit "
+                f"can need ({self.max_file_bytes}); it was not read"
+            )
         try:
             with np.load(path, allow_pickle=False) as archive:
                 meta = json.loads(str(archive[META_ENTRY][()]))
@@ -214,7 +216,7 @@ def _write_npz(handle: BinaryIO, entries: dict[str, np.ndarray]) -> None:
                     np.lib.format.write_array(member, array, allow_pickle=False)
                     continue
                 np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(array))
-                member.write(memoryview(array).cast("B"))  # C-contiguous: written as it is, CRC without the GIL
+                member.write(array.data.cast("B"))  # C-contiguous: written as it is, CRC without the GIL
 
 
 def _checked_parts(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
@@ -241,8 +243,9 @@ def _checked_parts(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
             raise CheckpointError(f"'service.counters' is {_kind(counters)}; expected an object of integers")
         for name, value in counters.items():
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNTER:
-                raise CheckpointError(f"'service.counters.{name}' is {_kind(value)}; expected an integer from 0 "
-                                      f"to {MAX_COUNTER}")  # fmt: skip
+                raise CheckpointError(
+                    f"'service.counters.{name}' is {_kind(value)}; expected an integer from 0 to {MAX_COUNTER}"
+                )
     names = meta.get("arrays")
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise CheckpointError(f"'arrays' is {_kind(names)}; expected a list of array names")

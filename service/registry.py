@@ -29,9 +29,15 @@ class SessionRegistry:
     """All sessions by key; counts and logs their creation, restoration and deletion."""
 
     def __init__(
-        self, default_settings: LRRSettings, max_sessions: int, metrics: ServiceMetrics, lane: StatisticsLane,
-        solve_executor: ThreadPoolExecutor, scheduler: SolveScheduler, max_state_bytes: int | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        default_settings: LRRSettings,
+        max_sessions: int,
+        metrics: ServiceMetrics,
+        lane: StatisticsLane,
+        solve_executor: ThreadPoolExecutor,
+        scheduler: SolveScheduler,
+        max_state_bytes: int | None = None,
+    ) -> None:
         self.default_settings = default_settings
         self.max_sessions = max_sessions
         self.max_state_bytes = max_state_bytes
@@ -85,8 +91,9 @@ class SessionRegistry:
         if n_channels is not None and (
             isinstance(n_channels, bool) or not isinstance(n_channels, int) or not 1 <= n_channels <= max_channels
         ):
-            raise SnapshotError(f"n_channels is {n_channels!r}; expected null or an integer from 1 to "
-                                f"{max_channels} (LRR_MAX_CHANNELS)")  # fmt: skip
+            raise SnapshotError(
+                f"n_channels is {n_channels!r}; expected null or an integer from 1 to {max_channels} (LRR_MAX_CHANNELS)"
+            )
         if n_channels is not None:
             self.check_capacity(record.key, n_channels)
         engine_meta = _upgraded_engine_meta(record)
@@ -96,12 +103,20 @@ class SessionRegistry:
         except StatisticsError as exc:  # written before fit chunks were range-checked: keep all but them
             engine = LRR.restore(engine_meta, record.arrays, statistics=False)
             changed = True
-            log_event("checkpoint_statistics_dropped", logging.WARNING, key=record.key, reason=str(exc),
-                      n_samples=record.engine_meta.get("n_samples"))  # fmt: skip
-        counters = SessionCounters(**{
-            k: int(v) for k, v in dict(record.service_meta.get("counters") or {}).items()
-            if k in SessionCounters.__dataclass_fields__
-        })  # fmt: skip
+            log_event(
+                "checkpoint_statistics_dropped",
+                logging.WARNING,
+                key=record.key,
+                reason=str(exc),
+                n_samples=record.engine_meta.get("n_samples"),
+            )
+        counters = SessionCounters(
+            **{
+                k: int(v)
+                for k, v in dict(record.service_meta.get("counters") or {}).items()
+                if k in SessionCounters.__dataclass_fields__
+            }
+        )
         created_at = float(record.service_meta.get("created_at") or time.time())
         session = Session(validate_key(record.key), engine, self.runtime, counters, created_at, dirty=changed)
         return self._add(session, "restored")
@@ -132,8 +147,13 @@ class SessionRegistry:
         self._sessions[session.key] = session
         self.metrics.sessions.set(len(self._sessions))
         engine = session.engine
-        log_event(f"session_{how}", key=session.key, n_channels=engine.n_channels,
-                  weights_source=engine.weights_source, settings=engine.settings.to_dict())  # fmt: skip
+        log_event(
+            f"session_{how}",
+            key=session.key,
+            n_channels=engine.n_channels,
+            weights_source=engine.weights_source,
+            settings=engine.settings.to_dict(),
+        )
         return session
 
 
@@ -142,8 +162,12 @@ def _upgraded_engine_meta(record: SessionRecord) -> dict[str, Any]:
     the snapshot itself when nothing needed it."""
     settings = record.engine_meta.get("settings")
     if isinstance(settings, dict) and settings.get("check_finite") is False:
-        log_event("checkpoint_upgraded", logging.WARNING, key=record.key,
-                  change="check_finite false -> true: fit chunks holding NaN, infinity or values beyond "
-                         "±1e100 are always refused now, since one would make the statistics non-finite")  # fmt: skip
+        log_event(
+            "checkpoint_upgraded",
+            logging.WARNING,
+            key=record.key,
+            change="check_finite false -> true: fit chunks holding NaN, infinity or values beyond "
+            "±1e100 are always refused now, since one would make the statistics non-finite",
+        )
         return {**record.engine_meta, "settings": {**settings, "check_finite": True}}
     return record.engine_meta

@@ -80,8 +80,11 @@ async def metrics(context: Context) -> Response:
 async def list_streams(context: Context) -> dict[str, Any]:
     """Every session, in key order, with its channel count, samples and weights state."""
     sessions = context.registry.all()
-    return {"streams": [s.summary() for s in sessions], "count": len(sessions),
-            "max_sessions": context.settings.max_sessions}  # fmt: skip
+    return {
+        "streams": [s.summary() for s in sessions],
+        "count": len(sessions),
+        "max_sessions": context.settings.max_sessions,
+    }
 
 
 @router.get("/streams/{key}", tags=["streams"])
@@ -128,37 +131,53 @@ async def solve_stream(session: Existing, context: Context) -> dict[str, Any]:
     replaced = session.engine.weights_source == "uploaded"
     outcome = await session.solve(requested=True)
     if outcome.reason == "no_data":
-        raise ServiceError(f"no fit data accepted since the last reset; send chunks to /ws/{session.key}/fit first",
-                           code=ErrorCode.NO_FIT_DATA)  # fmt: skip
+        raise ServiceError(
+            f"no fit data accepted since the last reset; send chunks to /ws/{session.key}/fit first",
+            code=ErrorCode.NO_FIT_DATA,
+        )
     if outcome.reason == "stale":
-        raise ServiceError("the session was reset or given new settings or weights during the solve; retry",
-                           code=ErrorCode.CHANGED_DURING_SOLVE)  # fmt: skip
+        raise ServiceError(
+            "the session was reset or given new settings or weights during the solve; retry",
+            code=ErrorCode.CHANGED_DURING_SOLVE,
+        )
     if not outcome.installed:
-        raise ServiceError("the solve failed; the previous weights stay in use (see the server log)",
-                           code=ErrorCode.SOLVE_FAILED)  # fmt: skip
+        raise ServiceError(
+            "the solve failed; the previous weights stay in use (see the server log)", code=ErrorCode.SOLVE_FAILED
+        )
     await persist(context, session, "solve_requested")
     engine = session.engine
-    return {"key": session.key, "weights_version": engine.weights_version, "n_samples": engine.n_samples,
-            "n_samples_solved": engine.n_samples_solved, "weights_source": engine.weights_source,
-            "replaced_uploaded": replaced, "seconds": outcome.seconds}  # fmt: skip
+    return {
+        "key": session.key,
+        "weights_version": engine.weights_version,
+        "n_samples": engine.n_samples,
+        "n_samples_solved": engine.n_samples_solved,
+        "weights_source": engine.weights_source,
+        "replaced_uploaded": replaced,
+        "seconds": outcome.seconds,
+    }
 
 
 # -- weights -----------------------------------------------------------------------------------
 
 
-@router.get("/streams/{key}/weights", tags=["weights"], response_class=Response,
-            responses={200: {"content": {"text/csv": {}}}})  # fmt: skip
+@router.get(
+    "/streams/{key}/weights", tags=["weights"], response_class=Response, responses={200: {"content": {"text/csv": {}}}}
+)
 async def get_weights(session: Existing, context: Context) -> Response:
     """W as CSV (np.loadtxt-compatible); uploading it back gives bit-identical weights."""
     engine = session.engine
     weights = engine.weights
     if weights is None:
-        raise ServiceError(f"session {session.key!r} has no weights yet (identity); fit it or upload weights first",
-                           code=ErrorCode.NO_WEIGHTS)  # fmt: skip
+        raise ServiceError(
+            f"session {session.key!r} has no weights yet (identity); fit it or upload weights first",
+            code=ErrorCode.NO_WEIGHTS,
+        )
     filename = f"{session.key}-weights-v{engine.weights_version}.csv"
     pieces = await context.csv.format(weights)  # a second at 1024 channels: out of the server process
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"',
-               "Content-Length": str(sum(map(len, pieces)))}  # fmt: skip
+    headers = {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Length": str(sum(map(len, pieces))),
+    }
     return StreamingResponse(_each(pieces), media_type="text/csv", headers=headers)
 
 

@@ -34,11 +34,15 @@ def setting_fields(*, all_optional: bool) -> dict[str, Any]:
     for setting in dataclasses.fields(LRRSettings):
         spec: Spec = setting.metadata["spec"]
         value_type = JSON_TYPES.get(setting.name, _without_none(hints[setting.name]))
-        bounds = {name: bound for name, bound in (("ge", spec.ge), ("gt", spec.gt)) if bound is not None}
-        default = None if all_optional else setting.default
+        bounds: dict[str, Any] = {
+            name: bound for name, bound in (("ge", spec.ge), ("gt", spec.gt)) if bound is not None
+        }
+        default: Any = None if all_optional else setting.default
         optional = all_optional or spec.optional
-        result[setting.name] = (Optional[value_type] if optional else value_type,  # noqa: UP045 (a runtime type)
-                                Field(default, description=spec.doc, **bounds))  # fmt: skip
+        result[setting.name] = (
+            Optional[value_type] if optional else value_type,  # noqa: UP045 (a runtime type)
+            Field(default, description=spec.doc, **bounds),
+        )
     return result
 
 

@@ -185,8 +185,11 @@ class Session:
         try:
             resolve_groups(engine.settings, n_channels)
         except SettingsError as exc:
-            raise ServiceError(f"{exc}; change the session's settings (PUT /streams/{self.key}) or send chunks "
-                               "with a matching channel count", code=ErrorCode.SETTINGS_MISMATCH) from None  # fmt: skip
+            raise ServiceError(
+                f"{exc}; change the session's settings (PUT /streams/{self.key}) or send chunks "
+                "with a matching channel count",
+                code=ErrorCode.SETTINGS_MISMATCH,
+            ) from None
         self._runtime.check_capacity(self.key, n_channels)
         if route.fits:
             bad = first_bad_sample(data)
@@ -229,8 +232,10 @@ class Session:
                 raise ServiceError(
                     f"the weights are {n}x{n} but session {self.key!r} has {bound} channels; upload a {bound}x{bound} "
                     f"matrix, or add ?replace=true to reset the session to {n} channels",
-                    code=ErrorCode.SIZE_MISMATCH, n_channels=bound, got=n,
-                )  # fmt: skip
+                    code=ErrorCode.SIZE_MISMATCH,
+                    n_channels=bound,
+                    got=n,
+                )
             if bound != n:
                 self._runtime.check_capacity(self.key, n)
             replacing = bound is not None and bound != n
@@ -280,9 +285,15 @@ class Session:
             self.counters.solves += 1
             self.dirty = True
         runtime.metrics.solves.labels("installed").inc()
-        log_event("solve", logging.INFO if requested else logging.DEBUG, key=self.key,
-                  n_samples=solution.n_samples, weights_version=engine.weights_version,
-                  seconds=round(seconds, 6), requested=requested)  # fmt: skip
+        log_event(
+            "solve",
+            logging.INFO if requested else logging.DEBUG,
+            key=self.key,
+            n_samples=solution.n_samples,
+            weights_version=engine.weights_version,
+            seconds=round(seconds, 6),
+            requested=requested,
+        )
         return SolveOutcome(True, "installed", solution.n_samples, engine.weights_version, seconds)
 
     # -- checkpoints (service/checkpoints.py) ------------------------------------------------------
@@ -311,8 +322,13 @@ class Session:
     def summary(self) -> dict[str, Any]:
         """The short JSON view of GET /streams."""
         engine = self._engine
-        return {"key": self.key, "n_channels": engine.n_channels, "n_samples": engine.n_samples,
-                "weights_version": engine.weights_version, "weights_source": engine.weights_source}  # fmt: skip
+        return {
+            "key": self.key,
+            "n_channels": engine.n_channels,
+            "n_samples": engine.n_samples,
+            "weights_version": engine.weights_version,
+            "weights_source": engine.weights_source,
+        }
 
     def describe(self) -> dict[str, Any]:
         """The JSON view of GET /streams/{key}: the summary with settings, solve state and counters."""
@@ -370,9 +386,15 @@ def _unfittable(bad: BadSample | None) -> ServiceError:
     """The refusal of a fit chunk the statistics cannot take, naming its first bad sample so the sender can
     find it: `out_of_range` for a finite sample beyond ±MAX_FIT_MAGNITUDE, else `non_finite`."""
     if bad is not None and bad.finite:
-        return ServiceError(f"the chunk holds {bad.describe()}, beyond ±{MAX_FIT_MAGNITUDE:g}: its square would "
-                            "overflow the statistics; it was not fitted, nothing changed: send samples in physical "
-                            "units (volts, microvolts or ADC counts)", code=ErrorCode.OUT_OF_RANGE)  # fmt: skip
+        return ServiceError(
+            f"the chunk holds {bad.describe()}, beyond ±{MAX_FIT_MAGNITUDE:g}: its square would "
+            "overflow the statistics; it was not fitted, nothing changed: send samples in physical "
+            "units (volts, microvolts or ADC counts)",
+            code=ErrorCode.OUT_OF_RANGE,
+        )
     where = f" (first at sample {bad.sample}, channel {bad.channel})" if bad is not None else ""
-    return ServiceError(f"the chunk holds NaN or infinity{where}; it was not fitted, nothing changed: send "
-                        "finite samples (drop or interpolate bad ones)", code=ErrorCode.NON_FINITE)  # fmt: skip
+    return ServiceError(
+        f"the chunk holds NaN or infinity{where}; it was not fitted, nothing changed: send "
+        "finite samples (drop or interpolate bad ones)",
+        code=ErrorCode.NON_FINITE,
+    )

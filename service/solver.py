@@ -41,8 +41,7 @@ class SolveScheduler:
     def _due(self, session: Session) -> bool:
         """Enough fit samples since the last solve started, and weights a solve may replace
         (uploaded weights are pinned: an automatic solve could not be installed)."""
-        return (session.pending_samples >= self.solve_every_samples
-                and session.engine.weights_source != "uploaded")  # fmt: skip
+        return session.pending_samples >= self.solve_every_samples and session.engine.weights_source != "uploaded"
 
     async def _solve_while_due(self, session: Session) -> None:
         """Solve until the weights have caught up with the fit traffic, starting solves at most every

@@ -33,8 +33,9 @@ class StreamChannel:
 
     def on_text(self) -> bytes:
         """Text frames are not part of the protocol: explain, keep the connection."""
-        return self._reject(ErrorCode.TEXT_FRAME, "a text message arrived; send each chunk as one binary msgpack map",
-                            None)  # fmt: skip
+        return self._reject(
+            ErrorCode.TEXT_FRAME, "a text message arrived; send each chunk as one binary msgpack map", None
+        )
 
     async def on_binary(self, payload: bytes) -> bytes:
         """Process one chunk frame and return the reply frame (chunk, ack or error)."""
@@ -58,8 +59,15 @@ class StreamChannel:
                 self.registry.discard_if_unused(session)  # type: ignore[arg-type]
             return self._reject(exc.code, exc.message, chunk.seq)
         except Exception as exc:  # a bug, not bad input: say so, keep serving
-            log_event("chunk_failed", logging.ERROR, key=self.key, route=self.route, seq=chunk.seq,
-                      error=f"{type(exc).__name__}: {exc}", exc_info=True)  # fmt: skip
+            log_event(
+                "chunk_failed",
+                logging.ERROR,
+                key=self.key,
+                route=self.route,
+                seq=chunk.seq,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=True,
+            )
             changed = session is not None and session.epoch != epoch
             return self._reject(ErrorCode.INTERNAL, self._internal_message(changed), chunk.seq)
         metrics = self.route_metrics
@@ -70,21 +78,29 @@ class StreamChannel:
     def _reply(self, chunk: Chunk, result: ChunkResult) -> bytes:
         """The ack (fit) or the rereferenced chunk (transform, fit_transform) for a processed chunk."""
         if result.output is None:
-            return encode_ack(chunk.seq, n_samples=result.n_samples, weights_version=result.weights_version,
-                              reset=result.reset)  # fmt: skip
+            return encode_ack(
+                chunk.seq, n_samples=result.n_samples, weights_version=result.weights_version, reset=result.reset
+            )
         return encode_chunk_reply(
-            chunk.seq, result.output, weights_version=result.weights_version, reset=result.reset, t0=chunk.t0,
-            fs=chunk.fs, n_samples=result.n_samples if self.route.fits else None,
-        )  # fmt: skip
+            chunk.seq,
+            result.output,
+            weights_version=result.weights_version,
+            reset=result.reset,
+            t0=chunk.t0,
+            fs=chunk.fs,
+            n_samples=result.n_samples if self.route.fits else None,
+        )
 
     def _internal_message(self, session_changed: bool) -> str:
         """The `internal` reply: the chunk was not applied; whether the session changed meanwhile (e.g. the reset
         for the chunk's new channel count happened before the fault), so the client knows what to check."""
         if not session_changed:
             return "the server failed to process this chunk; it was not applied and the session is as before"
-        return ("the server failed to process this chunk; it was not applied, but the session changed meanwhile "
-                "(it may have been reset for the chunk's channel count: statistics and weights cleared); "
-                f"check GET /streams/{self.key}")  # fmt: skip
+        return (
+            "the server failed to process this chunk; it was not applied, but the session changed meanwhile "
+            "(it may have been reset for the chunk's channel count: statistics and weights cleared); "
+            f"check GET /streams/{self.key}"
+        )
 
     def _reject(self, code: ErrorCode, message: str, seq: int | None) -> bytes:
         """An error reply; counted by code (and on the session, if any). Never logged per frame."""

@@ -61,7 +61,9 @@ async def _read_multipart_file(request: Request, limit: int) -> bytes:
     try:
         form = await request.form(max_files=1, max_fields=16, max_part_size=limit)
     except HTTPException as exc:  # starlette's own class (FastAPI's is a subclass): multipart parse failures
-        raise ServiceError(f"the multipart body could not be read: {exc.detail}", code=ErrorCode.BAD_MULTIPART) from None
+        raise ServiceError(
+            f"the multipart body could not be read: {exc.detail}", code=ErrorCode.BAD_MULTIPART
+        ) from None
     try:
         field = form.get("file")
         if field is None:

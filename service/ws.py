@@ -19,6 +19,7 @@ from lrr_service.service.stream import StreamChannel
 
 router = APIRouter()
 
+
 async def serve_stream(websocket: WebSocket, key: str, route: Mode) -> None:
     """Take one of the LRR_MAX_CONNECTIONS stream slots, then serve the stream (the gate checked the token)."""
     context: ServiceContext = websocket.app.state.context
@@ -36,9 +37,11 @@ async def refuse_busy(websocket: WebSocket, context: ServiceContext) -> None:
     """Refuse the handshake with HTTP 503 saying why: the server holds LRR_MAX_CONNECTIONS streams."""
     context.metrics.errors.labels(ErrorCode.TOO_MANY_CONNECTIONS).inc()
     limit = context.settings.max_connections
-    detail = {"code": ErrorCode.TOO_MANY_CONNECTIONS,
-              "message": f"the server holds its maximum of {limit} websocket streams (LRR_MAX_CONNECTIONS); "
-                         "retry later or close unused connections"}  # fmt: skip
+    detail = {
+        "code": ErrorCode.TOO_MANY_CONNECTIONS,
+        "message": f"the server holds its maximum of {limit} websocket streams (LRR_MAX_CONNECTIONS); "
+        "retry later or close unused connections",
+    }
     await websocket.send_denial_response(
         JSONResponse({"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
     )

@@ -21,8 +21,9 @@ def lrr(*args: str, url: str | None = None, timeout: float = 120.0) -> subproces
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
     if url:
         env["LRR_URL"] = url
-    return subprocess.run([LRR, *args], capture_output=True, text=True, env=env, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [LRR, *args], capture_output=True, text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def lrr_json(*args: str, url: str | None = None) -> object:
@@ -66,8 +67,9 @@ def test_stream_npy_fit_then_transform_writes_the_rereferenced_recording(shared_
     data = recording(1)
     np.save(tmp_path / "in.npy", data)
     out = tmp_path / "out.npy"
-    summary = lrr_json("stream", str(tmp_path / "in.npy"), "--key", "cli-npy", "--chunk", "37", "-o", str(out),
-                       url=shared_server.url)
+    summary = lrr_json(
+        "stream", str(tmp_path / "in.npy"), "--key", "cli-npy", "--chunk", "37", "-o", str(out), url=shared_server.url
+    )
     assert summary["mode"] == "fit-then-transform" and summary["samples"] == 600 and summary["channels"] == 5
     result = np.load(out)
     weights = server_weights(shared_server.url, "cli-npy")
@@ -83,8 +85,19 @@ def test_stream_csv_transform_only_with_uploaded_weights_writes_csv(shared_serve
     np.savetxt(tmp_path / "w.csv", weights, delimiter=",")
     put = lrr_json("weights", "put", str(tmp_path / "w.csv"), "--key", "cli-csv", url=shared_server.url)
     assert put["weights_source"] == "uploaded"
-    done = lrr("stream", str(tmp_path / "in.csv"), "--key", "cli-csv", "--transform", "--chunk", "16",
-               "-o", str(tmp_path / "out.csv"), "--url", shared_server.url)
+    done = lrr(
+        "stream",
+        str(tmp_path / "in.csv"),
+        "--key",
+        "cli-csv",
+        "--transform",
+        "--chunk",
+        "16",
+        "-o",
+        str(tmp_path / "out.csv"),
+        "--url",
+        shared_server.url,
+    )
     assert done.returncode == 0, done.stderr
     assert "transform: 120 samples x 4 channels" in done.stdout
     result = np.loadtxt(tmp_path / "out.csv", delimiter=",")
@@ -95,11 +108,22 @@ def test_stream_edf_fit_only_and_realtime_pacing(shared_server, tmp_path):
     import pyedflib.highlevel as edf
 
     signals = np.ascontiguousarray(recording(3, samples=500, channels=4).T * 10)  # one 1-second EDF record
-    headers = edf.make_signal_headers(["Fp1", "Fp2", "C3", "C4"], sample_frequency=500,
-                                      physical_min=-500, physical_max=500)
+    headers = edf.make_signal_headers(
+        ["Fp1", "Fp2", "C3", "C4"], sample_frequency=500, physical_min=-500, physical_max=500
+    )
     edf.write_edf(str(tmp_path / "rec.edf"), signals, headers)
-    summary = lrr_json("stream", str(tmp_path / "rec.edf"), "--key", "cli-edf", "--fit", "--rate", "realtime",
-                       "--chunk", "50", url=shared_server.url)
+    summary = lrr_json(
+        "stream",
+        str(tmp_path / "rec.edf"),
+        "--key",
+        "cli-edf",
+        "--fit",
+        "--rate",
+        "realtime",
+        "--chunk",
+        "50",
+        url=shared_server.url,
+    )
     assert summary["samples"] == 500 and summary["output"] is None
     info = httpx.get(f"{shared_server.url}/streams/cli-edf").json()
     assert info["n_samples"] == 500 and info["n_channels"] == 4
@@ -120,8 +144,9 @@ def test_weights_get_and_put_round_trip_bit_exactly(shared_server, tmp_path):
     np.savetxt(tmp_path / "small.csv", smaller, delimiter=",")
     refused = lrr("weights", "put", str(tmp_path / "small.csv"), "--key", "cli-weights", "--url", shared_server.url)
     assert_one_line_failure(refused, "size_mismatch", "replace")
-    replaced = lrr_json("weights", "put", str(tmp_path / "small.csv"), "--key", "cli-weights", "--replace",
-                        url=shared_server.url)
+    replaced = lrr_json(
+        "weights", "put", str(tmp_path / "small.csv"), "--key", "cli-weights", "--replace", url=shared_server.url
+    )
     assert replaced["n_channels"] == 3
 
 
@@ -132,7 +157,8 @@ def test_sessions_reset_and_solve(shared_server, tmp_path):
     assert solved["n_samples_solved"] == 300 and solved["weights_source"] == "fitted"
     listed = lrr_json("sessions", url=shared_server.url)
     assert {"key": "cli-admin", "n_channels": 3, "n_samples": 300}.items() <= next(
-        s for s in listed if s["key"] == "cli-admin").items()
+        s for s in listed if s["key"] == "cli-admin"
+    ).items()
     table = lrr("sessions", "--url", shared_server.url).stdout.splitlines()
     assert table[0].split() == ["key", "n_channels", "n_samples", "weights_version", "weights_source"]
     assert any(line.split()[:3] == ["cli-admin", "3", "300"] for line in table[2:])
@@ -160,13 +186,14 @@ def test_demo_starts_its_own_server_when_no_url_is_given():
 def test_failures_exit_non_zero_with_one_line(shared_server, tmp_path):
     np.save(tmp_path / "in.npy", recording(6, samples=20, channels=3))
     nobody = "http://127.0.0.1:9"  # discard port: nothing listens
-    assert_one_line_failure(lrr("stream", str(tmp_path / "in.npy"), "--key", "k", "-o", str(tmp_path / "o.npy"),
-                                "--url", nobody), "lrr stream: error:", "cannot connect")
+    assert_one_line_failure(
+        lrr("stream", str(tmp_path / "in.npy"), "--key", "k", "-o", str(tmp_path / "o.npy"), "--url", nobody),
+        "lrr stream: error:",
+        "cannot connect",
+    )
     assert_one_line_failure(lrr("sessions", "--url", nobody), "lrr sessions: error:")
-    assert_one_line_failure(lrr("stream", str(tmp_path / "missing.npy"), "--key", "k", "-o", "o.npy"),
-                            "no such file")
-    assert_one_line_failure(lrr("stream", str(tmp_path / "in.npy"), "--key", "k", "-o", "out.txt"),
-                            ".npy or .csv")
+    assert_one_line_failure(lrr("stream", str(tmp_path / "missing.npy"), "--key", "k", "-o", "o.npy"), "no such file")
+    assert_one_line_failure(lrr("stream", str(tmp_path / "in.npy"), "--key", "k", "-o", "out.txt"), ".npy or .csv")
     assert_one_line_failure(lrr("reset", "--key", "never-made", "--url", shared_server.url), "unknown_session")
     assert_one_line_failure(lrr("solve", "--key", "bad key", "--url", shared_server.url), "bad_key")
     assert_one_line_failure(lrr("stream", str(tmp_path / "in.npy")), "required", "--key")
@@ -185,9 +212,26 @@ def test_stream_draws_a_progress_bar_only_on_a_terminal(shared_server, tmp_path)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
-    process = subprocess.Popen([LRR, "stream", str(tmp_path / "in.npy"), "--key", "cli-tty", "--chunk", "100",
-                                "-o", str(tmp_path / "out.npy"), "--url", shared_server.url],
-                               stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env, text=True)
+    process = subprocess.Popen(
+        [
+            LRR,
+            "stream",
+            str(tmp_path / "in.npy"),
+            "--key",
+            "cli-tty",
+            "--chunk",
+            "100",
+            "-o",
+            str(tmp_path / "out.npy"),
+            "--url",
+            shared_server.url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
     os.close(slave)
     stdout, _ = process.communicate(timeout=120)
     drawn = b""
@@ -207,10 +251,13 @@ def test_stream_draws_a_progress_bar_only_on_a_terminal(shared_server, tmp_path)
     assert "wrote" in stdout
 
 
-@pytest.mark.parametrize(("module", "command"), [
-    ("pyedflib", ["stream", "{dir}/rec.edf", "--key", "k", "-o", "{dir}/o.npy"]),
-    ("pylsl", ["lsl", "--input", "anything", "--key", "k"]),
-])
+@pytest.mark.parametrize(
+    ("module", "command"),
+    [
+        ("pyedflib", ["stream", "{dir}/rec.edf", "--key", "k", "-o", "{dir}/o.npy"]),
+        ("pylsl", ["lsl", "--input", "anything", "--key", "k"]),
+    ],
+)
 def test_a_missing_optional_extra_is_named_with_its_install_command(tmp_path, module, command):
     blocked = tmp_path / "blocked" / module
     blocked.mkdir(parents=True)
@@ -218,8 +265,14 @@ def test_a_missing_optional_extra_is_named_with_its_install_command(tmp_path, mo
     (tmp_path / "rec.edf").write_bytes(b"0" * 256)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
     env["PYTHONPATH"] = str(tmp_path / "blocked")
-    done = subprocess.run([LRR, *(part.format(dir=tmp_path) for part in command)], capture_output=True, text=True,
-                          env=env, timeout=60, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [LRR, *(part.format(dir=tmp_path) for part in command)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     extra = {"pyedflib": "edf", "pylsl": "lsl"}[module]
     assert_one_line_failure(done, f"needs {module}", f"lrr-service[{extra}]")
 
@@ -228,10 +281,18 @@ def test_token_from_option_or_environment(server_factory):
     server = server_factory(env={"LRR_API_TOKEN": "s3cret"})
     assert_one_line_failure(lrr("sessions", "--url", server.url), "unauthorized", "HTTP 401")
     assert lrr("sessions", "--url", server.url, "--token", "s3cret").returncode == 0
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")} | {"LRR_URL": server.url,
-                                                                              "LRR_API_TOKEN": "s3cret"}
-    done = subprocess.run([LRR, "demo", "--channels", "3", "--seconds", "1", "--fit-seconds", "0.5", "--json"],
-                          capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")} | {
+        "LRR_URL": server.url,
+        "LRR_API_TOKEN": "s3cret",
+    }
+    done = subprocess.run(
+        [LRR, "demo", "--channels", "3", "--seconds", "1", "--fit-seconds", "0.5", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["url"] == server.url
 

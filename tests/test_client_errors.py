@@ -6,10 +6,8 @@ import msgpack
 import numpy as np
 import pytest
 
+from lrr_service.clients import LRRClient, ServerError, errors
 from lrr_service.core.vocabulary import ErrorCode
-from lrr_service.clients import LRRClient, ServerError
-from lrr_service.clients import errors
-from lrr_service.core import codec
 
 FRAME_CODES = {
     ErrorCode.TEXT_FRAME: errors.TextFrameError,
@@ -36,8 +34,9 @@ MALFORMED = {
 
 
 def test_every_error_code_has_its_own_exception_type_that_keeps_code_message_and_seq():
-    assert set(ErrorCode) <= {cls.code for cls in vars(errors).values()
-                              if isinstance(cls, type) and issubclass(cls, ServerError)}  # fmt: skip
+    assert set(ErrorCode) <= {
+        cls.code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, ServerError)
+    }
     for code in ErrorCode:
         error = errors.error_for(code, "what was wrong", seq=3)
         assert type(error).code == code and error.code == code

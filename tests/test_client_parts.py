@@ -9,7 +9,6 @@ import threading
 import numpy as np
 import pytest
 
-from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.clients.backoff import ReconnectPolicy, RetryBudget, as_policy
 from lrr_service.clients.endpoints import http_base, stream_path, websocket_url
 from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
@@ -17,13 +16,22 @@ from lrr_service.clients.lsl_bridge import FitWindow
 from lrr_service.clients.recordings import RecordingError, read_recording, write_recording
 from lrr_service.clients.sync import LRRClientSync
 from lrr_service.clients.synthetic import artifact_power, make_rig, reduction_db
+from lrr_service.core.vocabulary import ErrorCode
 
 
 def test_backoff_grows_caps_and_stops_at_either_bound():
-    assert list(ReconnectPolicy(max_attempts=5, initial_delay=0.1, max_delay=0.3, factor=2).delays()) == \
-        [0.1, 0.2, 0.3, 0.3, 0.3]
-    assert list(ReconnectPolicy(max_attempts=100, initial_delay=1.0, max_delay=1.0, max_elapsed=3.0).delays()) == \
-        [1.0, 1.0, 1.0]
+    assert list(ReconnectPolicy(max_attempts=5, initial_delay=0.1, max_delay=0.3, factor=2).delays()) == [
+        0.1,
+        0.2,
+        0.3,
+        0.3,
+        0.3,
+    ]
+    assert list(ReconnectPolicy(max_attempts=100, initial_delay=1.0, max_delay=1.0, max_elapsed=3.0).delays()) == [
+        1.0,
+        1.0,
+        1.0,
+    ]
     assert list(as_policy(False).delays()) == []
     assert as_policy(True) == ReconnectPolicy()
     with pytest.raises(ValueError, match="factor"):
@@ -82,7 +90,7 @@ def test_recordings_round_trip_and_refuse_what_they_cannot_read(tmp_path):
         read_recording(tmp_path / "one.npy")
     with pytest.raises(RecordingError, match="expected one of"):
         read_recording(tmp_path / "x.wav")
-    with pytest.raises(RecordingError, match=".npy or .csv"):
+    with pytest.raises(RecordingError, match=r"\.npy or \.csv"):
         write_recording(tmp_path / "out.edf", data)
 
 
@@ -149,8 +157,11 @@ def test_the_blocking_client_has_every_method_of_the_async_one_with_the_same_sig
     from lrr_service.clients import LRRClient, LRRClientSync
 
     def public(cls: type) -> dict[str, object]:
-        return {name: member for name, member in inspect.getmembers(cls)
-                if not name.startswith("_") and (callable(member) or isinstance(member, property))}  # fmt: skip
+        return {
+            name: member
+            for name, member in inspect.getmembers(cls)
+            if not name.startswith("_") and (callable(member) or isinstance(member, property))
+        }
 
     def parameters(method: object) -> list[tuple[str, object, object]]:  # annotations differ: Iterator / AsyncIterator
         return [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]  # type: ignore[arg-type]

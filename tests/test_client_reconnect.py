@@ -51,8 +51,10 @@ async def test_stream_survives_a_server_restart_mid_stream_with_every_frame_answ
     restarted: list[asyncio.Task[LiveServer]] = []
     try:
         fit_frames, frames = _frames(1, 50), _frames(2, 600)
-        async with asyncio.timeout(BOUND_S), LRRClient(server.url, "restart-mid", reconnect=PATIENT,
-                                                        max_in_flight=32) as client:
+        async with (
+            asyncio.timeout(BOUND_S),
+            LRRClient(server.url, "restart-mid", reconnect=PATIENT, max_in_flight=32) as client,
+        ):
             async for _ in client.fit_stream(fit_frames):
                 pass
             await client.solve()  # checkpointed before the reply, so it survives kill -9

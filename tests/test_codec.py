@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.core import codec
 from lrr_service.core.codec import (
     AckReply,
@@ -27,6 +26,7 @@ from lrr_service.core.codec import (
     encode_chunk_reply,
     encode_error,
 )
+from lrr_service.core.vocabulary import ErrorCode
 
 MAX_CHANNELS = 1024
 PROTOCOL_DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
@@ -124,7 +124,13 @@ def test_chunk_reply_round_trip() -> None:
     reply = decode_reply(payload)
     assert isinstance(reply, ChunkReply)
     assert (reply.seq, reply.weights_version, reply.reset, reply.n_samples, reply.t0, reply.fs) == (
-        9, 4, True, 300, 1, 250.0)  # fmt: skip
+        9,
+        4,
+        True,
+        300,
+        1,
+        250.0,
+    )
     assert reply.data.dtype == np.dtype("<f8")
     np.testing.assert_array_equal(reply.data, data)
     assert np.shares_memory(reply.data, np.frombuffer(payload, dtype=np.uint8))
@@ -134,15 +140,19 @@ def test_transform_reply_has_no_n_samples() -> None:
     reply = decode_reply(encode_chunk_reply(0, np.zeros((1, 2), np.float32), weights_version=0, reset=False))
     assert isinstance(reply, ChunkReply)
     assert (reply.n_samples, reply.t0, reply.fs, reply.reset) == (None, None, None, False)
-    assert "n_samples" not in msgpack.unpackb(encode_chunk_reply(0, np.zeros((1, 2), np.float32),
-                                                                 weights_version=0, reset=False))  # fmt: skip
+    assert "n_samples" not in msgpack.unpackb(
+        encode_chunk_reply(0, np.zeros((1, 2), np.float32), weights_version=0, reset=False)
+    )
 
 
 def test_ack_and_error_round_trip() -> None:
     assert decode_reply(encode_ack(3, n_samples=90, weights_version=2, reset=False)) == AckReply(3, 90, 2, False)
     assert decode_reply(encode_error(ErrorCode.NON_FINITE, "NaN at sample 2", seq=5)) == ErrorReply(
-        ErrorCode.NON_FINITE, "NaN at sample 2", 5)  # fmt: skip
-    assert decode_reply(encode_error(ErrorCode.TEXT_FRAME, "send binary")) == ErrorReply(ErrorCode.TEXT_FRAME, "send binary")
+        ErrorCode.NON_FINITE, "NaN at sample 2", 5
+    )
+    assert decode_reply(encode_error(ErrorCode.TEXT_FRAME, "send binary")) == ErrorReply(
+        ErrorCode.TEXT_FRAME, "send binary"
+    )
     assert msgpack.unpackb(encode_error(ErrorCode.TEXT_FRAME, "x"))["seq"] is None
 
 
@@ -190,7 +200,13 @@ ERROR_CASES = [
     ("dtype bin", frame(dtype=b"<f4"), ErrorCode.BAD_FIELD, "expected a string", 7),
     ("data string", frame(data="abc"), ErrorCode.BAD_FIELD, "data is a msgpack string; expected msgpack bin", 7),
     ("data array", frame(data=[0.0] * 6), ErrorCode.BAD_FIELD, "data is a msgpack array; expected msgpack bin", 7),
-    ("data ext", frame(data=msgpack.ExtType(1, bytes(24))), ErrorCode.BAD_FIELD, "msgpack ext; expected msgpack bin", 7),
+    (
+        "data ext",
+        frame(data=msgpack.ExtType(1, bytes(24))),
+        ErrorCode.BAD_FIELD,
+        "msgpack ext; expected msgpack bin",
+        7,
+    ),
     ("data nil", frame(data=None), ErrorCode.BAD_FIELD, "msgpack nil; expected msgpack bin", 7),
     ("t0 string", frame(t0="now"), ErrorCode.BAD_FIELD, "t0 is 'now' (string); expected a finite number", 7),
     ("t0 nan", frame(t0=math.nan), ErrorCode.BAD_FIELD, "expected a finite number", 7),
@@ -214,8 +230,13 @@ ERROR_CASES = [
     ("dtype wider than data", frame(dtype="<f8"), ErrorCode.SIZE_MISMATCH, "expected 48", 7),
     ("absurd samples", frame(shape=[2**64 - 1, 3]), ErrorCode.SIZE_MISMATCH, "holds 24 bytes; expected", 7),
     ("absurd channels", frame(shape=[2, 2**64 - 1]), ErrorCode.TOO_MANY_CHANNELS, "expected at most 1024", 7),
-    ("channels over limit", frame(shape=[1, 1025], data=bytes(4100)), ErrorCode.TOO_MANY_CHANNELS,
-     "1025 channels; expected at most 1024", 7),
+    (
+        "channels over limit",
+        frame(shape=[1, 1025], data=bytes(4100)),
+        ErrorCode.TOO_MANY_CHANNELS,
+        "1025 channels; expected at most 1024",
+        7,
+    ),
 ]
 
 
@@ -253,9 +274,15 @@ def test_deep_nesting_is_a_frame_error() -> None:
     assert (error.code, error.seq) == (ErrorCode.BAD_MSGPACK, 2)
 
 
-NESTED_FIELD_CODES = {"seq": ErrorCode.BAD_FIELD, "shape": ErrorCode.BAD_SHAPE, "dtype": ErrorCode.BAD_FIELD,
-                      "data": ErrorCode.BAD_FIELD, "t0": ErrorCode.BAD_FIELD, "fs": ErrorCode.BAD_FIELD,
-                      "extra": ErrorCode.MISSING_FIELD}  # fmt: skip
+NESTED_FIELD_CODES = {
+    "seq": ErrorCode.BAD_FIELD,
+    "shape": ErrorCode.BAD_SHAPE,
+    "dtype": ErrorCode.BAD_FIELD,
+    "data": ErrorCode.BAD_FIELD,
+    "t0": ErrorCode.BAD_FIELD,
+    "fs": ErrorCode.BAD_FIELD,
+    "extra": ErrorCode.MISSING_FIELD,
+}
 
 
 @pytest.mark.parametrize("field", sorted(NESTED_FIELD_CODES))
@@ -292,20 +319,61 @@ REPLY_CASES = [
     ("no type", {"seq": 1}, ErrorCode.MISSING_FIELD, 1),
     ("unknown type", {"type": "pong", "seq": 1}, ErrorCode.BAD_FIELD, 1),
     ("type not string", {"type": 1}, ErrorCode.BAD_FIELD, None),
-    ("ack without n_samples", {"type": "ack", "seq": 2, "weights_version": 0, "reset": False}, ErrorCode.MISSING_FIELD, 2),
-    ("ack reset int", {"type": "ack", "seq": 2, "n_samples": 1, "weights_version": 0, "reset": 0},
-     ErrorCode.BAD_FIELD, 2),
-    ("ack negative version", {"type": "ack", "seq": 2, "n_samples": 1, "weights_version": -1, "reset": True},
-     ErrorCode.BAD_FIELD, 2),
+    (
+        "ack without n_samples",
+        {"type": "ack", "seq": 2, "weights_version": 0, "reset": False},
+        ErrorCode.MISSING_FIELD,
+        2,
+    ),
+    (
+        "ack reset int",
+        {"type": "ack", "seq": 2, "n_samples": 1, "weights_version": 0, "reset": 0},
+        ErrorCode.BAD_FIELD,
+        2,
+    ),
+    (
+        "ack negative version",
+        {"type": "ack", "seq": 2, "n_samples": 1, "weights_version": -1, "reset": True},
+        ErrorCode.BAD_FIELD,
+        2,
+    ),
     ("error without code", {"type": "error", "seq": 3, "message": "m"}, ErrorCode.MISSING_FIELD, 3),
     ("error message bin", {"type": "error", "code": "internal", "message": b"m"}, ErrorCode.BAD_FIELD, None),
-    ("chunk int dtype", {"type": "chunk", "seq": 4, "shape": [1, 1], "dtype": "<i2", "data": b"\0\0",
-                         "weights_version": 0, "reset": False}, ErrorCode.BAD_DTYPE, 4),
-    ("chunk size", {"type": "chunk", "seq": 4, "shape": [1, 2], "dtype": "<f4", "data": b"\0\0\0\0",
-                    "weights_version": 0, "reset": False}, ErrorCode.SIZE_MISMATCH, 4),
-    ("chunk no reset", {"type": "chunk", "seq": 4, "shape": [1, 1], "dtype": "<f4", "data": b"\0\0\0\0",
-                        "weights_version": 0}, ErrorCode.MISSING_FIELD, 4),
-]  # fmt: skip
+    (
+        "chunk int dtype",
+        {
+            "type": "chunk",
+            "seq": 4,
+            "shape": [1, 1],
+            "dtype": "<i2",
+            "data": b"\0\0",
+            "weights_version": 0,
+            "reset": False,
+        },
+        ErrorCode.BAD_DTYPE,
+        4,
+    ),
+    (
+        "chunk size",
+        {
+            "type": "chunk",
+            "seq": 4,
+            "shape": [1, 2],
+            "dtype": "<f4",
+            "data": b"\0\0\0\0",
+            "weights_version": 0,
+            "reset": False,
+        },
+        ErrorCode.SIZE_MISMATCH,
+        4,
+    ),
+    (
+        "chunk no reset",
+        {"type": "chunk", "seq": 4, "shape": [1, 1], "dtype": "<f4", "data": b"\0\0\0\0", "weights_version": 0},
+        ErrorCode.MISSING_FIELD,
+        4,
+    ),
+]
 
 
 @pytest.mark.parametrize(("message", "code", "seq"), [c[1:] for c in REPLY_CASES], ids=[c[0] for c in REPLY_CASES])
@@ -331,10 +399,14 @@ def test_malformed_replies_are_frame_errors(message: dict[str, object], code: st
         (lambda: encode_chunk(True, np.zeros((2, 3), np.float32)), "0 <= seq < 2**63"),
         (lambda: encode_chunk(0, np.zeros((2, 3), np.float32), fs=0), "expected a finite number > 0"),
         (lambda: encode_chunk(0, np.zeros((2, 3), np.float32), t0=math.nan), "expected a finite number"),
-        (lambda: encode_chunk_reply(0, np.zeros((2, 3), np.int16), weights_version=0, reset=False),
-         "expected one of <f4, <f8"),
-        (lambda: encode_chunk_reply(0, np.zeros((2, 3), np.float32), weights_version=-1, reset=False),
-         "weights_version"),
+        (
+            lambda: encode_chunk_reply(0, np.zeros((2, 3), np.int16), weights_version=0, reset=False),
+            "expected one of <f4, <f8",
+        ),
+        (
+            lambda: encode_chunk_reply(0, np.zeros((2, 3), np.float32), weights_version=-1, reset=False),
+            "weights_version",
+        ),
         (lambda: encode_ack(0, n_samples=-5, weights_version=0, reset=False), "n_samples"),
         (lambda: encode_error("internal", "x", seq=2**63), "0 <= seq < 2**63"),
     ],
@@ -372,9 +444,13 @@ def test_protocol_doc_example_bytes_are_what_the_codec_produces() -> None:
 # --- fuzzing: decode_chunk only ever returns a valid Chunk or raises FrameError ---
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.floats(),
-    st.text(max_size=8), st.binary(max_size=64),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(),
+    st.text(max_size=8),
+    st.binary(max_size=64),
+)
 msgpack_values = st.recursive(
     scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
@@ -456,8 +532,9 @@ def test_fuzz_truncated_and_corrupted_valid_frames(n_samples: int, n_channels: i
 
 
 @FUZZ
-@given(st.integers(min_value=0, max_value=2**64 - 1), st.integers(min_value=0, max_value=2**64 - 1),
-       st.binary(max_size=64))  # fmt: skip
+@given(
+    st.integers(min_value=0, max_value=2**64 - 1), st.integers(min_value=0, max_value=2**64 - 1), st.binary(max_size=64)
+)
 def test_fuzz_absurd_shapes_never_allocate_or_overflow(n_samples: int, n_channels: int, data: bytes) -> None:
     assert_valid_or_frame_error(frame(shape=[n_samples, n_channels], data=data))
 
@@ -476,15 +553,19 @@ def valid_fields(draw: st.DrawFn) -> dict[str, object]:
         "data": draw(st.binary(min_size=size, max_size=size)),
     }
     finite = st.floats(allow_nan=False, allow_infinity=False)
-    optional = {"t0": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), finite),
-                "fs": st.one_of(st.none(), st.floats(min_value=1e-3, max_value=1e6))}  # fmt: skip
+    optional = {
+        "t0": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), finite),
+        "fs": st.one_of(st.none(), st.floats(min_value=1e-3, max_value=1e6)),
+    }
     fields.update(draw(st.fixed_dictionaries({}, optional=optional)))
     return fields
 
 
 @FUZZ
-@given(valid_fields(), st.dictionaries(st.text(max_size=6).filter(lambda k: k not in field_values), msgpack_values,
-                                       max_size=3))  # fmt: skip
+@given(
+    valid_fields(),
+    st.dictionaries(st.text(max_size=6).filter(lambda k: k not in field_values), msgpack_values, max_size=3),
+)
 def test_fuzz_valid_frames_decode_to_their_fields(fields: dict[str, object], extra: dict[str, object]) -> None:
     chunk = decode_chunk(msgpack.packb({**extra, **fields}), max_channels=64)
     assert chunk.seq == fields["seq"]

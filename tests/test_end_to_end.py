@@ -36,10 +36,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def app_routes() -> tuple[set[tuple[str, str]], set[str]]:
     """(method, path) of every HTTP route and the path of every websocket route of the app, `{key}` filled in."""
     app = create_app(ServiceSettings())
-    http = {(method, route.path.replace("{key}", KEY)) for route in http_routes(app.routes)
-            for method in route.methods - {"HEAD"}}  # fmt: skip
-    websockets = {route.path.replace("{key}", KEY) for route in leaf_routes(app.routes)
-                  if getattr(route, "path", "").startswith("/ws/")}  # fmt: skip
+    http = {
+        (method, route.path.replace("{key}", KEY))
+        for route in http_routes(app.routes)
+        for method in route.methods - {"HEAD"}
+    }
+    websockets = {
+        route.path.replace("{key}", KEY)
+        for route in leaf_routes(app.routes)
+        if getattr(route, "path", "").startswith("/ws/")
+    }
     return http, websockets
 
 
@@ -70,8 +76,10 @@ async def test_every_route_answers_on_the_process_server(server: LiveServer, tmp
             call("GET", path, 200)
         call("PUT", f"/streams/{KEY}", 201, json={"ridge_lambda": 0.1})
         call("PUT", f"/streams/{KEY}/weights", 200, content=format_weights_csv(W))
-        assert np.loadtxt(call("GET", f"/streams/{KEY}/weights", 200).text.splitlines(), delimiter=",").tobytes() \
-            == W.tobytes()  # fmt: skip
+        assert (
+            np.loadtxt(call("GET", f"/streams/{KEY}/weights", 200).text.splitlines(), delimiter=",").tobytes()
+            == W.tobytes()
+        )
         replies = []
         for route in Mode:
             async with server.connect(KEY, route) as ws:

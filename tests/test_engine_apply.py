@@ -20,7 +20,7 @@ def block_weights(draw):
     W = np.zeros((n, n))
     start = 0
     for size in sizes:
-        idx = order[start:start + size]
+        idx = order[start : start + size]
         start += size
         if size > 1:
             W[np.ix_(idx, idx)] = rng.standard_normal((size, size)) * 0.2
@@ -52,7 +52,7 @@ def test_plan_kind_follows_the_sparsity():
     assert ApplyPlan(full, 8, np.float32).kind == "dense"
     blocks = np.zeros((16, 16))
     for s in range(0, 16, 4):
-        blocks[s:s + 4, s:s + 4] = 1.0
+        blocks[s : s + 4, s : s + 4] = 1.0
     assert ApplyPlan(blocks, 16, np.float32).kind == "blocks"
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from engine_reference import loo_car, mixed_signals, ridge_weights
 
 from lrr_service.core import LRR, ChannelCountError, LRRSettings, SettingsError
-from engine_reference import loo_car, mixed_signals, ridge_weights
 
 GROUPS_8 = [[0, 1, 2, 3], [4, 5, 6, 7]]
 
@@ -271,9 +271,16 @@ def test_restore_checks_counts_and_can_leave_non_finite_statistics_out(rng):
     engine = LRR()
     engine.fit(mixed_signals(rng, 300, 4))
     meta, arrays = engine.snapshot()
-    for name, bad in [("weights_version", 2**70), ("weights_version", -5), ("weights_version", 1e300),
-                      ("n_samples", -1), ("n_samples", 2**70), ("n_samples_solved", 2.5),
-                      ("stats_weight", float("nan")), ("stats_weight", -1.0)]:  # fmt: skip
+    for name, bad in [
+        ("weights_version", 2**70),
+        ("weights_version", -5),
+        ("weights_version", 1e300),
+        ("n_samples", -1),
+        ("n_samples", 2**70),
+        ("n_samples_solved", 2.5),
+        ("stats_weight", float("nan")),
+        ("stats_weight", -1.0),
+    ]:
         with pytest.raises(SnapshotError, match=name):
             LRR.restore(meta | {name: bad}, arrays)
     poisoned = arrays | {"cxx": np.full((4, 4), np.nan)}

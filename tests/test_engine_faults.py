@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from engine_reference import mixed_signals, ridge_weights
 
 from lrr_service.core import LRR, ChannelCountError, LRRSettings, ShapeError, WeightsError
-from engine_reference import mixed_signals, ridge_weights
 
 
 @pytest.fixture
@@ -46,7 +46,9 @@ def test_2_silent_channel_passes_through_and_does_not_blow_up(rng, ridge):
     assert np.all(y[:, 2] == 0.0)
     assert np.all(engine.weights[2, :] == 0) and np.all(engine.weights[:, 2] == 0)
     live = [0, 1, 3, 4, 5]
-    np.testing.assert_allclose(engine.weights[np.ix_(live, live)], ridge_weights(X[:, live], [list(range(5))], ridge), rtol=1e-8, atol=1e-11)
+    np.testing.assert_allclose(
+        engine.weights[np.ix_(live, live)], ridge_weights(X[:, live], [list(range(5))], ridge), rtol=1e-8, atol=1e-11
+    )
     assert np.abs(y).max() < 10 * np.abs(X).max()
 
 
@@ -59,7 +61,9 @@ def test_2_flat_channel_is_detected_by_variance_with_a_tolerance(rng):
     for flat in (1, 4):
         assert np.all(W[flat, :] == 0) and np.all(W[:, flat] == 0)
     live = [0, 2, 3, 5]
-    np.testing.assert_allclose(W[np.ix_(live, live)], ridge_weights(X[:, live], [list(range(4))]), rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(
+        W[np.ix_(live, live)], ridge_weights(X[:, live], [list(range(4))]), rtol=1e-7, atol=1e-10
+    )
 
 
 def test_3_int16_statistics_accumulate_in_float64_without_overflow(rng):
@@ -135,7 +139,7 @@ def test_8_float32_input_accumulates_in_float64(rng):
     X = (1e4 + rng.standard_normal((20000, 4))).astype(np.float32)
     engine = LRR()
     for start in range(0, 20000, 30):
-        engine.accumulate(X[start:start + 30])
+        engine.accumulate(X[start : start + 30])
     exact = X.astype(np.float64)
     np.testing.assert_allclose(engine.statistics().cxx, exact.T @ exact, rtol=1e-13)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from engine_reference import loo_car, mixed_signals
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrr_service.core import LRR, LRRSettings, SnapshotError
-from engine_reference import loo_car, mixed_signals
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -44,7 +46,7 @@ def test_incremental_fit_over_any_split_equals_one_batch_fit(data, cuts, ridge):
     settings_ = LRRSettings(channel_groups=groups, ridge_lambda=ridge)
     engine = LRR(settings_, staging_bytes=8 * X.shape[1] * 40)  # small staging: exercise every path
     bounds = sorted({0, X.shape[0], *(c % X.shape[0] for c in cuts)})
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         engine.partial_fit(X[a:b])
     np.testing.assert_allclose(engine.weights, LRR(settings_).fit(X).weights, atol=1e-10)
 
@@ -98,7 +100,7 @@ def test_forgetting_matches_the_closed_form():
     half_life = 150.0
     engine = LRR(LRRSettings(half_life_samples=half_life))
     for start in range(0, 1000, 37):
-        engine.accumulate(X[start:start + 37])
+        engine.accumulate(X[start : start + 37])
     weights = 0.5 ** (np.arange(999, -1, -1) / half_life)
     stats = engine.statistics()
     np.testing.assert_allclose(stats.cxx, (X * weights[:, None]).T @ X, rtol=1e-11)
@@ -205,8 +207,11 @@ def test_accumulate_is_cheap_until_a_fold_is_due_and_sealing_a_full_block_is_not
 
 
 @SETTINGS
-@given(st.lists(st.integers(1, 90), min_size=1, max_size=40), st.lists(st.booleans(), min_size=40, max_size=40),
-       st.sampled_from([None, 37.0]))
+@given(
+    st.lists(st.integers(1, 90), min_size=1, max_size=40),
+    st.lists(st.booleans(), min_size=40, max_size=40),
+    st.sampled_from([None, 37.0]),
+)
 def test_statistics_are_bit_identical_whenever_the_pending_fold_runs(sizes, fold_after, half_life):
     rng = np.random.default_rng(len(sizes))
     chunks = [rng.standard_normal((size, 5)).astype(np.float32) for size in sizes]

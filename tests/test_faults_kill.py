@@ -52,8 +52,10 @@ async def test_kill_9_mid_stream_restores_checkpointed_state_and_clients_finish(
     restarted: list[asyncio.Task[LiveServer]] = []
     killed = asyncio.Event()
 
-    async with LRRClient(server.url, "fitted", reconnect=PATIENT, max_in_flight=16) as fitter, \
-            LRRClient(server.url, "uploaded", reconnect=PATIENT, max_in_flight=16) as transformer:
+    async with (
+        LRRClient(server.url, "fitted", reconnect=PATIENT, max_in_flight=16) as fitter,
+        LRRClient(server.url, "uploaded", reconnect=PATIENT, max_in_flight=16) as transformer,
+    ):
         async for _ in fitter.fit_stream(chunks(3, 30, FIT_SAMPLES)):
             pass
         checkpoint = await fitter.solve()  # written to disk before the reply: the last checkpoint of "fitted"
@@ -69,8 +71,9 @@ async def test_kill_9_mid_stream_restores_checkpointed_state_and_clients_finish(
         async def fit_all() -> list[int]:
             return [ack.n_samples async for ack in fitter.fit_stream(fit_chunks())]
 
-        acks, outputs = await asyncio.wait_for(asyncio.gather(
-            fit_all(), _collect(transformer.transform_stream(_across(frames, killed)))), 90)  # fmt: skip
+        acks, outputs = await asyncio.wait_for(
+            asyncio.gather(fit_all(), _collect(transformer.transform_stream(_across(frames, killed)))), 90
+        )
         await restarted[0]
         assert fitter.reconnects >= 1 and transformer.reconnects >= 1
 

@@ -58,7 +58,7 @@ def fill(mount: Path) -> Callable[[], None]:
                 handle.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
-    return lambda: filler.unlink()
+    return filler.unlink
 
 
 def make_read_only(mount: Path) -> Callable[[], None]:
@@ -114,7 +114,9 @@ async def test_unwritable_state_dir_is_logged_clearly_and_the_service_keeps_serv
     np.testing.assert_allclose(await transformed(server, "during", X), X @ (np.eye(N) - W_during), rtol=1e-12)
     np.testing.assert_allclose(await transformed(server, "steady", X), X @ (np.eye(N) - W_before), rtol=1e-12)
     async with server.connect("fitting", "fit") as ws:
-        acks = [await exchange(ws, encode_chunk(i, np.random.default_rng(i).standard_normal((50, N)))) for i in range(5)]
+        acks = [
+            await exchange(ws, encode_chunk(i, np.random.default_rng(i).standard_normal((50, N)))) for i in range(5)
+        ]
     assert [a.n_samples for a in acks if isinstance(a, AckReply)] == [50, 100, 150, 200, 250]
     assert server.running
 

@@ -27,11 +27,11 @@ from lrr_service.core.codec import ChunkReply, ErrorReply, FrameError, decode_ch
 from lrr_service.core.weights_csv import WeightsCsvError, format_weights_csv, max_csv_bytes, parse_weights_csv
 
 try:
-    from live_server import LiveServer
     from in_process import InProcessServer
+    from live_server import LiveServer
 except ImportError:
-    from tests.live_server import LiveServer
     from tests.in_process import InProcessServer
+    from tests.live_server import LiveServer
 
 MAX_CHANNELS = 16
 MAX_FRAME_BYTES = 1 << 20
@@ -109,6 +109,7 @@ def fuzz_ws(server: LiveServer, witness: Witness) -> Iterator[ClientConnection]:
 
 # -- frames -------------------------------------------------------------------------------------
 
+
 def expected_reply(payload: bytes) -> tuple[str | None, int | None]:
     """(error code, seq) the protocol prescribes, or (None, seq) for a valid chunk."""
     try:
@@ -131,17 +132,27 @@ def exchange_and_check(ws: ClientConnection, payload: bytes) -> None:
         assert reply.message
 
 
-scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
-           | st.text(max_size=8) | st.binary(max_size=16))  # fmt: skip
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=16)
+)
 msgpack_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=12,
 )
 ext_values = st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=8)) | st.builds(
-    msgpack.Timestamp, st.integers(0, 2**34 - 1), st.integers(0, 999_999_999))  # the reserved ext type -1
+    msgpack.Timestamp, st.integers(0, 2**34 - 1), st.integers(0, 999_999_999)
+)  # the reserved ext type -1
 FIELD_VALUES = {
     "seq": st.integers(-(2**63), 2**64 - 1) | scalars,
-    "shape": st.lists(st.integers(-(2**63), 2**64 - 1), max_size=3) | st.lists(st.integers(0, 20), max_size=3) | scalars,
+    "shape": st.lists(st.integers(-(2**63), 2**64 - 1), max_size=3)
+    | st.lists(st.integers(0, 20), max_size=3)
+    | scalars,
     "dtype": st.sampled_from(["<f4", "<f8", "<i2", "<i4", ">f4", "f4", "<u1", "|b1", ""]) | scalars,
     "data": st.binary(max_size=64) | scalars,
     "t0": st.floats() | scalars,
@@ -152,7 +163,14 @@ FIELD_VALUES = {
 @st.composite
 def mutated_frames(draw: st.DrawFn) -> bytes:
     """A valid 2 x 3 float32 frame with fields dropped, replaced (wrong types, absurd values) or added."""
-    message: dict[object, object] = {"seq": 7, "shape": [2, 3], "dtype": "<f4", "data": bytes(24), "t0": 1.5, "fs": 30000}
+    message: dict[object, object] = {
+        "seq": 7,
+        "shape": [2, 3],
+        "dtype": "<f4",
+        "data": bytes(24),
+        "t0": 1.5,
+        "fs": 30000,
+    }
     for name, values in FIELD_VALUES.items():
         action = draw(st.sampled_from(["keep", "keep", "drop", "replace"]))
         if action == "drop":
@@ -172,8 +190,9 @@ def nested_maps(depth: int) -> bytes:
 @st.composite
 def hostile_frames(draw: st.DrawFn) -> bytes:
     """Truncations, huge declared lengths, deep nesting, ext types and duplicate keys."""
-    valid = encode_chunk(draw(st.integers(0, 2**63 - 1)),
-                         np.zeros((draw(st.integers(1, 5)), draw(st.integers(1, 6))), np.float32))  # fmt: skip
+    valid = encode_chunk(
+        draw(st.integers(0, 2**63 - 1)), np.zeros((draw(st.integers(1, 5)), draw(st.integers(1, 6))), np.float32)
+    )
     kind = draw(st.sampled_from(["truncated", "declared", "nested", "nested_field", "ext", "duplicate"]))
     if kind == "truncated":
         return valid[: draw(st.integers(0, len(valid) - 1))]
@@ -231,9 +250,12 @@ def test_text_frames_are_refused_and_the_connection_stays(fuzz_ws, witness, text
 
 # -- CSV uploads ----------------------------------------------------------------------------------
 
-CELLS = (st.floats(allow_nan=True, allow_infinity=True).map(repr) | st.integers(-10, 10).map(str)
-         | st.sampled_from(["nan", "inf", "-Infinity", "1e999", "0x10", "1_0", "", " ", "1 2", "abc", '"1"', "٣"])
-         | st.text(max_size=6))  # fmt: skip
+CELLS = (
+    st.floats(allow_nan=True, allow_infinity=True).map(repr)
+    | st.integers(-10, 10).map(str)
+    | st.sampled_from(["nan", "inf", "-Infinity", "1e999", "0x10", "1_0", "", " ", "1 2", "abc", '"1"', "٣"])
+    | st.text(max_size=6)
+)
 
 
 @st.composite
@@ -301,8 +323,10 @@ def test_malformed_csv_uploads_are_refused_with_their_documented_status(csv_sess
 
 # -- afterwards ---------------------------------------------------------------------------------------
 
-def test_after_the_fuzzing_the_server_and_the_witness_are_intact(server: LiveServer, witness: Witness,
-                                                                 fuzz_ws: ClientConnection) -> None:
+
+def test_after_the_fuzzing_the_server_and_the_witness_are_intact(
+    server: LiveServer, witness: Witness, fuzz_ws: ClientConnection
+) -> None:
     replies_before = witness.replies
     exchange_and_check(fuzz_ws, encode_chunk(1, np.ones((3, 5), np.float32)))  # the fuzzed connection still works
     with httpx.Client(base_url=server.url, timeout=30) as client:

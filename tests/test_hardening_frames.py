@@ -22,22 +22,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
 from lrr_service.core import LRR, LRRSettings
 from lrr_service.core.codec import AckReply, ErrorReply, encode_chunk
 from lrr_service.core.weights_csv import format_weights_csv
 
 try:
-    from live_server import REPO_ROOT, LiveServer, clean_environment, exchange
     from in_process import InProcessServer
+    from live_server import REPO_ROOT, LiveServer, clean_environment, exchange
 except ImportError:
-    from tests.live_server import REPO_ROOT, LiveServer, clean_environment, exchange
     from tests.in_process import InProcessServer
+    from tests.live_server import REPO_ROOT, LiveServer, clean_environment, exchange
 
 pytestmark = pytest.mark.timeout(60)
 
-OUT_OF_RANGE = "out_of_range"  # core.ErrorCode.OUT_OF_RANGE once fixed; spelled out so the old code can import this module
+OUT_OF_RANGE = (
+    "out_of_range"  # core.ErrorCode.OUT_OF_RANGE once fixed; spelled out so the old code can import this module
+)
 MAX_CHANNELS = 16
 N = 4
 
@@ -186,10 +187,26 @@ def test_guard_put_check_finite_true_is_accepted(server: LiveServer) -> None:
 
 def test_serve_with_check_finite_false_exits_2_naming_it(tmp_path: Path) -> None:
     port = free_loopback_port()
-    command = [sys.executable, "-m", "lrr_service.service", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--state-dir", str(tmp_path / "state")]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=clean_environment({"LRR_CHECK_FINITE": "false"}),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lrr_service.service",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(tmp_path / "state"),
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=clean_environment({"LRR_CHECK_FINITE": "false"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         if wait_until_healthy(f"http://127.0.0.1:{port}", process, 20.0):
             pytest.fail("the server started with LRR_CHECK_FINITE=false")
@@ -202,19 +219,28 @@ def test_serve_with_check_finite_false_exits_2_naming_it(tmp_path: Path) -> None
     assert b"check_finite" in err + out
 
 
-def write_checkpoint(path: Path, key: str, engine: LRR, arrays: dict[str, np.ndarray] | None = None,
-                     settings: dict | None = None) -> None:  # fmt: skip
+def write_checkpoint(
+    path: Path, key: str, engine: LRR, arrays: dict[str, np.ndarray] | None = None, settings: dict | None = None
+) -> None:
     """A checkpoint file as service/persistence.py writes it, from `engine` (arrays/settings overridable)."""
     engine_meta, engine_arrays = engine.snapshot()
     engine_arrays = {name: np.array(arr) for name, arr in (arrays or engine_arrays).items()}
     if settings is not None:
         engine_meta["settings"] = settings
-    meta = {"format": "lrr-service-session/1", "key": key, "engine": engine_meta,
-            "service": {"created_at": 1.5, "counters": {"fit_frames": 1}}, "arrays": sorted(engine_arrays)}  # fmt: skip
+    meta = {
+        "format": "lrr-service-session/1",
+        "key": key,
+        "engine": engine_meta,
+        "service": {"created_at": 1.5, "counters": {"fit_frames": 1}},
+        "arrays": sorted(engine_arrays),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
-        np.savez(handle, __meta__=np.array(json.dumps(meta)),
-                 **{"engine__" + name: arr for name, arr in engine_arrays.items()})  # fmt: skip
+        np.savez(
+            handle,
+            __meta__=np.array(json.dumps(meta)),
+            **{"engine__" + name: arr for name, arr in engine_arrays.items()},
+        )
 
 
 def test_an_old_checkpoint_with_check_finite_false_is_restored_with_check_finite_true(

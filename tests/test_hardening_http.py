@@ -18,6 +18,7 @@ not a performance claim.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
@@ -34,11 +35,11 @@ from websockets.exceptions import InvalidStatus
 from lrr_service.core.codec import AckReply, encode_chunk
 
 try:
-    from live_server import LiveServer, exchange
     from in_process import InProcessServer
+    from live_server import LiveServer, exchange
 except ImportError:
-    from tests.live_server import LiveServer, exchange
     from tests.in_process import InProcessServer
+    from tests.live_server import LiveServer, exchange
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,8 +59,11 @@ HUNDRED_MIB = 100 * 1024 * 1024
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server with an API token and a small body limit (defect 3)."""
-    env = {"LRR_API_TOKEN": TOKEN, "LRR_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
-           "LRR_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT_S)}  # fmt: skip
+    env = {
+        "LRR_API_TOKEN": TOKEN,
+        "LRR_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "LRR_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT_S),
+    }
     live = InProcessServer(tmp_path_factory.mktemp("secured") / "lrr-state", env=env).start()
     yield live
     live.stop()
@@ -71,8 +75,11 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
     LRR_MAX_CONNECTIONS=4 makes the old uvicorn limit_concurrency 4 + 64 = 68 connections.
     """
-    env = {"LRR_MAX_CONNECTIONS": "4", "LRR_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT_S),
-           "LRR_ALLOWED_ORIGINS": ALLOWED_ORIGIN}  # fmt: skip
+    env = {
+        "LRR_MAX_CONNECTIONS": "4",
+        "LRR_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT_S),
+        "LRR_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
+    }
     live = InProcessServer(tmp_path_factory.mktemp("open") / "lrr-state", env=env).start()
     yield live
     live.stop()
@@ -102,10 +109,8 @@ def connect(server: LiveServer) -> socket.socket:
 
 def send_ignoring_close(sock: socket.socket, data: bytes) -> None:
     """Send `data`; a server that already answered and hung up is not an error here."""
-    try:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         sock.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
 
 
 def read_response(sock: socket.socket, within: float = LIVENESS_S) -> RawResponse:
@@ -180,16 +185,20 @@ def host(server: LiveServer) -> str:
 
 
 def websocket_handshake(path: str, host_header: str, extra: str = "") -> str:
-    return (f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13{extra}")  # fmt: skip
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13{extra}"
+    )
 
 
 # -- 3: bodies are not read before the token and the size are checked --------------------------------
 
 
 def test_put_without_token_declaring_100_mib_gets_401_from_the_head_alone(secured: LiveServer) -> None:
-    head = (f"PUT /streams/huge-anon HTTP/1.1\r\nHost: {host(secured)}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {HUNDRED_MIB}")  # fmt: skip
+    head = (
+        f"PUT /streams/huge-anon HTTP/1.1\r\nHost: {host(secured)}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {HUNDRED_MIB}"
+    )
     response = raw_request(secured, head)  # not one body byte is sent
     assert response.status == 401, response
     assert response.headers.get("www-authenticate", "").lower().startswith("bearer"), response.headers
@@ -197,8 +206,10 @@ def test_put_without_token_declaring_100_mib_gets_401_from_the_head_alone(secure
 
 
 def test_put_with_token_declaring_a_body_over_the_limit_gets_413_from_the_head_alone(secured: LiveServer) -> None:
-    head = (f"PUT /streams/huge-authed HTTP/1.1\r\nHost: {host(secured)}\r\nAuthorization: Bearer {TOKEN}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {HUNDRED_MIB}")  # fmt: skip
+    head = (
+        f"PUT /streams/huge-authed HTTP/1.1\r\nHost: {host(secured)}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {HUNDRED_MIB}"
+    )
     response = raw_request(secured, head)
     assert response.status == 413, response
     assert response.detail()["code"] == "too_large"
@@ -209,8 +220,10 @@ def test_put_with_token_and_a_chunked_body_over_the_limit_gets_413_and_changes_n
     document = b"{" + b" " * (MAX_BODY_BYTES * 2) + b'"ridge_lambda": 0.5}'
     chunks = [document[i : i + 1000] for i in range(0, len(document), 1000)]
     body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
-    head = (f"PUT /streams/chunked-big HTTP/1.1\r\nHost: {host(secured)}\r\nAuthorization: Bearer {TOKEN}\r\n"
-            "Content-Type: application/json\r\nTransfer-Encoding: chunked")  # fmt: skip
+    head = (
+        f"PUT /streams/chunked-big HTTP/1.1\r\nHost: {host(secured)}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked"
+    )
     response = raw_request(secured, head, body)
     assert response.status == 413, response
     assert response.detail()["code"] == "too_large"
@@ -280,8 +293,10 @@ def test_a_head_trickled_byte_by_byte_is_closed_at_the_client_timeout(open_serve
 
 
 def test_a_stalled_request_body_is_answered_408(open_server: LiveServer) -> None:
-    head = (f"PUT /streams/stalled HTTP/1.1\r\nHost: {host(open_server)}\r\nContent-Type: application/json\r\n"
-            "Content-Length: 100")  # fmt: skip
+    head = (
+        f"PUT /streams/stalled HTTP/1.1\r\nHost: {host(open_server)}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100"
+    )
     with connect(open_server) as sock:
         send_ignoring_close(sock, head.encode() + b"\r\n\r\n" + b'{"ridge_la')  # 10 of the 100 bytes, then nothing
         response = read_response(sock)
@@ -337,7 +352,9 @@ def test_a_foreign_host_header_is_refused_400(open_server: LiveServer) -> None:
 
 
 def test_a_websocket_handshake_with_a_foreign_host_header_is_refused_400(open_server: LiveServer) -> None:
-    response = raw_request(open_server, websocket_handshake("/ws/host-evil/fit", f"attacker.example:{open_server.port}"))
+    response = raw_request(
+        open_server, websocket_handshake("/ws/host-evil/fit", f"attacker.example:{open_server.port}")
+    )
     assert response.status == 400, response
     assert response.detail()["code"] == "host_not_allowed"
 
@@ -349,7 +366,9 @@ async def test_guard_same_origin_and_listed_origins_are_accepted(open_server: Li
             ack = await exchange(ws, encode_chunk(0, np.ones((3, 4)) + np.arange(4)))
         assert isinstance(ack, AckReply), (origin, ack)
         with open_server.http() as http:
-            response = http.post(f"/streams/{stream_key}/reset", headers={"Origin": origin, "Content-Type": "text/plain"})
+            response = http.post(
+                f"/streams/{stream_key}/reset", headers={"Origin": origin, "Content-Type": "text/plain"}
+            )
         assert response.status_code == 200, (origin, response.text)
         assert response.json()["n_samples"] == 0
 

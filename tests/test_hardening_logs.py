@@ -47,8 +47,9 @@ async def wait_for_redactions(server: LiveServer, count: int) -> str:
             return text
         if time.monotonic() > deadline:
             handshakes = [line for line in text.splitlines() if "WebSocket" in line or "token" in line]
-            raise AssertionError(f"expected {count} handshake URLs logged with {REDACTED!r}; "
-                                 f"the log's handshake lines: {handshakes}")  # fmt: skip
+            raise AssertionError(
+                f"expected {count} handshake URLs logged with {REDACTED!r}; the log's handshake lines: {handshakes}"
+            )
         await asyncio.sleep(0.05)
 
 
@@ -74,7 +75,9 @@ async def test_the_token_appears_nowhere_in_the_log_after_mixed_traffic(secured:
     """Every place a token could travel: query token (right and wrong), Authorization header, REST."""
     async with secured.connect("logged-mixed", "transform", token=TOKEN) as ws:
         await exchange(ws, encode_chunk(0, np.ones((2, 3))))
-    async with secured.connect("logged-mixed", "fit", token="", additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+    async with secured.connect(
+        "logged-mixed", "fit", token="", additional_headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as ws:
         await exchange(ws, encode_chunk(0, np.ones((2, 3))))
     with pytest.raises(InvalidStatus):
         async with secured.connect("logged-mixed", "fit", token=TOKEN[:-1]):

@@ -182,14 +182,21 @@ def write_checkpoint(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> N
 
 
 def fitted_engine() -> LRR:
-    return LRR().fit(np.random.default_rng(11).standard_normal((50, N)) + np.random.default_rng(12).standard_normal((50, 1)))
+    return LRR().fit(
+        np.random.default_rng(11).standard_normal((50, N)) + np.random.default_rng(12).standard_normal((50, 1))
+    )
 
 
 def fitted_checkpoint(key: str) -> tuple[dict, dict[str, np.ndarray]]:
     """The meta document and arrays the service writes for a fitted 3-channel session."""
     engine_meta, arrays = fitted_engine().snapshot()
-    meta = {"format": "lrr-service-session/1", "key": key, "engine": engine_meta,
-            "service": {"created_at": 1.5, "counters": {"fit_frames": 1}}, "arrays": sorted(arrays)}  # fmt: skip
+    meta = {
+        "format": "lrr-service-session/1",
+        "key": key,
+        "engine": engine_meta,
+        "service": {"created_at": 1.5, "counters": {"fit_frames": 1}},
+        "arrays": sorted(arrays),
+    }
     return meta, {name: np.array(arr) for name, arr in arrays.items()}
 
 

@@ -26,11 +26,11 @@ import pytest
 from lrr_service.core.weights_csv import format_weights_csv
 
 try:
-    from live_server import REPO_ROOT, LiveServer
     from in_process import InProcessServer
+    from live_server import REPO_ROOT, LiveServer
 except ImportError:
-    from tests.live_server import REPO_ROOT, LiveServer
     from tests.in_process import InProcessServer
+    from tests.live_server import REPO_ROOT, LiveServer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -102,8 +102,9 @@ def test_parse_weights_csv_refuses_a_1_mb_pathological_line_promptly() -> None:
             print("accepted")
     """)
     try:
-        done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=15)  # liveness bound: the broken parser needs hours  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=15
+        )  # liveness bound: the broken parser needs hours
     except subprocess.TimeoutExpired:
         pytest.fail("parse_weights_csv on a 1 MB line of digits ending in 'x' did not finish within 15 s")
     assert done.returncode == 0, done.stderr
@@ -123,11 +124,13 @@ def test_guard_a_valid_csv_still_round_trips(server: LiveServer) -> None:
 # -- 10: malformed multipart --------------------------------------------------------------------------
 
 MALFORMED_MULTIPART = {
-    "no boundary": ("multipart/form-data", b"--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n0\r\n"),
+    "no boundary": ("multipart/form-data", b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\n0\r\n'),
     "garbage body": ("multipart/form-data; boundary=xyz", b"this is not multipart at all"),
     "part without headers": ("multipart/form-data; boundary=xyz", b"--xyz\r\nfoo\r\n\r\n1\r\n--xyz--\r\n"),
-    "part without a name": ("multipart/form-data; boundary=xyz",
-                            b"--xyz\r\nContent-Disposition: form-data\r\n\r\n1\r\n--xyz--\r\n"),
+    "part without a name": (
+        "multipart/form-data; boundary=xyz",
+        b"--xyz\r\nContent-Disposition: form-data\r\n\r\n1\r\n--xyz--\r\n",
+    ),
 }
 
 

@@ -59,13 +59,16 @@ async def transform_stream(server_url: str, ws_url: str, index: int) -> None:
     weights = np.random.default_rng(100 + index).uniform(-0.2, 0.2, (N_CHANNELS, N_CHANNELS))
     np.fill_diagonal(weights, 0.0)
     async with httpx.AsyncClient(base_url=server_url, timeout=30) as client:
-        response = await client.put(f"/streams/{key}/weights", content=format_weights_csv(weights),
-                                    headers={"content-type": "text/csv"})  # fmt: skip
+        response = await client.put(
+            f"/streams/{key}/weights", content=format_weights_csv(weights), headers={"content-type": "text/csv"}
+        )
         assert response.status_code == 200, response.text
         version = response.json()["weights_version"]
     seqs, data = stream_data(index)
-    replies = [decode_reply(r) for r in await pipelined(f"{ws_url}/ws/{key}/transform",
-                                                        [encode_chunk(s, x) for s, x in zip(seqs, data)])]  # fmt: skip
+    replies = [
+        decode_reply(r)
+        for r in await pipelined(f"{ws_url}/ws/{key}/transform", [encode_chunk(s, x) for s, x in zip(seqs, data)])
+    ]
     reference = LRR()
     reference.load_weights(weights)
     assert [r.seq for r in replies] == seqs, f"{key}: replies out of order, missing or repeated"
@@ -80,8 +83,10 @@ async def fit_stream(server_url: str, ws_url: str, index: int) -> None:
     """Stream FRAMES fit chunks; acks must count the samples one chunk at a time, in order."""
     key = f"load-fit-{index}"
     seqs, data = stream_data(1000 + index)
-    replies = [decode_reply(r) for r in await pipelined(f"{ws_url}/ws/{key}/fit",
-                                                        [encode_chunk(s, x) for s, x in zip(seqs, data)])]  # fmt: skip
+    replies = [
+        decode_reply(r)
+        for r in await pipelined(f"{ws_url}/ws/{key}/fit", [encode_chunk(s, x) for s, x in zip(seqs, data)])
+    ]
     assert [r.seq for r in replies] == seqs, f"{key}: acks out of order, missing or repeated"
     assert all(isinstance(r, AckReply) for r in replies)
     assert [r.n_samples for r in replies] == [N_SAMPLES * (i + 1) for i in range(FRAMES)]  # type: ignore[union-attr]

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 import pylsl
 
 LRR = str(Path(sys.executable).with_name("lrr"))
@@ -25,7 +24,7 @@ WAIT_S = 30.0
 """Bound on each wait for the bridge (discovery, connection, output): a hang fails instead of blocking."""
 
 
-def make_input_outlet(name: str) -> "pylsl.StreamOutlet":
+def make_input_outlet(name: str) -> pylsl.StreamOutlet:
     """A float32 EEG outlet with channel labels and a unique source_id."""
     info = pylsl.StreamInfo(name, "EEG", CHANNELS, RATE, pylsl.cf_float32, f"{name}-source")
     channels = info.desc().append_child("channels")
@@ -36,12 +35,17 @@ def make_input_outlet(name: str) -> "pylsl.StreamOutlet":
 
 def start_bridge(name: str, url: str, key: str, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
-    return subprocess.Popen([LRR, "lsl", "--input", name, "--key", key, "--url", url, "--json", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [LRR, "lsl", "--input", name, "--key", key, "--url", url, "--json", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-def connect_output(name: str, outlet: "pylsl.StreamOutlet") -> "pylsl.StreamInlet":
+def connect_output(name: str, outlet: pylsl.StreamOutlet) -> pylsl.StreamInlet:
     """Wait until the bridge reads our outlet and publishes NAME-lrr, then open an inlet on it."""
     assert outlet.wait_for_consumers(WAIT_S), "the bridge never connected to the input stream"
     found = pylsl.resolve_byprop("name", name + "-lrr", 1, WAIT_S)
@@ -51,12 +55,12 @@ def connect_output(name: str, outlet: "pylsl.StreamOutlet") -> "pylsl.StreamInle
     return inlet
 
 
-def push_recording(outlet: "pylsl.StreamOutlet", data: np.ndarray, stamps: np.ndarray, chunk: int = 25) -> None:
+def push_recording(outlet: pylsl.StreamOutlet, data: np.ndarray, stamps: np.ndarray, chunk: int = 25) -> None:
     for start in range(0, len(data), chunk):
-        outlet.push_chunk(data[start:start + chunk], stamps[start:start + chunk].tolist())
+        outlet.push_chunk(data[start : start + chunk], stamps[start : start + chunk].tolist())
 
 
-def pull_samples(inlet: "pylsl.StreamInlet", count: int) -> tuple[np.ndarray, np.ndarray]:
+def pull_samples(inlet: pylsl.StreamInlet, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Pull until `count` samples arrived (or WAIT_S passed); returns (samples, timestamps)."""
     samples, stamps = [], []
     deadline = time.monotonic() + WAIT_S
@@ -84,7 +88,7 @@ def stop_bridge(bridge: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 def recording(samples: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(11)
-    data = (rng.standard_normal((samples, CHANNELS)) @ (rng.standard_normal((CHANNELS, CHANNELS)) + 1.0))
+    data = rng.standard_normal((samples, CHANNELS)) @ (rng.standard_normal((CHANNELS, CHANNELS)) + 1.0)
     stamps = 5000.0 + np.arange(samples) / RATE
     return data.astype(np.float32), stamps
 
@@ -94,14 +98,15 @@ class BridgeRun:
     """What one bridge run produced: the output stream's info, samples and timestamps, and the summary."""
 
     name: str
-    info: "pylsl.StreamInfo"
+    info: pylsl.StreamInfo
     output: np.ndarray
     stamps: np.ndarray
     summary: dict
 
 
-def bridge_recording(url: str, key: str, data: np.ndarray, stamps: np.ndarray, expected: int,
-                     *options: str) -> BridgeRun:
+def bridge_recording(
+    url: str, key: str, data: np.ndarray, stamps: np.ndarray, expected: int, *options: str
+) -> BridgeRun:
     """Publish a unique input stream, run `lrr lsl` on it, push `data` and collect `expected` output samples."""
     name = f"lrr-test-{uuid.uuid4().hex[:12]}"
     outlet = make_input_outlet(name)
@@ -164,9 +169,25 @@ def test_a_non_finite_sample_is_published_unfitted_and_the_bridge_goes_on(shared
 
 def test_missing_input_stream_fails_with_one_line():
     env = {k: v for k, v in os.environ.items() if k != "LSLAPICFG"}
-    done = subprocess.run([LRR, "lsl", "--input", f"absent-{uuid.uuid4().hex}", "--key", "k", "--resolve-timeout",
-                           "0.5", "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=WAIT_S,
-                          env=env, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [
+            LRR,
+            "lsl",
+            "--input",
+            f"absent-{uuid.uuid4().hex}",
+            "--key",
+            "k",
+            "--resolve-timeout",
+            "0.5",
+            "--url",
+            "http://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "no LSL stream named" in done.stderr
 
@@ -242,7 +263,12 @@ def test_a_refused_fit_stops_the_bridge_during_the_fitting_period(shared_server)
 
 
 def test_max_in_flight_below_one_is_refused_before_looking_for_the_stream():
-    done = subprocess.run([LRR, "lsl", "--input", "unused", "--key", "k", "--max-in-flight", "0"],
-                          capture_output=True, text=True, timeout=WAIT_S, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [LRR, "lsl", "--input", "unused", "--key", "k", "--max-in-flight", "0"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().count("\n") == 0 and "max_in_flight must be >= 1" in done.stderr

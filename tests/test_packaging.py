@@ -28,8 +28,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     for name in PACKAGED:
         copy = shutil.copytree if (REPO_ROOT / name).is_dir() else shutil.copy2
         copy(REPO_ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out),
-                    str(source)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(source)],
+        check=True,
+        capture_output=True,
+    )
     (built,) = out.glob("lrr_service-*.whl")
     return zipfile.ZipFile(built)
 

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import websockets
+from in_process import InProcessServer
+from live_server import LiveServer, exchange
 from websockets.exceptions import InvalidStatus
 
 from lrr_service.core.codec import AckReply, encode_chunk
-from live_server import LiveServer, exchange
-from in_process import InProcessServer
 from lrr_service.service.app import create_app
 from lrr_service.service.config import ServiceSettings
 

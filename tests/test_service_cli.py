@@ -15,8 +15,8 @@ from unittest import mock
 
 import httpx
 import pytest
-
 from live_server import LiveServer
+
 from lrr_service.service.__main__ import build_parser, exposure_problem, main, settings_from_args
 from lrr_service.service.config import ServiceSettings
 

@@ -56,6 +56,7 @@ async def test_lane_thread_runs_below_the_event_loop_priority() -> None:
 
     lane = StatisticsLane()
     try:
+
         def own_niceness() -> int:
             return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 

@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 import pytest
+from live_server import LiveServer, exchange
 from websockets.exceptions import InvalidStatus
 
 from lrr_service.core.codec import AckReply, ChunkReply, ErrorReply, encode_chunk
 from lrr_service.core.weights_csv import format_weights_csv
-from live_server import LiveServer, exchange
 from lrr_service.service.capacity import session_state_bytes
 
 MIB = 1024 * 1024
@@ -32,7 +32,9 @@ def describe(server: LiveServer, key: str) -> tuple[int, dict]:
     return response.status_code, response.json()
 
 
-async def fit_one(server: LiveServer, key: str, n_channels: int, route: str = "fit") -> AckReply | ChunkReply | ErrorReply:
+async def fit_one(
+    server: LiveServer, key: str, n_channels: int, route: str = "fit"
+) -> AckReply | ChunkReply | ErrorReply:
     async with server.connect(key, route) as ws:
         return await exchange(ws, encode_chunk(3, np.ones((2, n_channels))))
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from live_server import LiveServer, exchange
 from websockets.exceptions import ConnectionClosed
 
 from lrr_service.core.codec import AckReply, ChunkReply, encode_chunk
 from lrr_service.core.weights_csv import format_weights_csv
-from live_server import LiveServer, exchange
 from lrr_service.service.persistence import CheckpointStore
 
 
@@ -216,8 +216,13 @@ def fitted_checkpoint(key: str) -> tuple[dict, dict[str, np.ndarray]]:
 
     engine = LRR().fit(np.random.default_rng(11).standard_normal((50, 3)))
     engine_meta, arrays = engine.snapshot()
-    meta = {"format": "lrr-service-session/1", "key": key, "engine": engine_meta,
-            "service": {"created_at": 1.5, "counters": {"fit_frames": 1}}, "arrays": sorted(arrays)}
+    meta = {
+        "format": "lrr-service-session/1",
+        "key": key,
+        "engine": engine_meta,
+        "service": {"created_at": 1.5, "counters": {"fit_frames": 1}},
+        "arrays": sorted(arrays),
+    }
     return meta, arrays
 
 

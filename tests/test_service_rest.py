@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import numpy as np
 import pytest
+from in_process import InProcessServer
+from live_server import LiveServer, exchange
 
 from lrr_service.core.codec import AckReply, ChunkReply, encode_chunk
 from lrr_service.core.weights_csv import format_weights_csv
-from live_server import LiveServer, exchange
-from in_process import InProcessServer
 
 MAX_CHANNELS = 32
 
@@ -49,8 +49,16 @@ def test_health_ready_and_openapi(server: LiveServer) -> None:
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
         paths = http.get("/openapi.json").json()["paths"]
         assert http.get("/docs").status_code == 200
-    for path in ("/health", "/ready", "/metrics", "/streams", "/streams/{key}", "/streams/{key}/weights",
-                 "/streams/{key}/reset", "/streams/{key}/solve"):  # fmt: skip
+    for path in (
+        "/health",
+        "/ready",
+        "/metrics",
+        "/streams",
+        "/streams/{key}",
+        "/streams/{key}/weights",
+        "/streams/{key}/reset",
+        "/streams/{key}/solve",
+    ):
         assert path in paths
 
 
@@ -179,8 +187,9 @@ async def test_uploaded_weights_apply_to_the_next_transform(server: LiveServer, 
     W = random_weights(6)
     X = np.random.default_rng(4).standard_normal((10, 6))
     with server.http() as http:
-        response = http.put(f"/streams/{stream_key}/weights", content=format_weights_csv(W),
-                            headers={"Content-Type": "text/csv"})  # fmt: skip
+        response = http.put(
+            f"/streams/{stream_key}/weights", content=format_weights_csv(W), headers={"Content-Type": "text/csv"}
+        )
         assert response.status_code == 200, response.text
         body = response.json()
     assert body["weights_source"] == "uploaded" and body["n_channels"] == 6
@@ -214,8 +223,9 @@ def test_weights_round_trip_bit_exactly(server: LiveServer, stream_key: str) -> 
 def test_weights_upload_as_multipart_file(server: LiveServer, stream_key: str) -> None:
     W = random_weights(4, seed=6)
     with server.http() as http:
-        response = http.put(f"/streams/{stream_key}/weights",
-                            files={"file": ("w.csv", format_weights_csv(W), "text/csv")})  # fmt: skip
+        response = http.put(
+            f"/streams/{stream_key}/weights", files={"file": ("w.csv", format_weights_csv(W), "text/csv")}
+        )
         assert response.status_code == 200, response.text
         text = http.get(f"/streams/{stream_key}/weights").text
         assert np.loadtxt(io.StringIO(text), delimiter=",").tobytes() == W.tobytes()

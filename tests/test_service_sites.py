@@ -8,10 +8,17 @@ from lrr_service.service.config import ServiceSettings
 from lrr_service.service.sites import SitePolicy, host_name
 
 
-@pytest.mark.parametrize(("header", "name"), [
-    ("127.0.0.1:8000", "127.0.0.1"), ("LocalHost", "localhost"), ("[::1]:8000", "::1"), ("[::1]", "::1"),
-    ("rig.lab.example.:443", "rig.lab.example"), ("rig.local", "rig.local"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("127.0.0.1:8000", "127.0.0.1"),
+        ("LocalHost", "localhost"),
+        ("[::1]:8000", "::1"),
+        ("[::1]", "::1"),
+        ("rig.lab.example.:443", "rig.lab.example"),
+        ("rig.local", "rig.local"),
+    ],
+)
 def test_host_name_drops_port_brackets_case_and_trailing_dot(header: str, name: str) -> None:
     assert host_name(header) == name
 

@@ -12,12 +12,12 @@ import httpx
 import msgpack
 import numpy as np
 import pytest
+from in_process import InProcessServer
+from live_server import LiveServer, exchange
 from websockets.exceptions import ConnectionClosed
 
 from lrr_service.core import LRR, LRRSettings
 from lrr_service.core.codec import AckReply, ChunkReply, ErrorReply, decode_reply, encode_chunk
-from live_server import LiveServer, exchange
-from in_process import InProcessServer
 
 MAX_CHANNELS = 64
 MAX_FRAME_BYTES = 256 * 1024
@@ -72,8 +72,9 @@ async def test_fit_acks_accumulated_samples_in_order(server: LiveServer, stream_
     assert describe(server, stream_key)["n_samples"] == 40
 
 
-@pytest.mark.parametrize(("wire", "out"), [("<f4", np.float32), ("<f8", np.float64), ("<i2", np.float32),
-                                           ("<i4", np.float32)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("wire", "out"), [("<f4", np.float32), ("<f8", np.float64), ("<i2", np.float32), ("<i4", np.float32)]
+)
 async def test_transform_output_dtype_and_echoes(server: LiveServer, stream_key: str, wire: str, out: type) -> None:
     rng = np.random.default_rng(2)
     data = chunk(rng, 12, 6, wire)
@@ -372,8 +373,27 @@ async def test_random_garbage_never_breaks_the_connection_or_the_session(server:
     async with server.connect(stream_key, "fit") as ws:
         await exchange(ws, encode_chunk(0, chunk(rng, 20, 3)))
     before = state_of(server, stream_key)
-    values = [None, True, -1, 0, 2**63, 1.5, float("nan"), "", "<f8", "<f4", b"", b"\x00" * 24, [], [2, 3],
-              [1, 3], [2, 3, 1], {"a": 1}, [[1]], "x" * 300]  # fmt: skip
+    values = [
+        None,
+        True,
+        -1,
+        0,
+        2**63,
+        1.5,
+        float("nan"),
+        "",
+        "<f8",
+        "<f4",
+        b"",
+        b"\x00" * 24,
+        [],
+        [2, 3],
+        [1, 3],
+        [2, 3, 1],
+        {"a": 1},
+        [[1]],
+        "x" * 300,
+    ]
     keys = ["seq", "shape", "dtype", "data", "t0", "fs", "type", "extra"]
     frames: list[bytes] = []
     for _ in range(150):

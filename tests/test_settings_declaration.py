@@ -27,7 +27,9 @@ def test_every_declared_setting_is_a_body_field_and_an_lrr_variable_with_its_des
     assert ServiceSettings().session_defaults() == LRRSettings()  # the LRR_ defaults are the engine's
 
 
-@pytest.mark.parametrize("name", [n for n in DECLARED if setting_spec(n).ge is not None or setting_spec(n).gt is not None])
+@pytest.mark.parametrize(
+    "name", [n for n in DECLARED if setting_spec(n).ge is not None or setting_spec(n).gt is not None]
+)
 def test_a_value_beyond_a_bound_is_refused_by_the_engine_the_body_and_the_environment(name: str) -> None:
     spec = setting_spec(name)
     below = spec.ge - 1 if spec.ge is not None else spec.gt

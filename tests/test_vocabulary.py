@@ -31,8 +31,10 @@ def test_protocol_md_lists_exactly_the_frame_error_codes() -> None:
 
 
 def test_service_md_lists_exactly_the_rest_error_codes_with_their_status() -> None:
-    documented = {re.fullmatch(r"`([a-z_]+)`", row[0]).group(1): int(row[1])
-                  for row in table_rows("service.md", "### Error codes")}  # fmt: skip
+    documented = {
+        re.fullmatch(r"`([a-z_]+)`", row[0]).group(1): int(row[1])
+        for row in table_rows("service.md", "### Error codes")
+    }
     assert documented == {code.value: code.status for code in ErrorCode if code.status is not None}
 
 
@@ -40,4 +42,8 @@ def test_every_code_is_answered_somewhere_and_modes_name_the_websocket_routes() 
     assert all(code.frame or code.status is not None for code in ErrorCode)
     assert [mode.value for mode in Mode] == ["fit", "transform", "fit_transform"]
     assert (Mode.FIT.fits, Mode.FIT.transforms, Mode.TRANSFORM.fits, Mode.FIT_TRANSFORM.transforms) == (
-        True, False, False, True)  # fmt: skip
+        True,
+        False,
+        False,
+        True,
+    )

@@ -39,8 +39,9 @@ def test_round_trip_is_bit_exact_through_both_parsers(weights: np.ndarray) -> No
 
 
 def test_round_trip_keeps_negative_zero_subnormals_and_extremes() -> None:
-    weights = np.array([[-0.0, 5e-324, -2.2250738585072014e-308], [1.7976931348623157e308, 0.1, -1e-310], [0, 1, 2]],
-                       dtype=np.float64)  # fmt: skip
+    weights = np.array(
+        [[-0.0, 5e-324, -2.2250738585072014e-308], [1.7976931348623157e308, 0.1, -1e-310], [0, 1, 2]], dtype=np.float64
+    )
     text = format_weights_csv(weights)
     assert same_bits(parse_weights_csv(text.encode("utf-8"), max_channels=3), weights)
     assert same_bits(np.loadtxt(io.StringIO(text), delimiter=","), weights)
@@ -106,14 +107,36 @@ def test_tolerated_layouts_parse_to_the_same_matrix(content: str | bytes) -> Non
         (b"\xff\xfe1\x002\x00", 1, None, "is not valid UTF-8"),
     ],
     ids=[
-        "empty", "blank and comments only", "bom only", "ragged short", "ragged middle", "non-numeric",
-        "empty cell", "trailing comma", "underscore", "non-ascii digit", "hex float", "nan", "inf",
-        "minus infinity", "overflow", "semicolon", "semicolon later", "spaces", "tabs", "more rows",
-        "more columns", "too many columns", "too many rows", "bad utf-8", "utf-16",
+        "empty",
+        "blank and comments only",
+        "bom only",
+        "ragged short",
+        "ragged middle",
+        "non-numeric",
+        "empty cell",
+        "trailing comma",
+        "underscore",
+        "non-ascii digit",
+        "hex float",
+        "nan",
+        "inf",
+        "minus infinity",
+        "overflow",
+        "semicolon",
+        "semicolon later",
+        "spaces",
+        "tabs",
+        "more rows",
+        "more columns",
+        "too many columns",
+        "too many rows",
+        "bad utf-8",
+        "utf-16",
     ],
-)  # fmt: skip
-def test_refusals_name_line_column_and_expectation(content: str | bytes, row: int | None, column: int | None,
-                                                   words: str) -> None:  # fmt: skip
+)
+def test_refusals_name_line_column_and_expectation(
+    content: str | bytes, row: int | None, column: int | None, words: str
+) -> None:
     error = refused(content)
     assert (error.row, error.column) == (row, column)
     assert words in str(error)

@@ -8,32 +8,41 @@ from typing import Any
 
 import numpy as np
 
-from lrr_service.clients.commands.common import CommandResult, add_server_options
-from lrr_service.clients.commands.common import with_rest
+from lrr_service.clients.commands.common import CommandResult, add_server_options, with_rest
 from lrr_service.clients.table import format_table
 
 SESSION_COLUMNS = ("key", "n_channels", "n_samples", "weights_version", "weights_source")
 
 
-def register(subcommands: argparse._SubParsersAction) -> None:
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `sessions`, `reset`, `solve` and `weights {get,put}`."""
-    sessions = subcommands.add_parser("sessions", help="list the server's sessions as a table",
-                                      description="List every session the server holds.")
+    sessions = subcommands.add_parser(
+        "sessions", help="list the server's sessions as a table", description="List every session the server holds."
+    )
     add_server_options(sessions, key=False)
     sessions.set_defaults(run=run_sessions)
 
-    reset = subcommands.add_parser("reset", help="clear a session's statistics and weights (keeps its settings)",
-                                   description="Clear a session's statistics and weights; its settings stay.")
+    reset = subcommands.add_parser(
+        "reset",
+        help="clear a session's statistics and weights (keeps its settings)",
+        description="Clear a session's statistics and weights; its settings stay.",
+    )
     add_server_options(reset)
     reset.set_defaults(run=run_reset)
 
-    solve = subcommands.add_parser("solve", help="solve a session's weights from its statistics now",
-                                   description="Solve the weights from everything the session has been fitted on.")
+    solve = subcommands.add_parser(
+        "solve",
+        help="solve a session's weights from its statistics now",
+        description="Solve the weights from everything the session has been fitted on.",
+    )
     add_server_options(solve)
     solve.set_defaults(run=run_solve)
 
-    weights = subcommands.add_parser("weights", help="download or upload a session's weight matrix W (CSV)",
-                                     description="Download or upload the weight matrix W (CSV, np.loadtxt-compatible).")
+    weights = subcommands.add_parser(
+        "weights",
+        help="download or upload a session's weight matrix W (CSV)",
+        description="Download or upload the weight matrix W (CSV, np.loadtxt-compatible).",
+    )
     actions = weights.add_subparsers(dest="action", metavar="{get,put}", required=True)
     get = actions.add_parser("get", help="download W as CSV", description="Download a session's W as CSV.")
     get.add_argument("-o", "--output", type=Path, default=None, help="write the CSV here (default: print it)")
@@ -41,8 +50,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     get.set_defaults(run=run_weights_get)
     put = actions.add_parser("put", help="upload W from a CSV file", description="Upload W from a CSV file.")
     put.add_argument("file", type=Path, help="CSV file holding W (n x n, comma-separated)")
-    put.add_argument("--replace", action="store_true",
-                     help="allow a matrix of another size: resets the session to its channel count")
+    put.add_argument(
+        "--replace", action="store_true", help="allow a matrix of another size: resets the session to its channel count"
+    )
     add_server_options(put)
     put.set_defaults(run=run_weights_put)
 
@@ -75,8 +85,10 @@ def run_weights_get(args: argparse.Namespace) -> CommandResult:
         return CommandResult({"key": args.key, "n_channels": n, "csv": csv_text}, csv_text.rstrip("\n"))
     path = with_rest(args, lambda rest: rest.download_weights(args.key, args.output))
     n = _row_count(path.read_text(encoding="utf-8"))
-    return CommandResult({"key": args.key, "n_channels": n, "output": str(args.output)},
-                         f"wrote the {n}x{n} weights of '{args.key}' to {args.output}")
+    return CommandResult(
+        {"key": args.key, "n_channels": n, "output": str(args.output)},
+        f"wrote the {n}x{n} weights of '{args.key}' to {args.output}",
+    )
 
 
 def run_weights_put(args: argparse.Namespace) -> CommandResult:

@@ -42,10 +42,16 @@ def add_output_option(parser: argparse.ArgumentParser) -> None:
 
 def add_server_options(parser: argparse.ArgumentParser, *, key: bool = True) -> None:
     """--url, --token (and --key) for commands that talk to a server; defaults from the environment."""
-    parser.add_argument("--url", default=os.environ.get("LRR_URL") or DEFAULT_URL,
-                        help=f"server base URL (default $LRR_URL, else {DEFAULT_URL})")
-    parser.add_argument("--token", default=os.environ.get("LRR_API_TOKEN") or None,
-                        help="API token sent as 'Authorization: Bearer' (default $LRR_API_TOKEN)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("LRR_URL") or DEFAULT_URL,
+        help=f"server base URL (default $LRR_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("LRR_API_TOKEN") or None,
+        help="API token sent as 'Authorization: Bearer' (default $LRR_API_TOKEN)",
+    )
     if key:
         parser.add_argument("--key", required=True, help="stream key naming the session on the server")
     add_output_option(parser)

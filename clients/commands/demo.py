@@ -12,23 +12,29 @@ import numpy as np
 from lrr_service.clients.commands.common import CommandResult, add_output_option
 from lrr_service.clients.errors import ServerError
 from lrr_service.clients.local_server import private_server
-from lrr_service.clients.synthetic import artifact_power, make_rig, reduction_db
 from lrr_service.clients.sync import LRRClientSync
+from lrr_service.clients.synthetic import artifact_power, make_rig, reduction_db
 from lrr_service.clients.table import format_table
 
 
-def register(subcommands: argparse._SubParsersAction) -> None:
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `demo` subcommand."""
     parser = subcommands.add_parser(
-        "demo", help="stream a synthetic rig through a server and report the artifact reduction",
+        "demo",
+        help="stream a synthetic rig through a server and report the artifact reduction",
         description="N channels of independent signals plus shared 60 Hz line noise and a common-mode drift: "
-                    "fit on the first --fit-seconds, transform the rest, and print each channel's artifact power "
-                    "before and after. Uses the server at --url (or $LRR_URL); with neither it starts its own "
-                    "on a free loopback port with a temporary state dir.")
-    parser.add_argument("--url", default=os.environ.get("LRR_URL") or None,
-                        help="server base URL (default $LRR_URL; if unset, start a private server)")
-    parser.add_argument("--token", default=os.environ.get("LRR_API_TOKEN") or None,
-                        help="API token (default $LRR_API_TOKEN)")
+        "fit on the first --fit-seconds, transform the rest, and print each channel's artifact power "
+        "before and after. Uses the server at --url (or $LRR_URL); with neither it starts its own "
+        "on a free loopback port with a temporary state dir.",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("LRR_URL") or None,
+        help="server base URL (default $LRR_URL; if unset, start a private server)",
+    )
+    parser.add_argument(
+        "--token", default=os.environ.get("LRR_API_TOKEN") or None, help="API token (default $LRR_API_TOKEN)"
+    )
     parser.add_argument("--key", default="lrr-demo", help="stream key to use (default lrr-demo; deleted afterwards)")
     parser.add_argument("--channels", type=int, default=8, help="number of channels (default 8)")
     parser.add_argument("--sample-rate", type=float, default=1000.0, help="samples per second (default 1000)")
@@ -45,25 +51,44 @@ def run(args: argparse.Namespace) -> CommandResult:
     _check(args)
     rig = make_rig(args.channels, int(args.seconds * args.sample_rate), args.sample_rate, seed=args.seed)
     split = int(args.fit_seconds * args.sample_rate)
-    with _server(args.url) as url:
-        with LRRClientSync(url, args.key, token=args.token) as client:
+    with _server(args.url) as url, LRRClientSync(url, args.key, token=args.token) as client:
+        _forget(client)
+        try:
+            for _ in client.fit_stream(_chunks(rig.recording[:split], args.chunk)):
+                pass
+            client.solve()
+            output = np.concatenate(list(client.transform_stream(_chunks(rig.recording[split:], args.chunk))))
+        finally:
             _forget(client)
-            try:
-                for _ in client.fit_stream(_chunks(rig.recording[:split], args.chunk)):
-                    pass
-                client.solve()
-                output = np.concatenate(list(client.transform_stream(_chunks(rig.recording[split:], args.chunk))))
-            finally:
-                _forget(client)
     before = artifact_power(rig.recording[split:], rig.sources[split:])
     after = artifact_power(output, rig.sources[split:])
     overall = reduction_db(before, after)
-    channels = [{"channel": c, "artifact_power_before": float(before[c]), "artifact_power_after": float(after[c]),
-                 "reduction_db": reduction_db(before[c:c + 1], after[c:c + 1])} for c in range(args.channels)]
-    data = {"url": url, "key": args.key, "channels": channels, "reduction_db": overall,
-            "fit_samples": split, "transform_samples": int(output.shape[0])}
-    rows = [[str(c["channel"]), f"{c['artifact_power_before']:.4g}", f"{c['artifact_power_after']:.4g}",
-             f"{c['reduction_db']:.1f}"] for c in channels]
+    channels = [
+        {
+            "channel": c,
+            "artifact_power_before": float(before[c]),
+            "artifact_power_after": float(after[c]),
+            "reduction_db": reduction_db(before[c : c + 1], after[c : c + 1]),
+        }
+        for c in range(args.channels)
+    ]
+    data = {
+        "url": url,
+        "key": args.key,
+        "channels": channels,
+        "reduction_db": overall,
+        "fit_samples": split,
+        "transform_samples": int(output.shape[0]),
+    }
+    rows = [
+        [
+            str(c["channel"]),
+            f"{c['artifact_power_before']:.4g}",
+            f"{c['artifact_power_after']:.4g}",
+            f"{c['reduction_db']:.1f}",
+        ]
+        for c in channels
+    ]
     table = format_table(("channel", "artifact before", "artifact after", "reduction dB"), rows)
     text = f"{table}\n\noverall artifact reduction: {overall:.1f} dB ({args.channels} channels, server {url})"
     return CommandResult(data, text)
@@ -103,4 +128,4 @@ def _forget(client: LRRClientSync) -> None:
 def _chunks(data: np.ndarray, size: int) -> Iterator[np.ndarray]:
     """Consecutive row blocks of `data`."""
     for start in range(0, data.shape[0], size):
-        yield data[start:start + size]
+        yield data[start : start + size]

@@ -12,9 +12,11 @@ import sys
 from typing import NoReturn
 
 
-def register(subcommands: argparse._SubParsersAction) -> None:
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """List `serve` in `lrr --help`; main() hands `lrr serve ...` to exec_service before parsing."""
-    subcommands.add_parser("serve", add_help=False, help="run the server (same options as python -m lrr_service.service serve)")
+    subcommands.add_parser(
+        "serve", add_help=False, help="run the server (same options as python -m lrr_service.service serve)"
+    )
 
 
 def exec_service(arguments: list[str]) -> NoReturn:

@@ -18,29 +18,57 @@ from lrr_service.clients.sync import LRRClientSync
 DEFAULT_CHUNK = 256
 
 
-def register(subcommands: argparse._SubParsersAction) -> None:
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `stream` subcommand."""
     parser = subcommands.add_parser(
-        "stream", help="replay a recording (.npy, .csv, .edf, .bdf) through the service",
+        "stream",
+        help="replay a recording (.npy, .csv, .edf, .bdf) through the service",
         description="Send a recording through a session chunk by chunk and write the rereferenced output. "
-                    "--fit-then-transform (the default) fits on the whole recording, solves, then transforms it.")
+        "--fit-then-transform (the default) fits on the whole recording, solves, then transforms it.",
+    )
     parser.add_argument("file", type=Path, help="recording: .npy or .csv (samples x channels), .edf or .bdf")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--fit", dest="mode", action="store_const", const="fit",
-                      help="only fit the session on the recording (no output)")
-    mode.add_argument("--transform", dest="mode", action="store_const", const="transform",
-                      help="only transform with the session's current weights")
-    mode.add_argument("--fit-then-transform", dest="mode", action="store_const", const="fit-then-transform",
-                      help="fit on the whole recording, solve, then transform it (default)")
+    mode.add_argument(
+        "--fit",
+        dest="mode",
+        action="store_const",
+        const="fit",
+        help="only fit the session on the recording (no output)",
+    )
+    mode.add_argument(
+        "--transform",
+        dest="mode",
+        action="store_const",
+        const="transform",
+        help="only transform with the session's current weights",
+    )
+    mode.add_argument(
+        "--fit-then-transform",
+        dest="mode",
+        action="store_const",
+        const="fit-then-transform",
+        help="fit on the whole recording, solve, then transform it (default)",
+    )
     parser.set_defaults(mode="fit-then-transform")
-    parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, metavar="N",
-                        help=f"samples per frame (default {DEFAULT_CHUNK})")
-    parser.add_argument("--rate", choices=("realtime", "max"), default="max",
-                        help="realtime: pace frames at the recording's sample rate; max: as fast as possible (default)")
-    parser.add_argument("--sample-rate", type=float, default=None, metavar="HZ",
-                        help="sample rate for --rate realtime when the file has none (.npy, .csv)")
-    parser.add_argument("--max-in-flight", type=int, default=32, metavar="N",
-                        help="frames sent ahead of their replies (default 32)")
+    parser.add_argument(
+        "--chunk", type=int, default=DEFAULT_CHUNK, metavar="N", help=f"samples per frame (default {DEFAULT_CHUNK})"
+    )
+    parser.add_argument(
+        "--rate",
+        choices=("realtime", "max"),
+        default="max",
+        help="realtime: pace frames at the recording's sample rate; max: as fast as possible (default)",
+    )
+    parser.add_argument(
+        "--sample-rate",
+        type=float,
+        default=None,
+        metavar="HZ",
+        help="sample rate for --rate realtime when the file has none (.npy, .csv)",
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=32, metavar="N", help="frames sent ahead of their replies (default 32)"
+    )
     parser.add_argument("-o", "--output", type=Path, default=None, help="output file, .npy or .csv")
     add_server_options(parser)
     parser.set_defaults(run=run)
@@ -72,11 +100,20 @@ def run(args: argparse.Namespace) -> CommandResult:
     if output is not None:
         write_recording(args.output, output)
     seconds = time.monotonic() - started
-    summary = {"file": str(args.file), "key": args.key, "mode": args.mode, "samples": int(data.shape[0]),
-               "channels": int(data.shape[1]), "chunk": args.chunk, "seconds": round(seconds, 3),
-               "output": str(args.output) if output is not None else None}
-    text = (f"{args.mode}: {data.shape[0]} samples x {data.shape[1]} channels through '{args.key}' "
-            f"in {seconds:.2f} s" + (f", wrote {args.output}" if output is not None else ""))
+    summary = {
+        "file": str(args.file),
+        "key": args.key,
+        "mode": args.mode,
+        "samples": int(data.shape[0]),
+        "channels": int(data.shape[1]),
+        "chunk": args.chunk,
+        "seconds": round(seconds, 3),
+        "output": str(args.output) if output is not None else None,
+    }
+    text = (
+        f"{args.mode}: {data.shape[0]} samples x {data.shape[1]} channels through '{args.key}' "
+        f"in {seconds:.2f} s" + (f", wrote {args.output}" if output is not None else "")
+    )
     return CommandResult(summary, text)
 
 
@@ -84,10 +121,17 @@ def _paced(data: np.ndarray, args: argparse.Namespace, rate: float | None, label
     """Chunks of `data` in order, paced at `rate` for --rate realtime, with a progress bar on a terminal."""
     realtime = args.rate == "realtime"
     started = time.monotonic()
-    with tqdm(total=data.shape[0], unit="samples", unit_scale=True, desc=label, file=sys.stderr,
-              disable=not sys.stderr.isatty(), leave=False) as bar:
+    with tqdm(
+        total=data.shape[0],
+        unit="samples",
+        unit_scale=True,
+        desc=label,
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        leave=False,
+    ) as bar:
         for start in range(0, data.shape[0], args.chunk):
-            chunk = data[start:start + args.chunk]
+            chunk = data[start : start + args.chunk]
             if realtime and rate:
                 delay = started + start / rate - time.monotonic()
                 if delay > 0:
