@@ -1,23 +1,69 @@
-"""The `lrr` console script end to end: each command run as a subprocess against the real server."""
+"""The `lrr` command line end to end against a real server.
+
+The commands run in the test process through `main(argv)`, with their own stdout, stderr and
+environment, so each costs its work and not a fresh interpreter's imports; what only a process can
+show (the installed console script, `serve` replacing the process, a terminal on stderr, a missing
+optional package, the token from the environment of a new process) runs `lrr` as a subprocess.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import numpy as np
 import pytest
 
+from lrr_service.clients.cli import main
+
 LRR = str(Path(sys.executable).with_name("lrr"))
 COMMANDS = ["serve", "stream", "sessions", "reset", "solve", "weights", "weights get", "weights put", "demo", "lsl"]
 
 
-def lrr(*args: str, url: str | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """Run `lrr args...` with a clean environment (LRR_URL set to `url` when given)."""
+class Done(NamedTuple):
+    """What one `lrr` command left: its exit status and everything it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def lrr_environment(url: str | None) -> Iterator[None]:
+    """The environment without any LRR_ variable, LRR_URL set to `url` when given; restored after."""
+    saved = dict(os.environ)
+    for name in [name for name in os.environ if name.startswith("LRR_")]:
+        del os.environ[name]
+    if url:
+        os.environ["LRR_URL"] = url
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def lrr(*args: str, url: str | None = None) -> Done:
+    """Run `lrr args...` as the console script would, in this process (LRR_URL set to `url` when given)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with lrr_environment(url), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse: --help and usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return Done(code, stdout.getvalue(), stderr.getvalue())
+
+
+def lrr_process(*args: str, url: str | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run the installed `lrr` script as a subprocess, in the same environment `lrr` gives."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRR_")}
     if url:
         env["LRR_URL"] = url
@@ -34,7 +80,7 @@ def lrr_json(*args: str, url: str | None = None) -> object:
     return json.loads(done.stdout)
 
 
-def assert_one_line_failure(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+def assert_one_line_failure(done: Done | subprocess.CompletedProcess[str], *fragments: str) -> None:
     """Non-zero exit, nothing on stdout, exactly one line on stderr holding every fragment, no traceback."""
     assert done.returncode != 0
     assert done.stdout == ""
@@ -56,7 +102,8 @@ def server_weights(url: str, key: str) -> np.ndarray:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
-    done = lrr(*command.split(), "--help")
+    run = lrr_process if command == "serve" else lrr  # `serve` replaces the process with the service's
+    done = run(*command.split(), "--help")
     assert done.returncode == 0
     assert "usage:" in done.stdout
     if command == "serve":
