@@ -1,65 +1,31 @@
 """The `lrr` command line end to end against a real server.
 
-The commands run in the test process through `main(argv)`, with their own stdout, stderr and
-environment, so each costs its work and not a fresh interpreter's imports; what only a process can
-show (the installed console script, `serve` replacing the process, a terminal on stderr, a missing
-optional package, the token from the environment of a new process) runs `lrr` as a subprocess.
+The commands run in the test process (tests/cli_runner.py); what only a process can show (the
+installed console script, `serve` replacing the process, a terminal on stderr, a missing optional
+package, the token from the environment of a new process) runs `lrr` as a subprocess.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import httpx
 import numpy as np
 import pytest
 
-from lrr_service.clients.cli import main
+try:
+    from cli_runner import Done
+    from cli_runner import run_lrr as lrr
+except ImportError:
+    from tests.cli_runner import Done
+    from tests.cli_runner import run_lrr as lrr
 
 LRR = str(Path(sys.executable).with_name("lrr"))
 COMMANDS = ["serve", "stream", "sessions", "reset", "solve", "weights", "weights get", "weights put", "demo", "lsl"]
-
-
-class Done(NamedTuple):
-    """What one `lrr` command left: its exit status and everything it printed."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@contextlib.contextmanager
-def lrr_environment(url: str | None) -> Iterator[None]:
-    """The environment without any LRR_ variable, LRR_URL set to `url` when given; restored after."""
-    saved = dict(os.environ)
-    for name in [name for name in os.environ if name.startswith("LRR_")]:
-        del os.environ[name]
-    if url:
-        os.environ["LRR_URL"] = url
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def lrr(*args: str, url: str | None = None) -> Done:
-    """Run `lrr args...` as the console script would, in this process (LRR_URL set to `url` when given)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with lrr_environment(url), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = main(list(args))
-        except SystemExit as exit_:  # argparse: --help and usage errors
-            code = exit_.code if isinstance(exit_.code, int) else 1
-    return Done(code, stdout.getvalue(), stderr.getvalue())
 
 
 def lrr_process(*args: str, url: str | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

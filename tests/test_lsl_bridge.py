@@ -1,4 +1,7 @@
-"""The LSL bridge end to end on loopback: a real pylsl outlet -> `lrr lsl` -> the server -> a real inlet."""
+"""The LSL bridge end to end on loopback: a real pylsl outlet -> `lrr lsl` -> the server -> a real inlet.
+
+The bridge runs as its own process (it is stopped by SIGTERM); failures before it starts run in-process.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pylsl
+
+try:
+    from cli_runner import run_lrr
+except ImportError:
+    from tests.cli_runner import run_lrr
 
 LRR = str(Path(sys.executable).with_name("lrr"))
 RATE = 500.0
@@ -168,26 +176,8 @@ def test_a_non_finite_sample_is_published_unfitted_and_the_bridge_goes_on(shared
 
 
 def test_missing_input_stream_fails_with_one_line():
-    env = {k: v for k, v in os.environ.items() if k != "LSLAPICFG"}
-    done = subprocess.run(
-        [
-            LRR,
-            "lsl",
-            "--input",
-            f"absent-{uuid.uuid4().hex}",
-            "--key",
-            "k",
-            "--resolve-timeout",
-            "0.5",
-            "--url",
-            "http://127.0.0.1:9",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
+    absent = f"absent-{uuid.uuid4().hex}"
+    done = run_lrr("lsl", "--input", absent, "--key", "k", "--resolve-timeout", "0.5", "--url", "http://127.0.0.1:9")
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "no LSL stream named" in done.stderr
 
@@ -263,12 +253,6 @@ def test_a_refused_fit_stops_the_bridge_during_the_fitting_period(shared_server)
 
 
 def test_max_in_flight_below_one_is_refused_before_looking_for_the_stream():
-    done = subprocess.run(
-        [LRR, "lsl", "--input", "unused", "--key", "k", "--max-in-flight", "0"],
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_lrr("lsl", "--input", "unused", "--key", "k", "--max-in-flight", "0")
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().count("\n") == 0 and "max_in_flight must be >= 1" in done.stderr
