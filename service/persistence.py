@@ -38,6 +38,14 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read back as a session."""
 
 
+class FencedOut(CheckpointError):
+    """A write to the shared store refused: the writer no longer holds the key's lease (service/store.py)."""
+
+
+class StoreUnreachable(CheckpointError):
+    """The shared store (Redis) could not be reached, or answered an error."""
+
+
 @dataclass(frozen=True)
 class SessionRecord:
     """Everything persisted about one session: the engine snapshot plus service-side facts."""
@@ -99,26 +107,15 @@ class CheckpointStore:
         Refuses (CheckpointError) arrays holding NaN or infinity: such a file could not be restored.
         A state dir removed while the server runs is created again.
         """
-        bad = sorted(name for name, arr in record.arrays.items() if not np.isfinite(arr).all())
-        if bad:
-            raise CheckpointError(f"not written: the session's {', '.join(bad)} hold NaN or infinity")
+        check_writable(record)
         if not self.state_dir.is_dir():
             self.state_dir.mkdir(parents=True, exist_ok=True)
             log_event("state_dir_recreated", logging.WARNING, state_dir=str(self.state_dir))
         final = self.path_for(record.key)
         temp = final.with_name(f"{final.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
-        meta = {
-            "format": FILE_FORMAT,
-            "key": record.key,
-            "engine": record.engine_meta,
-            "service": record.service_meta,
-            "arrays": sorted(record.arrays),
-        }
-        entries = {ARRAY_PREFIX + name: np.ascontiguousarray(arr) for name, arr in record.arrays.items()}
-        entries[META_ENTRY] = np.array(json.dumps(meta))
         try:
             with open(temp, "wb") as handle:
-                _write_npz(handle, entries)
+                write_record(handle, record)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, final)
@@ -151,21 +148,10 @@ class CheckpointStore:
                 f"{info.st_size} bytes, more than a session within the server's channel limit "
                 f"can need ({self.max_file_bytes}); it was not read"
             )
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                meta = json.loads(str(archive[META_ENTRY][()]))
-                if not isinstance(meta, dict) or meta.get("format") != FILE_FORMAT:
-                    raise CheckpointError(f"format is not {FILE_FORMAT!r}")
-                key = validate_key(str(meta["key"]))
-                if path.name != f"{key}{SUFFIX}":
-                    raise CheckpointError(f"file name does not match the key {key!r} it holds")
-                engine_meta, service_meta, names = _checked_parts(meta)
-                arrays = {name: np.array(archive[ARRAY_PREFIX + name]) for name in names}
-        except CheckpointError:
-            raise
-        except Exception as exc:  # OSError, BadZipFile, JSON, KeyError...: any failure means unreadable
-            raise CheckpointError(f"unreadable checkpoint: {type(exc).__name__}: {exc}") from exc
-        return SessionRecord(key, engine_meta, arrays, service_meta)
+        record = read_record(path)
+        if path.name != f"{record.key}{SUFFIX}":
+            raise CheckpointError(f"file name does not match the key {record.key!r} it holds")
+        return record
 
     def load_all(self) -> LoadReport:
         """Read every checkpoint; a file that cannot be read is set aside (`set_aside`)."""
@@ -203,6 +189,44 @@ class CheckpointStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def check_writable(record: SessionRecord) -> None:
+    """Raise CheckpointError if `record` holds NaN or infinity: such a checkpoint could not be restored."""
+    bad = sorted(name for name, arr in record.arrays.items() if not np.isfinite(arr).all())
+    if bad:
+        raise CheckpointError(f"not written: the session's {', '.join(bad)} hold NaN or infinity")
+
+
+def write_record(handle: BinaryIO, record: SessionRecord) -> None:
+    """Write `record` in the checkpoint format (a file here, a Redis value in service/store.py)."""
+    meta = {
+        "format": FILE_FORMAT,
+        "key": record.key,
+        "engine": record.engine_meta,
+        "service": record.service_meta,
+        "arrays": sorted(record.arrays),
+    }
+    entries = {ARRAY_PREFIX + name: np.ascontiguousarray(arr) for name, arr in record.arrays.items()}
+    entries[META_ENTRY] = np.array(json.dumps(meta))
+    _write_npz(handle, entries)
+
+
+def read_record(source: Path | BinaryIO) -> SessionRecord:
+    """Read a checkpoint written by `write_record`; raises CheckpointError saying what is wrong with it."""
+    try:
+        with np.load(source, allow_pickle=False) as archive:
+            meta = json.loads(str(archive[META_ENTRY][()]))
+            if not isinstance(meta, dict) or meta.get("format") != FILE_FORMAT:
+                raise CheckpointError(f"format is not {FILE_FORMAT!r}")
+            key = validate_key(str(meta["key"]))
+            engine_meta, service_meta, names = _checked_parts(meta)
+            arrays = {name: np.array(archive[ARRAY_PREFIX + name]) for name in names}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # OSError, BadZipFile, JSON, KeyError...: any failure means unreadable
+        raise CheckpointError(f"unreadable checkpoint: {type(exc).__name__}: {exc}") from exc
+    return SessionRecord(key, engine_meta, arrays, service_meta)
 
 
 def _write_npz(handle: BinaryIO, entries: dict[str, np.ndarray]) -> None:
