@@ -6,7 +6,7 @@ and docs/service.md list exactly them (tests/test_vocabulary.py checks both ways
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class Mode(StrEnum):
@@ -69,6 +69,20 @@ class ErrorCode(StrEnum):
     TOO_MANY_SESSIONS = "too_many_sessions", 429, True, "the server holds its maximum number of sessions"
     OVER_CAPACITY = "over_capacity", 507, True, "binding the session would exceed the server's memory budget"
     INTERNAL = "internal", 500, True, "an unexpected server fault; nothing was applied"
+    NOT_OWNER = (
+        "not_owner",
+        421,
+        False,
+        "in a cluster, another worker owns the stream key (the answer names it in `owner`); go there or through "
+        "the proxy",
+    )
+    STORE_UNAVAILABLE = (
+        "store_unavailable",
+        503,
+        False,
+        "in a cluster, the session store (Redis) cannot be reached: a session could not be restored or a change "
+        "not made durable",
+    )
     UNKNOWN_SESSION = "unknown_session", 404, False, "no session has this key"
     # -- REST requests ----------------------------------------------------------------------------------
     NO_WEIGHTS = "no_weights", 404, False, "the session has no weights yet (identity)"
@@ -91,3 +105,12 @@ class ErrorCode(StrEnum):
     REQUEST_TIMEOUT = "request_timeout", 408, False, "the request body stopped arriving"
     TOO_MANY_REQUESTS = "too_many_requests", 503, False, "the server answers its maximum of HTTP requests at once"
     TOO_MANY_CONNECTIONS = "too_many_connections", 503, False, "the server holds its maximum of websocket streams"
+
+
+class CloseCode(IntEnum):
+    """Websocket close codes of the service's own (4000-4999 are the application's), beside the
+    standard ones (1008 policy, 1009 too big, 1012 restart)."""
+
+    NOT_OWNER = 4421
+    """This worker no longer owns the stream key (cluster failover or ring change): reconnect, through the
+    proxy or to the owner the front door names; unanswered frames are sent again (docs/scale.md)."""

@@ -26,8 +26,9 @@ FIT_CHUNKS = 5
 #: seq of the first chunk on a connection (not 0, so that an echo of a default would show)
 FIRST_SEQ = 41
 MAX_CHANNELS = 4096
-#: Settings the image sets itself (listen on all interfaces of the container, port 8000, state in the volume).
-IMAGE_FIXED_SETTINGS = frozenset({"LRR_HOST", "LRR_PORT", "LRR_STATE_DIR"})
+#: Settings the image sets itself (listen on all interfaces of the container, port 8000, state in the volume),
+#: and LRR_WORKERS: the image runs one worker (it has no HAProxy or Redis); docker-compose.cluster.yml runs several.
+IMAGE_FIXED_SETTINGS = frozenset({"LRR_HOST", "LRR_PORT", "LRR_STATE_DIR", "LRR_WORKERS"})
 
 
 class CheckFailed(Exception):

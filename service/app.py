@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 from lrr_service.service.auth import TokenChecker
 from lrr_service.service.capacity import checkpoint_file_limit
 from lrr_service.service.checkpoints import Checkpointer
+from lrr_service.service.cluster import Cluster, ClusterWriter
 from lrr_service.service.config import ServiceSettings
 from lrr_service.service.context import ServiceContext
 from lrr_service.service.errors import CapacityError, SessionLimitError, install_error_handlers
@@ -41,25 +42,43 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         settings.session_defaults(), settings.max_sessions, metrics, lane, executor, scheduler, settings.max_state_bytes
     )
     store = CheckpointStore(settings.state_dir, checkpoint_file_limit(settings.max_channels))
+    cluster = None
+    writer: CheckpointStore | ClusterWriter = store
+    if settings.store_url:
+        cluster = Cluster(
+            settings.store_url,
+            settings.own_url(),
+            settings.lease_seconds,
+            registry,
+            settings.max_channels,
+            checkpoint_file_limit(settings.max_channels),
+        )
+        writer = ClusterWriter(cluster.store, cluster.ownership)
     context = ServiceContext(
         settings=settings,
         metrics=metrics,
         registry=registry,
         scheduler=scheduler,
-        checkpointer=Checkpointer(store, registry, metrics),
+        checkpointer=Checkpointer(writer, registry, metrics),
         lane=lane,
         auth=TokenChecker(settings.token()),
+        cluster=cluster,
     )
+    if cluster is not None:
+        cluster.checkpointer = context.checkpointer
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         blas = threadpool_limits(limits=settings.blas_threads)
-        await restore_sessions(context, store)
+        if cluster is None:
+            await restore_sessions(context, store)  # a cluster worker restores each key when it is asked for it
+        renewals = asyncio.create_task(cluster.ownership.run()) if cluster is not None else None
         periodic = asyncio.create_task(context.checkpointer.run_periodically(settings.checkpoint_seconds))
         context.ready = True
         log_event(
             "service_started",
             state_dir=str(settings.state_dir),
+            store=_redacted(settings.store_url),
             sessions=len(registry),
             auth=context.auth.enabled,
             max_frame_bytes=settings.max_frame_bytes,
@@ -74,6 +93,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(context.scheduler.drain(), SOLVE_DRAIN_SECONDS)
             written = await context.checkpointer.checkpoint_dirty("shutdown")  # unchanged files are current
+            if cluster is not None and renewals is not None:
+                renewals.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewals
+                await cluster.close()  # leases released: the keys' next owners need not wait for them to expire
             executor.shutdown(wait=False, cancel_futures=True)
             await context.csv.close()
             context.checkpointer.shutdown()
@@ -126,3 +150,11 @@ def _log_set_aside(item: SetAside, key: str | None = None) -> None:
     moved_to = str(item.moved_to) if item.moved_to is not None else None
     fields: dict[str, Any] = {"key": key} if key is not None else {}
     log_event("checkpoint_corrupt", logging.ERROR, file=str(item.path), moved_to=moved_to, reason=item.reason, **fields)
+
+
+def _redacted(url: str | None) -> str | None:
+    """A store URL without its password, for the log."""
+    if url is None:
+        return None
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}" if "@" in rest else url

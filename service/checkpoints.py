@@ -15,20 +15,37 @@ import logging
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
-from lrr_service.service.errors import CheckpointFailedError
+from lrr_service.service.errors import CheckpointFailedError, NotOwnerError, ServiceError, StoreUnavailableError
 from lrr_service.service.lane import lower_thread_priority
 from lrr_service.service.logs import log_event
 from lrr_service.service.metrics import ServiceMetrics
-from lrr_service.service.persistence import CheckpointStore
+from lrr_service.service.persistence import (
+    CheckpointError,
+    CheckpointStore,
+    FencedOut,
+    SessionRecord,
+    StoreUnreachable,
+)
 from lrr_service.service.registry import SessionRegistry
 from lrr_service.service.session import Session
+
+
+class SessionWriter(Protocol):
+    """Where checkpoints go: a CheckpointStore (files) or, in a cluster, service/cluster.py's ClusterWriter."""
+
+    def save(self, record: SessionRecord) -> object: ...
+
+    def delete(self, key: str) -> None: ...
 
 
 class Checkpointer:
     """Writes session checkpoints through a CheckpointStore and keeps the metrics and log."""
 
-    def __init__(self, store: CheckpointStore, registry: SessionRegistry, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, store: CheckpointStore | SessionWriter, registry: SessionRegistry, metrics: ServiceMetrics
+    ) -> None:
         self.store = store
         self._writer = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="lrr-checkpoint", initializer=lower_thread_priority
@@ -63,10 +80,7 @@ class Checkpointer:
                 session.checkpoint_failed()
                 self.metrics.checkpoints.labels("failed").inc()
                 log_event("checkpoint_failed", logging.ERROR, key=session.key, reason=reason, error=str(exc))
-                raise CheckpointFailedError(
-                    f"the change is applied but could not be written to disk ({exc}); "
-                    "it will be retried with the next periodic checkpoint"
-                ) from exc
+                raise _refusal(exc, session.key) from exc
         self.metrics.checkpoints.labels("ok").inc()
         log_event(
             "checkpoint",
@@ -85,7 +99,7 @@ class Checkpointer:
                 try:
                     await self.checkpoint(session, reason)
                     written += 1
-                except CheckpointFailedError:  # logged and counted in checkpoint(); the others still get written
+                except ServiceError:  # logged and counted in checkpoint(); the others still get written
                     pass
         return written
 
@@ -108,8 +122,10 @@ class Checkpointer:
         async with self._lock_for(session.key):
             try:
                 await asyncio.to_thread(self.store.delete, session.key)
-            except OSError as exc:
+            except (OSError, CheckpointError) as exc:
                 log_event("checkpoint_delete_failed", logging.ERROR, key=session.key, error=str(exc))
+                if isinstance(exc, CheckpointError):
+                    raise _refusal(exc, session.key) from exc
                 raise CheckpointFailedError(
                     f"session {session.key!r} was not deleted: its checkpoint file could not be removed ({exc}); "
                     "nothing changed: make the state dir (LRR_STATE_DIR) writable and retry"
@@ -117,3 +133,21 @@ class Checkpointer:
             if self.registry.get(session.key) is session:
                 self.registry.remove(session.key)
         log_event("checkpoint_deleted", key=session.key)
+
+
+def _refusal(exc: Exception, key: str) -> ServiceError:
+    """The REST answer for a checkpoint that failed with `exc`."""
+    if isinstance(exc, FencedOut):
+        return NotOwnerError(
+            f"the change was not stored: this worker no longer owns stream key {key!r}; "
+            "retry through the cluster's proxy"
+        )
+    if isinstance(exc, StoreUnreachable):
+        return StoreUnavailableError(
+            f"the change is applied in memory but the session store cannot be reached ({exc}); "
+            "it will be retried with the next periodic checkpoint"
+        )
+    return CheckpointFailedError(
+        f"the change is applied but could not be written to disk ({exc}); "
+        "it will be retried with the next periodic checkpoint"
+    )

@@ -79,6 +79,31 @@ class ServiceSettings(_SessionDefaults):
     checkpoint_seconds: float = Field(
         30.0, gt=0, description="Sessions changed by fit traffic or solves are checkpointed at most this often."
     )
+    # -- cluster (docs/scale.md) ------------------------------------------------------------------
+    store_url: str | None = Field(
+        None,
+        description="redis://host:port/db of the shared session store; set, sessions live there instead of "
+        "state_dir and each stream key has one owning worker (a lease); unset = one process, local files.",
+    )
+    advertise_url: str | None = Field(
+        None,
+        description="This worker's own base URL (http://host:port) as clients reach it directly; "
+        "with store_url, named as a key's owner. Unset = http://<host>:<port>.",
+    )
+    lease_seconds: float = Field(
+        1.5,
+        ge=0.3,
+        le=60,
+        description="With store_url: how long a worker's ownership of a key outlives its last renewal "
+        "(renewed every quarter of it); a dead worker's keys move after this.",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Worker processes; above 1, `serve` starts them behind HAProxy with a Redis store "
+        "(docs/scale.md), listening for clients on host:port.",
+    )
     solve_every_samples: int = Field(
         3000, ge=1, description="Start a background solve once this many new fit samples have been accumulated."
     )
@@ -113,6 +138,8 @@ class ServiceSettings(_SessionDefaults):
         "half_life_samples",
         "allowed_hosts",
         "allowed_origins",
+        "store_url",
+        "advertise_url",
         mode="before",
     )
     @classmethod
@@ -150,6 +177,13 @@ class ServiceSettings(_SessionDefaults):
             return ipaddress.ip_address(self.host.strip("[]")).is_loopback
         except ValueError:  # a host name other than localhost: assume it is reachable from elsewhere
             return False
+
+    def own_url(self) -> str:
+        """The base URL clients use to reach this process directly (LRR_ADVERTISE_URL or host:port)."""
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def token(self) -> str | None:
         """The API token in clear, or None when authentication is off."""

@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 
 from lrr_service.service.auth import TokenChecker
 from lrr_service.service.checkpoints import Checkpointer
+from lrr_service.service.cluster import Cluster
 from lrr_service.service.config import ServiceSettings
 from lrr_service.service.csv_process import CsvProcess
 from lrr_service.service.lane import StatisticsLane
@@ -28,6 +29,8 @@ class ServiceContext:
     checkpointer: Checkpointer
     lane: StatisticsLane
     auth: TokenChecker
+    cluster: Cluster | None = None
+    """With LRR_STORE_URL: this worker's leases and the shared store (service/cluster.py); None: one process."""
     csv: CsvProcess = field(default_factory=CsvProcess)
     """Parses and formats weights CSV outside the server process (service/csv_process.py)."""
     ready: bool = False

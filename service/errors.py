@@ -76,6 +76,18 @@ class CapacityError(ServiceError):
     code = ErrorCode.OVER_CAPACITY
 
 
+class NotOwnerError(ServiceError):
+    """In a cluster, another worker owns the stream key; `owner` in the body is its URL."""
+
+    code = ErrorCode.NOT_OWNER
+
+
+class StoreUnavailableError(ServiceError):
+    """In a cluster, the session store cannot be reached."""
+
+    code = ErrorCode.STORE_UNAVAILABLE
+
+
 class CheckpointFailedError(ServiceError):
     """The state dir could not be written (or a file in it deleted)."""
 

@@ -4,8 +4,9 @@ In order: an allowed `Host` (DNS rebinding), an allowed `Origin` on websockets a
 state-changing requests (cross-site pages), the API token, a free slot among the HTTP requests
 in progress, and a body within its size limit that keeps arriving. A refusal is answered here
 with the documented `{"detail": {"code", "message"}}` body and counted by code; the app behind
-the gate never sees the request. `/health` passes untouched: liveness probes need no token and
-must answer however busy the server is.
+the gate never sees the request. In a cluster, a request naming a stream key then waits until
+this worker owns the key (or is refused `not_owner`). `/health` passes untouched: liveness
+probes need no token and must answer however busy the server is.
 
 Bodies of every route but the weights upload are read here in full (they are small: at most
 LRR_MAX_BODY_BYTES), so a route never parses a body its client was not allowed to send; the
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.service.context import ServiceContext
 from lrr_service.service.errors import ServiceError
+from lrr_service.service.keys import KEY_PATTERN
 from lrr_service.service.sites import SitePolicy
 
 HEALTH_PATH = "/health"
@@ -32,6 +34,10 @@ UNLIMITED_PATHS = frozenset({HEALTH_PATH, "/ready"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods a cross-site page may send without an Origin check: they change nothing."""
 UPLOAD_PATH = re.compile(r"/streams/[^/]+/weights")
+KEYED_PATH = re.compile(r"/(?:ws|streams)/([^/]+)")
+"""Paths that name a stream key: in a cluster, served only by the key's owner."""
+ROUTED_HEADER = "x-lrr-routed"
+"""Set to 1 by the cluster's HAProxy: the request reached this worker through the proxy's ring."""
 
 
 class BodyStalled(Exception):
@@ -97,16 +103,30 @@ class Gate:
 
     # -- websockets ---------------------------------------------------------------------------
 
+    async def _owner_refusal(self, scope: Scope, headers: Headers) -> ServiceError | None:
+        """In a cluster, make this worker the owner of the key the path names (service/cluster.py), or the
+        refusal (`not_owner`, `store_unavailable`)."""
+        cluster = self.context.cluster
+        match = KEYED_PATH.match(scope["path"]) if cluster is not None else None
+        if cluster is None or match is None or KEY_PATTERN.fullmatch(match.group(1)) is None:
+            return None
+        try:
+            await cluster.enter(match.group(1), routed=headers.get(ROUTED_HEADER) == "1")
+        except ServiceError as exc:
+            return exc
+        return None
+
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = self._refusal(scope, Headers(scope=scope))
+        headers = Headers(scope=scope)
+        refusal = self._refusal(scope, headers) or await self._owner_refusal(scope, headers)
         if refusal is None:
             await self.app(scope, receive, send)
             return
         self.context.metrics.errors.labels(refusal.code).inc()
         await receive()  # websocket.connect
         if "websocket.http.response" in scope.get("extensions", {}):
-            body, headers = _rendered(refusal, close=False)
-            await send({"type": "websocket.http.response.start", "status": refusal.status, "headers": headers})
+            body, raw_headers = _rendered(refusal, close=False)
+            await send({"type": "websocket.http.response.start", "status": refusal.status, "headers": raw_headers})
             await send({"type": "websocket.http.response.body", "body": body})
         else:  # the server cannot send a body: a plain refusal (HTTP 403)
             await send({"type": "websocket.close", "code": 1008})
@@ -128,6 +148,10 @@ class Gate:
             return
         self.in_progress += 1
         try:
+            refusal = await self._owner_refusal(scope, headers)
+            if refusal is not None:
+                await self._refuse(send, refusal)
+                return
             await self._admit(scope, headers, receive, send)
         finally:
             self.in_progress -= 1

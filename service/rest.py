@@ -78,13 +78,28 @@ async def metrics(context: Context) -> Response:
 
 @router.get("/streams", tags=["streams"])
 async def list_streams(context: Context) -> dict[str, Any]:
-    """Every session, in key order, with its channel count, samples and weights state."""
-    sessions = context.registry.all()
+    """Every session, in key order, with its channel count, samples and weights state.
+
+    In a cluster: every session in the store, as of its last checkpoint, with its `owner`; those this
+    worker holds are shown live."""
+    summaries = {s.key: s.summary() for s in context.registry.all()}
+    if context.cluster is not None:
+        own_url = context.settings.own_url()
+        summaries = await context.cluster.stored_sessions() | {k: v | {"owner": own_url} for k, v in summaries.items()}
     return {
-        "streams": [s.summary() for s in sessions],
-        "count": len(sessions),
+        "streams": [summaries[key] for key in sorted(summaries)],
+        "count": len(summaries),
         "max_sessions": context.settings.max_sessions,
+        "cluster": context.cluster is not None,
     }
+
+
+@router.get("/streams/{key}/owner", tags=["streams"])
+async def stream_owner(key: Key, context: Context) -> dict[str, Any]:
+    """The server that serves the key's streams: in a cluster, the owning worker's own URL (a request through
+    the proxy makes its ring's worker the owner; a worker that does not own the key answers 421 `not_owner`
+    naming the owner); on a single server, `cluster` is false and clients keep the URL they used."""
+    return {"key": key, "owner": context.settings.own_url(), "cluster": context.cluster is not None}
 
 
 @router.get("/streams/{key}", tags=["streams"])

@@ -12,7 +12,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import JSONResponse
 
 from lrr_service.core.codec import encode_error
-from lrr_service.core.vocabulary import ErrorCode, Mode
+from lrr_service.core.vocabulary import CloseCode, ErrorCode, Mode
 from lrr_service.service.context import ServiceContext
 from lrr_service.service.keys import InvalidKeyError, validate_key
 from lrr_service.service.stream import StreamChannel
@@ -62,10 +62,17 @@ async def serve_accepted(websocket: WebSocket, context: ServiceContext, key: str
     connections = context.metrics.connections.labels(route)
     connections.inc()
     receive, send = websocket.receive, websocket.send
+    cluster = context.cluster
+    lease = cluster.ownership.held(key) if cluster is not None else None
+    if cluster is not None:
+        cluster.opened(key, websocket)
     try:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
+                break
+            if cluster is not None and (lease is None or not await cluster.ownership.still_owner(lease)):
+                await websocket.close(code=CloseCode.NOT_OWNER, reason="this worker no longer owns the stream key")
                 break
             started = time.perf_counter()
             payload = message.get("bytes")
@@ -74,8 +81,13 @@ async def serve_accepted(websocket: WebSocket, context: ServiceContext, key: str
             latency.observe(time.perf_counter() - started)
     except (WebSocketDisconnect, OSError):
         pass
+    except RuntimeError:  # the cluster closed the socket (the key moved) while a reply was on its way
+        if cluster is None:
+            raise
     finally:
         connections.dec()
+        if cluster is not None:
+            cluster.closed(key, websocket)
 
 
 def _add_stream_route(route: Mode) -> None:

@@ -87,6 +87,8 @@ async def test_every_route_answers_on_the_process_server(server: LiveServer, tmp
         assert [type(reply) for reply in replies] == [AckReply, ChunkReply, ChunkReply]
         assert call("POST", f"/streams/{KEY}/solve", 200).json()["replaced_uploaded"] is True
         assert call("GET", "/streams", 200).json()["count"] == 1
+        owner = call("GET", f"/streams/{KEY}/owner", 200).json()
+        assert owner == {"key": KEY, "owner": server.url, "cluster": False}
         assert call("GET", f"/streams/{KEY}", 200).json()["n_samples"] == 100
         assert call("POST", f"/streams/{KEY}/reset", 200).json()["n_channels"] is None
         call("DELETE", f"/streams/{KEY}", 204)
