@@ -10,7 +10,9 @@ independent. The child gets this process's environment without any `LRR_` variab
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,6 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 import websockets
@@ -38,6 +41,24 @@ def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_loopback_port_block(size: int) -> int:
+    """A port P such that P .. P+size-1 on 127.0.0.1 were all free a moment ago (a cluster's ports)."""
+    for _ in range(200):
+        base = random.randrange(20000, 30000)
+        if all(_port_free(base + i) for i in range(size)):
+            return base
+    raise LocalServerError(f"no block of {size} free loopback ports found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -190,6 +211,83 @@ class ServerProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class ClusterProcess(ServerProcess):
+    """`serve --workers N` (HAProxy, Redis and N workers, docs/scale.md) as one ServerProcess: its `url` is
+    the proxy's; the workers listen on port+1 .. port+N, and `cluster.json` in the state dir says which
+    process is which, so a worker can be paused or killed."""
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        log_path: Path | str | None = None,
+    ) -> None:
+        env = {**(env or {}), "LRR_WORKERS": str(workers)}
+        super().__init__(state_dir, env=env, port=free_loopback_port_block(workers + 2), log_path=log_path)
+        self.workers = workers
+        self._lookups: httpx.Client | None = None
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> ClusterProcess:
+        """Start and return once every worker is ready and the proxy answers."""
+        super().start(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.state_dir / "cluster.json").exists() and all(
+                _ready(self.worker_url(i)) for i in range(self.workers)
+            ):
+                return self
+            time.sleep(0.05)
+        self.kill()
+        raise LocalServerError(f"the cluster's workers did not become ready:\n{self.log_text()[-4000:]}")
+
+    def stop(self, timeout: float = 4 * STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM: the launcher stops the workers (each checkpoints), then HAProxy and Redis."""
+        if self._lookups is not None:
+            self._lookups.close()
+            self._lookups = None
+        return super().stop(timeout)
+
+    def http(self, token: str | None = None, base_url: str | None = None, **headers: str) -> httpx.Client:
+        """An httpx client on the proxy (or `base_url`, e.g. a worker's), with the token and `headers`."""
+        client = super().http(token)
+        client.base_url = httpx.URL(base_url or self.url)
+        client.headers.update(headers)
+        return client
+
+    def worker_url(self, index: int) -> str:
+        """Base URL of worker `index` (0-based)."""
+        return f"http://127.0.0.1:{self.port + 1 + index}"
+
+    def topology(self) -> dict[str, Any]:
+        """The launcher's cluster.json: ports, URLs and process ids."""
+        topology: dict[str, Any] = json.loads((self.state_dir / "cluster.json").read_text())
+        return topology
+
+    def worker_pid(self, index: int) -> int:
+        """The process id of worker `index` now (the launcher starts a dead worker again)."""
+        return int(self.topology()["workers"][index]["pid"])
+
+    def redis_pid(self) -> int:
+        """The process id of the Redis server the launcher started."""
+        return int(self.topology()["redis_pid"])
+
+    def owner_index(self, key: str) -> int:
+        """The worker that owns `key`, asked through the proxy (which makes its ring's worker the owner)."""
+        if self._lookups is None:  # one client: making an httpx client costs tens of ms (its TLS context)
+            self._lookups = self.http()
+        reply = self._lookups.get(f"/streams/{key}/owner")
+        reply.raise_for_status()
+        return int(reply.json()["owner"].rsplit(":", 1)[1]) - self.port - 1
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/ready", timeout=1.0).status_code in (200, 401)
+    except httpx.HTTPError:
+        return False
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from lrr_service.service.app import create_app
 from lrr_service.service.config import SESSION_SETTING_FIELDS, ServiceSettings
 from lrr_service.service.http_protocol import guarded_http_protocol
+from lrr_service.service.launcher import ClusterLauncher, LaunchError
 from lrr_service.service.logs import configure_logging
 
 STARTUP_FAILURE = 3
@@ -122,10 +123,40 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"lrr-service: {problem}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        return run_cluster(settings, argv if argv is not None else sys.argv[1:])
     configure_logging(settings.log_level)
     server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     server.run()
     return 0 if server.started else STARTUP_FAILURE
+
+
+_PER_WORKER_FLAGS = ("--port", "--workers", "--store-url", "--advertise-url")
+"""Flags the launcher sets for each worker itself (through LRR_ variables)."""
+
+
+def worker_arguments(argv: list[str]) -> list[str]:
+    """The command line without the `serve` command and the flags each worker gets its own value of."""
+    kept: list[str] = []
+    skip = False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument in _PER_WORKER_FLAGS:
+            skip = True
+        elif argument != "serve" and not argument.startswith(tuple(f + "=" for f in _PER_WORKER_FLAGS)):
+            kept.append(argument)
+    return kept
+
+
+def run_cluster(settings: ServiceSettings, argv: list[str]) -> int:
+    """`serve --workers N`: Redis, N workers and HAProxy on this machine (service/launcher.py)."""
+    launcher = ClusterLauncher(settings, worker_arguments(argv))
+    try:
+        return launcher.run()
+    except LaunchError as exc:
+        print(f"lrr-service: {exc}", file=sys.stderr)
+        return STARTUP_FAILURE
 
 
 if __name__ == "__main__":
