@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -53,8 +54,11 @@ class Channel:
         *,
         resend: bool = True,
         open_timeout: float = 10.0,
+        locate: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self.url = url
+        self._locate = locate
+        """Asked for the URL before each connection (the direct path to a cluster's owner); None: `url`."""
         self._headers = headers
         self._resend = resend
         self._open_timeout = open_timeout
@@ -188,6 +192,8 @@ class Channel:
                     )
                 await asyncio.sleep(delay)
             try:
+                if self._locate is not None:
+                    self.url = await self._locate()
                 ws = await connect(
                     self.url,
                     additional_headers=self._headers,
@@ -200,10 +206,14 @@ class Channel:
                 code = _handshake_code(exc)
                 if code is None and status in (401, 403):
                     raise AuthenticationError("unauthorized", _handshake_text(exc), status=status) from None
-                if status < 500:
+                if status < 500 and code != ErrorCode.NOT_OWNER:  # not_owner: the key moved, locate it again
                     raise error_for(code or "handshake_refused", _handshake_text(exc), status=status) from None
                 failure = exc
             except (OSError, InvalidHandshake, TimeoutError) as exc:
+                failure = exc
+            except ServerError as exc:  # locating the owner failed (the proxy has no worker up yet, ...)
+                if isinstance(exc, AuthenticationError):
+                    raise
                 failure = exc
             else:
                 break

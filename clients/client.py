@@ -52,6 +52,10 @@ class LRRClient:
     the connection drops are sent again after reconnecting. Transform frames are idempotent; a fit
     frame whose reply was lost may be applied twice (at-least-once); pass `resend=False` to get
     ConnectionLost for such frames instead of a resend.
+
+    `direct=True` (for a cluster behind a proxy, docs/scale.md): the websockets go straight to the
+    worker that owns `key`, found with GET /streams/{key}/owner at each (re)connection, saving the
+    proxy's hop; REST calls still go to `url`. On a single server it changes nothing.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class LRRClient:
         reconnect: bool | ReconnectPolicy = True,
         resend: bool = True,
         open_timeout: float = 10.0,
+        direct: bool = False,
     ) -> None:
         self.max_in_flight = _checked_window(max_in_flight)
         if not key:
@@ -75,6 +80,7 @@ class LRRClient:
         self._policy = as_policy(reconnect)
         self._resend = resend
         self._open_timeout = open_timeout
+        self.direct = direct
         self._channels: dict[str, Channel] = {}
 
     async def __aenter__(self) -> LRRClient:
@@ -106,8 +112,17 @@ class LRRClient:
                 self._policy,
                 resend=self._resend,
                 open_timeout=self._open_timeout,
+                locate=self._owner_locator(mode) if self.direct else None,
             )
         return self._channels[mode]
+
+    def _owner_locator(self, mode: str) -> Callable[[], Awaitable[str]]:
+        """For the direct path: the websocket URL of `mode` on the key's owner, asked for anew each time."""
+
+        async def locate() -> str:
+            return websocket_url(await self.rest.owner(self.key), self.key, mode)
+
+        return locate
 
     def window_size(self, max_in_flight: int | None = None) -> int:
         """A stream's window: `max_in_flight` if given, else the client's; ValueError below 1."""

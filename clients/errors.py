@@ -236,6 +236,18 @@ class TooManyConnectionsError(ServerBusyError):
     code = ErrorCode.TOO_MANY_CONNECTIONS
 
 
+class NotOwnerError(ServerError):
+    """In a cluster, another worker owns the key (docs/scale.md); clients with `direct=True` locate it again."""
+
+    code = ErrorCode.NOT_OWNER
+
+
+class StoreUnavailableError(ServerBusyError):
+    """In a cluster, the session store cannot be reached; retry once it is back."""
+
+    code = ErrorCode.STORE_UNAVAILABLE
+
+
 class FrameTooLargeError(ServerError):
     """A frame exceeded the server's size limit; the server closed the connection (1009)."""
 

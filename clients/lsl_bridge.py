@@ -136,6 +136,7 @@ class LSLBridge:
         fit_seconds: float | None = None,
         max_in_flight: int = 8,
         resolve_timeout: float = RESOLVE_TIMEOUT_S,
+        direct: bool = False,
     ) -> None:
         if fit_seconds is not None and fit_seconds <= 0:
             raise ValueError(f"fit_seconds must be > 0 (or omitted for fit_transform), got {fit_seconds}")
@@ -146,6 +147,8 @@ class LSLBridge:
         self.window = FitWindow(fit_seconds)
         self.max_in_flight = max_in_flight
         self.resolve_timeout = resolve_timeout
+        self.direct = direct
+        """In a cluster, stream to the worker that owns the key (LRRClient's `direct`)."""
         self.stats = BridgeStats(input_name, input_name + OUTPUT_SUFFIX)
 
     async def run(self, duration: float | None = None, stop: asyncio.Event | None = None) -> BridgeStats:
@@ -166,7 +169,7 @@ class LSLBridge:
         dtype = _WIRE_DTYPE[fmt]
         deadline = None if duration is None else time.monotonic() + duration
         queue: asyncio.Queue[_Sent | None] = asyncio.Queue(self.max_in_flight)
-        async with LRRClient(self.url, self.key, self.token) as client:
+        async with LRRClient(self.url, self.key, self.token, direct=self.direct) as client:
             tasks = [
                 asyncio.create_task(self._pump(inlet, client, queue, dtype, deadline, stop or asyncio.Event())),
                 asyncio.create_task(self._publish(queue, outlet, client)),

@@ -54,6 +54,15 @@ class AsyncRestClient:
         """GET /streams/{key}: the session's settings and state."""
         return await self._json("GET", stream_path(key))
 
+    async def owner(self, key: str) -> str:
+        """GET /streams/{key}/owner: the base URL to stream `key` to directly, i.e. the owning worker
+        of a cluster (docs/scale.md); this client's own URL on a single server."""
+        reply = await self._json("GET", stream_path(key, "owner"))
+        owner = reply.get("owner")
+        if reply.get("cluster") and isinstance(owner, str):
+            return owner
+        return self.base_url
+
     async def put_settings(self, key: str, settings: dict[str, Any]) -> dict[str, Any]:
         """PUT /streams/{key}: create the session or change its settings."""
         return await self._json("PUT", stream_path(key), json=settings)

@@ -36,6 +36,7 @@ class LRRClientSync:
         reconnect: bool | ReconnectPolicy = True,
         resend: bool = True,
         open_timeout: float = 10.0,
+        direct: bool = False,
     ) -> None:
         self._thread = LoopThread()
         try:
@@ -48,6 +49,7 @@ class LRRClientSync:
                     reconnect=reconnect,
                     resend=resend,
                     open_timeout=open_timeout,
+                    direct=direct,
                 )
             )
         except BaseException:

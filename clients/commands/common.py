@@ -57,6 +57,16 @@ def add_server_options(parser: argparse.ArgumentParser, *, key: bool = True) -> 
     add_output_option(parser)
 
 
+def add_direct_option(parser: argparse.ArgumentParser) -> None:
+    """--direct: stream to the cluster worker that owns the key, not through its proxy (docs/scale.md)."""
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="in a cluster, stream straight to the worker that owns the key (found through --url) instead of "
+        "through the proxy: one network hop less; no effect on a single server",
+    )
+
+
 def render(result: CommandResult, as_json: bool) -> str:
     """The text to print for `result`."""
     return json.dumps(result.data, indent=None, sort_keys=True) if as_json else result.text

@@ -8,7 +8,7 @@ import dataclasses
 import signal
 from typing import TYPE_CHECKING
 
-from lrr_service.clients.commands.common import CommandResult, add_server_options
+from lrr_service.clients.commands.common import CommandResult, add_direct_option, add_server_options
 
 if TYPE_CHECKING:
     from lrr_service.clients.lsl_bridge import BridgeStats, LSLBridge
@@ -55,6 +55,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="how long to look for the input stream (default 10)",
     )
     add_server_options(parser)
+    add_direct_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> CommandResult:
         fit_seconds=args.fit_seconds,
         max_in_flight=args.max_in_flight,
         resolve_timeout=args.resolve_timeout,
+        direct=args.direct,
     )
     stats = asyncio.run(_run_until_signalled(bridge, args.duration))
     data = dataclasses.asdict(stats)

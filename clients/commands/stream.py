@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lrr_service.clients.commands.common import CommandResult, add_server_options
+from lrr_service.clients.commands.common import CommandResult, add_direct_option, add_server_options
 from lrr_service.clients.recordings import read_recording, write_recording
 from lrr_service.clients.sync import LRRClientSync
 
@@ -71,6 +71,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     parser.add_argument("-o", "--output", type=Path, default=None, help="output file, .npy or .csv")
     add_server_options(parser)
+    add_direct_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -89,7 +90,9 @@ def run(args: argparse.Namespace) -> CommandResult:
     data = recording.data
     started = time.monotonic()
     output = None
-    with LRRClientSync(args.url, args.key, token=args.token, max_in_flight=args.max_in_flight) as client:
+    with LRRClientSync(
+        args.url, args.key, token=args.token, max_in_flight=args.max_in_flight, direct=args.direct
+    ) as client:
         if args.mode in ("fit", "fit-then-transform"):
             for _ in client.fit_stream(_paced(data, args, rate, "fit")):
                 pass
