@@ -190,3 +190,31 @@ grep -q "overall artifact reduction" <<<"$demo_log" || fail "the demo printed no
 step "compose down"
 "${PROJECT_COMPOSE[@]}" --profile demo down -v --remove-orphans
 PROJECT=""
+
+# --- 5. the cluster compose file: HAProxy, Redis and two workers; the owner of a key killed -----
+if [ "$ENGINE" = podman ]; then
+  step "HAProxy and Redis stand-ins for the official images (container_env_service_images)"
+  container_env_service_images || fail "could not build the local HAProxy and Redis images"
+fi
+LRR_API_TOKEN=$TOKEN "${COMPOSE[@]}" -f docker-compose.cluster.yml config -q
+PUBLISH="127.0.0.1:$(free_port)"
+printf 'LRR_API_TOKEN=%s\nLRR_PUBLISH=%s\nLRR_IMAGE=%s\n' "$TOKEN" "$PUBLISH" "$IMAGE" > "$ENV_FILE"
+PROJECT="$RUN_ID-cluster"
+PROJECT_COMPOSE=("${COMPOSE[@]}" -f docker-compose.cluster.yml -p "$PROJECT" --env-file "$ENV_FILE")
+URL="http://$PUBLISH"
+step "cluster compose -p $PROJECT up -d --wait on $PUBLISH"
+"${PROJECT_COMPOSE[@]}" up -d --wait --wait-timeout 120
+check wait-ready --url "$URL"
+check upload-and-transform --url "$URL" --key ct-cluster --save "$WEIGHTS_CSV"
+owner=$(curl -fsS -H "Authorization: Bearer $TOKEN" "$URL/streams/ct-cluster/owner" \
+  | "$PY" -c 'import json, sys, urllib.parse; print(urllib.parse.urlsplit(json.load(sys.stdin)["owner"]).hostname)')
+case "$owner" in lrr-w1|lrr-w2) ;; *) fail "GET /streams/ct-cluster/owner named '$owner', not a worker of the compose file" ;; esac
+step "kill -9 the owner ($owner): the other worker serves the key with its weights from Redis"
+"${PROJECT_COMPOSE[@]}" kill -s KILL "$owner"
+check same-weights --url "$URL" --key ct-cluster --expect "$WEIGHTS_CSV"
+survivor=$(curl -fsS -H "Authorization: Bearer $TOKEN" "$URL/streams/ct-cluster/owner" \
+  | "$PY" -c 'import json, sys, urllib.parse; print(urllib.parse.urlsplit(json.load(sys.stdin)["owner"]).hostname)')
+[ "$survivor" != "$owner" ] || fail "the killed worker $owner still owns the key"
+echo "moved from $owner to $survivor" >&2
+"${PROJECT_COMPOSE[@]}" down -v --remove-orphans
+PROJECT=""

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"lrr-service: {problem}", file=sys.stderr)
         return 2
-    if settings.workers > 1:
+    if settings.workers is not None:
         return run_cluster(settings, argv if argv is not None else sys.argv[1:])
     configure_logging(settings.log_level)
     server = uvicorn.Server(uvicorn_config(create_app(settings), settings))

@@ -97,12 +97,12 @@ class ServiceSettings(_SessionDefaults):
         description="With store_url: how long a worker's ownership of a key outlives its last renewal "
         "(renewed every quarter of it); a dead worker's keys move after this.",
     )
-    workers: int = Field(
-        1,
+    workers: int | None = Field(
+        None,
         ge=1,
         le=256,
-        description="Worker processes; above 1, `serve` starts them behind HAProxy with a Redis store "
-        "(docs/scale.md), listening for clients on host:port.",
+        description="When set, `serve` starts this many worker processes behind HAProxy with a Redis store "
+        "(docs/scale.md), the proxy listening on host:port; unset = one process serving host:port itself.",
     )
     solve_every_samples: int = Field(
         3000, ge=1, description="Start a background solve once this many new fit samples have been accumulated."
@@ -140,6 +140,7 @@ class ServiceSettings(_SessionDefaults):
         "allowed_origins",
         "store_url",
         "advertise_url",
+        "workers",
         mode="before",
     )
     @classmethod

@@ -52,6 +52,7 @@ defaults
     timeout tunnel 1h
     timeout client-fin 5s
     option splice-auto
+    option http-no-delay
     retries 2
     retry-on conn-failure empty-response
     option redispatch 1
@@ -133,7 +134,7 @@ class ClusterLauncher:
 
     def __init__(self, settings: ServiceSettings, worker_args: list[str]) -> None:
         self.settings = settings
-        self.worker_ports = [settings.port + i for i in range(1, settings.workers + 1)]
+        self.worker_ports = [settings.port + i for i in range(1, (settings.workers or 1) + 1)]
         self.state_dir = Path(settings.state_dir)
         self.worker_args = worker_args
         self.redis: subprocess.Popen[bytes] | None = None
@@ -152,7 +153,7 @@ class ClusterLauncher:
         """Start everything, or raise LaunchError (what was started is stopped again)."""
         haproxy = _binary("haproxy")
         store_url = self.settings.store_url
-        redis_port = self.settings.port + self.settings.workers + 1
+        redis_port = self.settings.port + len(self.worker_ports) + 1
         taken = [p for p in [self.settings.port, *self.worker_ports] if not _port_free(self.settings.host, p)]
         if store_url is None and not _port_free("127.0.0.1", redis_port):
             taken.append(redis_port)
@@ -168,13 +169,8 @@ class ClusterLauncher:
                 _wait_for_port(redis_port, self.redis, "redis-server")
             self.store_url = store_url
             for port in self.worker_ports:
-                env = dict(os.environ)
-                env.update(
-                    LRR_STORE_URL=store_url,
-                    LRR_PORT=str(port),
-                    LRR_WORKERS="1",
-                    LRR_ADVERTISE_URL=self._worker_url(port),
-                )
+                env = {name: value for name, value in os.environ.items() if name != "LRR_WORKERS"}
+                env.update(LRR_STORE_URL=store_url, LRR_PORT=str(port), LRR_ADVERTISE_URL=self._worker_url(port))
                 command = [sys.executable, "-m", "lrr_service.service", "serve", *self.worker_args]
                 worker = Worker(port, command, env)
                 worker.start()
