@@ -101,7 +101,7 @@ class Cluster:
         except StoreUnreachable as exc:
             raise StoreUnavailableError(f"the session of stream key {key!r} cannot be restored: {exc}; retry") from exc
         except CheckpointError as exc:
-            log_event("stored_session_unreadable", logging.ERROR, key=key, reason=str(exc))
+            await self._set_aside(key, str(exc))
             return
         if record is None:
             return
@@ -110,7 +110,13 @@ class Cluster:
         except ServiceError:
             raise
         except Exception as exc:  # SnapshotError: the stored session cannot be used; start afresh
-            log_event("stored_session_unusable", logging.ERROR, key=key, reason=f"{type(exc).__name__}: {exc}")
+            await self._set_aside(key, f"{type(exc).__name__}: {exc}")
+
+    async def _set_aside(self, key: str, reason: str) -> None:
+        """Keep a stored session that cannot be restored under another name (the next checkpoint of the
+        fresh session must not destroy it), and log where it went."""
+        moved_to = await asyncio.to_thread(self.store.set_aside, key)
+        log_event("stored_session_corrupt", logging.ERROR, key=key, moved_to=moved_to, reason=reason)
 
     def in_use(self, key: str) -> bool:
         """Whether `key` has a session or an open stream on this worker."""
@@ -143,7 +149,6 @@ class Cluster:
 
     async def hand_over(self, lease: Lease) -> None:
         """Another worker was given `lease.key` by the proxy: close its streams, checkpoint, release."""
-        lease.lost = True  # frames that still arrive are refused
         await self._close_streams(lease.key, "this stream key moved to another worker; reconnect")
         session = self.registry.get(lease.key)
         if session is not None and self.checkpointer is not None:

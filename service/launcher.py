@@ -10,6 +10,8 @@ are used; when one is missing, the command says which package provides it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -21,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from lrr_service.service.config import ServiceSettings
 
@@ -28,6 +31,7 @@ ROUTED_HEADER = "X-LRR-Routed"
 PACKAGES = {"haproxy": "haproxy", "redis-server": "redis-server"}
 RESTART_DELAY_SECONDS = 1.0
 STOP_TIMEOUT_SECONDS = 20.0
+PR_SET_PDEATHSIG = 1
 
 
 class LaunchError(RuntimeError):
@@ -125,7 +129,7 @@ class Worker:
     died_at: float | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, env=self.env)
+        self.process = _child(self.command, env=self.env)
         self.died_at = None
 
 
@@ -164,7 +168,7 @@ class ClusterLauncher:
             if store_url is None:
                 data_dir = self.state_dir / "redis"
                 data_dir.mkdir(exist_ok=True)
-                self.redis = subprocess.Popen(redis_command(redis_port, data_dir), stdout=subprocess.DEVNULL)
+                self.redis = _child(redis_command(redis_port, data_dir), stdout=subprocess.DEVNULL)
                 store_url = f"redis://127.0.0.1:{redis_port}/0"
                 _wait_for_port(redis_port, self.redis, "redis-server")
             self.store_url = store_url
@@ -181,7 +185,7 @@ class ClusterLauncher:
             config = self.state_dir / "haproxy.cfg"
             config.write_text(haproxy_config(self.settings, self.worker_ports))
             config.chmod(0o600)  # it holds the token when one is set
-            self.haproxy = subprocess.Popen([haproxy, "-db", "-f", str(config)])
+            self.haproxy = _child([haproxy, "-db", "-f", str(config)])
             _wait_for_port(self.settings.port, self.haproxy, "haproxy")
             self._write_topology()
         except BaseException:
@@ -258,6 +262,20 @@ class ClusterLauncher:
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 _wait_or_kill(process)
+
+
+def _child(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start a part of the cluster in its own process group, so that a Ctrl-C in the terminal reaches
+    only the launcher, which stops the parts in order (Redis must outlive the workers' last
+    checkpoints); on Linux the part also gets SIGTERM if the launcher dies without stopping it."""
+    return subprocess.Popen(command, process_group=0, preexec_fn=_terminate_with_parent, **kwargs)  # noqa: PLW1509 (no threads here)
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_or_kill(process: subprocess.Popen[bytes]) -> None:

@@ -68,7 +68,9 @@ class Lease:
     value: str
     valid_until: float
     lost: bool = False
-    """Set when Redis says another worker holds it, or while it is being handed over."""
+    """Set when Redis says another worker holds it, or once a handover starts: no frame is served then."""
+    handing_over: bool = False
+    """Being handed over: still renewed, so that the handover's checkpoint is written under it."""
     taken_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -107,6 +109,7 @@ class Ownership:
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self.reachable = True
+        self._handovers: set[asyncio.Task[None]] = set()
 
     @property
     def ttl_ms(self) -> int:
@@ -129,7 +132,7 @@ class Ownership:
         cannot be reached.
         """
         lease = self.held(key)
-        if lease is not None:
+        if lease is not None and await self.still_owner(lease):  # confirmed with Redis once past its time
             return lease
         deadline = time.monotonic() + 2 * self.lease_seconds + 1.0
         asked = False
@@ -189,7 +192,7 @@ class Ownership:
         while True:
             await asyncio.sleep(self.lease_seconds / 4)
             for lease in list(self.leases.values()):
-                if lease.lost:
+                if lease.lost and not lease.handing_over:
                     continue
                 if not self._in_use(lease.key) and time.monotonic() - lease.taken_at > 2 * self.lease_seconds:
                     await self.release(lease)
@@ -218,8 +221,11 @@ class Ownership:
             await self._on_lost(lease.key)
             return
         lease.valid_until = started + self.lease_seconds
-        if outcome == HANDOVER_ASKED and not lease.lost:
-            await self._on_handover(lease)
+        if outcome == HANDOVER_ASKED and not lease.handing_over:
+            lease.lost = lease.handing_over = True  # frames that still arrive are refused
+            handover = asyncio.create_task(self._on_handover(lease), name=f"lrr-handover {lease.key}")
+            self._handovers.add(handover)  # its own task: a long checkpoint must not hold up other renewals
+            handover.add_done_callback(self._handovers.discard)
 
     async def close(self) -> None:
         """Release every lease (at shutdown, after the final checkpoint) and close the connection."""

@@ -5,7 +5,8 @@ Each stream key has, under `lrr:{key}:`,
 - `lease`: `"<worker id>|<fencing token>|<worker URL>"`, the worker that owns the key, expiring
   unless that worker renews it;
 - `fence`: the last fencing token handed out for the key (incremented by every new lease);
-- `handover`: set by a worker the proxy routes the key to while another worker holds its lease.
+- `handover`: set by a worker the proxy routes the key to while another worker holds its lease;
+- `corrupt`: a stored session that could not be restored, set aside (the key starts afresh).
 `lrr:summaries` maps every stored key to the JSON summary of its last checkpoint (`GET /streams`).
 
 Every write of a session is fenced: a Lua script writes it only while the writer's lease value is
@@ -94,6 +95,16 @@ class SessionStore:
         if record.key != key:
             raise CheckpointError(f"the stored session of {key!r} holds the key {record.key!r}")
         return record
+
+    def set_aside(self, key: str) -> str | None:
+        """Rename the stored session of `key` to `lrr:{key}:corrupt` (kept for inspection); returns the new
+        name, or None if Redis could not do it."""
+        target = redis_key(key, "corrupt")
+        try:
+            self._redis.rename(redis_key(key, "session"), target)
+        except redis.RedisError:
+            return None
+        return target
 
     def delete(self, key: str, lease_value: str) -> None:
         """Delete the stored session of `key` if `lease_value` is still its lease (FencedOut if not)."""
