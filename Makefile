@@ -19,8 +19,25 @@ run: $(STAMP)
 	$(BIN)/python -m lrr_service.service serve --host 127.0.0.1 --port 8000 --state-dir ./lrr-state
 
 # One worker per core; a test module stays on one worker, so its shared server starts once.
-test: $(STAMP)
+test: $(STAMP) cluster-tools
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
+
+# The cluster tests run the distribution's HAProxy and Redis (docs/scale.md); as root they are installed here.
+CLUSTER_TOOLS := haproxy redis-server
+
+.PHONY: cluster-tools
+cluster-tools:
+	@missing=""; for tool in $(CLUSTER_TOOLS); do \
+	  PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing (apt)"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  else \
+	    echo "make test needs$$missing for the cluster tests: install them (Debian/Ubuntu: sudo apt install$$missing)"; \
+	    exit 1; \
+	  fi; \
+	fi
 
 LINT_STAMP := $(VENV)/.installed-lint
 
@@ -54,6 +71,11 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_service.py
+	$(BIN)/python bench/bench_cluster.py
+
+.PHONY: bench-cluster
+bench-cluster: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_cluster.py
 
 .PHONY: bench-rest
 bench-rest: $(BENCH_STAMP)
