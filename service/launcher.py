@@ -42,7 +42,8 @@ def haproxy_config(settings: ServiceSettings, worker_ports: list[int]) -> str:
     """HAProxy's configuration: key-affine routing, /ready checks every 250 ms, websocket tunnels kept."""
     token = settings.token()
     auth = f' hdr Authorization "Bearer {token}"' if token else ""
-    servers = "\n".join(f"    server w{i} 127.0.0.1:{port} check" for i, port in enumerate(worker_ports, 1))
+    address = worker_address(settings.host)
+    servers = "\n".join(f"    server w{i} {address}:{port} check" for i, port in enumerate(worker_ports, 1))
     return f"""global
     maxconn 4096
     nbthread 1
@@ -71,11 +72,16 @@ backend workers
     balance hash var(txn.key)
     hash-type consistent
     option httpchk
-    http-check send meth GET uri /ready ver HTTP/1.1 hdr Host 127.0.0.1{auth}
+    http-check send meth GET uri /ready ver HTTP/1.1 hdr Host {address}{auth}
     http-check expect status 200
     default-server inter 250ms fastinter 250ms downinter 500ms fall 2 rise 2 on-marked-down shutdown-sessions
 {servers}
 """
+
+
+def worker_address(host: str) -> str:
+    """Where this machine reaches a worker listening on `host`: the host itself, or loopback for a wildcard."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host.strip("[]")
 
 
 def redis_command(port: int, data_dir: Path) -> list[str]:
@@ -181,12 +187,13 @@ class ClusterLauncher:
                 self.workers.append(worker)
             for worker in self.workers:
                 assert worker.process is not None
-                _wait_for_port(worker.port, worker.process, f"the worker on port {worker.port}", timeout=30.0)
+                name = f"the worker on port {worker.port}"
+                _wait_for_port(worker.port, worker.process, name, worker_address(self.settings.host), timeout=30.0)
             config = self.state_dir / "haproxy.cfg"
             config.write_text(haproxy_config(self.settings, self.worker_ports))
             config.chmod(0o600)  # it holds the token when one is set
             self.haproxy = _child([haproxy, "-db", "-f", str(config)])
-            _wait_for_port(self.settings.port, self.haproxy, "haproxy")
+            _wait_for_port(self.settings.port, self.haproxy, "haproxy", worker_address(self.settings.host))
             self._write_topology()
         except BaseException:
             self.stop()
@@ -286,13 +293,15 @@ def _wait_or_kill(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeout: float = 10.0) -> None:
+def _wait_for_port(
+    port: int, process: subprocess.Popen[bytes], name: str, address: str = "127.0.0.1", timeout: float = 10.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise LaunchError(f"{name} exited at start-up with status {process.returncode} (see its output above)")
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex((address, port)) == 0:
                 return
         time.sleep(0.05)
     raise LaunchError(f"{name} did not listen on port {port} within {timeout:.0f} s")
