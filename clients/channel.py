@@ -211,7 +211,7 @@ class Channel:
                 failure = exc
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 failure = exc
-            except ServerError as exc:  # locating the owner failed (the proxy has no worker up yet, ...)
+            except LRRClientError as exc:  # locating the owner failed (the proxy is down, or has no worker up yet)
                 if isinstance(exc, AuthenticationError):
                     raise
                 failure = exc

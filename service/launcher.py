@@ -3,7 +3,7 @@
 It starts, as child processes, a Redis server (unless LRR_STORE_URL names one), N workers
 (`serve` on ports port+1 .. port+N, each with the store and its own advertised URL) and HAProxy on
 host:port in front of them, routing each stream key to one worker by a consistent hash. A worker
-that dies is started again; SIGTERM or SIGINT stops the workers first (each checkpoints and
+or HAProxy that dies is started again; SIGTERM or SIGINT stops the workers first (each checkpoints and
 releases its keys), then HAProxy, then Redis. The distribution's `haproxy` and `redis-server`
 are used; when one is missing, the command says which package provides it.
 """
@@ -151,6 +151,8 @@ class ClusterLauncher:
         self.haproxy: subprocess.Popen[bytes] | None = None
         self.workers: list[Worker] = []
         self._stopping = False
+        self._proxy_died_at: float | None = None
+        self.haproxy_command: list[str] = []
         self.store_url = settings.store_url
 
     def _worker_url(self, port: int) -> str:
@@ -192,7 +194,8 @@ class ClusterLauncher:
             config = self.state_dir / "haproxy.cfg"
             config.write_text(haproxy_config(self.settings, self.worker_ports))
             config.chmod(0o600)  # it holds the token when one is set
-            self.haproxy = _child([haproxy, "-db", "-f", str(config)])
+            self.haproxy_command = [haproxy, "-db", "-f", str(config)]
+            self.haproxy = _child(self.haproxy_command)
             _wait_for_port(self.settings.port, self.haproxy, "haproxy", worker_address(self.settings.host))
             self._write_topology()
         except BaseException:
@@ -233,12 +236,26 @@ class ClusterLauncher:
         while not self._stopping:
             time.sleep(0.2)
             self._restart_dead_workers()
-            if self.haproxy is not None and self.haproxy.poll() is not None:
-                print("lrr-service cluster: haproxy exited; stopping", file=sys.stderr, flush=True)
-                self.stop()
-                return 1
+            self._restart_dead_proxy()
         self.stop()
         return 0
+
+    def _restart_dead_proxy(self) -> None:
+        """Start HAProxy again once it has been gone for a second (clients reconnect with their backoff)."""
+        if self.haproxy is None or self.haproxy.poll() is None:
+            return
+        now = time.monotonic()
+        if self._proxy_died_at is None:
+            self._proxy_died_at = now
+            print(
+                f"lrr-service cluster: haproxy exited ({self.haproxy.returncode}); restarting it",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif now - self._proxy_died_at >= RESTART_DELAY_SECONDS:
+            self.haproxy = _child(self.haproxy_command)
+            self._proxy_died_at = None
+            self._write_topology()
 
     def _restart_dead_workers(self) -> None:
         now = time.monotonic()

@@ -98,6 +98,29 @@ def test_lrr_stream_direct_rides_through_the_death_of_its_worker(cluster: Cluste
     assert b"6000 samples x 8 channels" in stdout
 
 
+async def test_clients_ride_through_haproxy_dying_and_coming_back(cluster: ClusterProcess) -> None:
+    """Through the proxy and on the direct path (whose owner lookups go through the proxy), every frame
+    is answered across HAProxy's death and its restart by the launcher."""
+    async with (
+        LRRClient(cluster.url, "via-proxy") as proxied,
+        LRRClient(cluster.url, "via-direct", direct=True) as direct,
+    ):
+        chunk = _chunk(2)
+        first = [await proxied.transform(chunk), await direct.transform(chunk)]
+        old_proxy = int(cluster.topology()["haproxy_pid"])
+        os.kill(old_proxy, signal.SIGKILL)
+        answers = []
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            answers.append(await proxied.transform(chunk))
+            answers.append(await direct.transform(chunk))
+        reconnects = proxied.reconnects
+    assert int(cluster.topology()["haproxy_pid"]) != old_proxy
+    assert reconnects >= 1 and len(answers) > 10
+    for answer in answers:
+        np.testing.assert_array_equal(answer, first[0])
+
+
 @pytest.fixture
 def guarded_cluster(tmp_path: Path) -> Iterator[ClusterProcess]:
     env = {"LRR_API_TOKEN": TOKEN, "LRR_MAX_FRAME_BYTES": "4096", "LRR_MAX_CONNECTIONS": "2"}
