@@ -21,8 +21,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -93,7 +94,7 @@ class Ownership:
         own_url: str,
         lease_seconds: float,
         on_lost: Callable[[str], Awaitable[None]],
-        on_handover: Callable[[Lease], Awaitable[None]],
+        on_handover: Callable[[Lease], Coroutine[Any, Any, None]],
         in_use: Callable[[str], bool],
     ) -> None:
         self.worker_id = uuid.uuid4().hex[:12]

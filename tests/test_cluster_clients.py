@@ -4,11 +4,13 @@ with its worker killed mid-run, and auth and limits through the proxy and on the
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from lrr_service.clients import LRRClient
 from lrr_service.clients.local_server import ClusterProcess, clean_environment
+
+try:
+    import test_lsl_bridge as lsl
+except ImportError:
+    from tests import test_lsl_bridge as lsl
 
 N_CHANNELS = 8
 TOKEN = "cluster-test-token"
@@ -119,6 +126,28 @@ async def test_clients_ride_through_haproxy_dying_and_coming_back(cluster: Clust
     assert reconnects >= 1 and len(answers) > 10
     for answer in answers:
         np.testing.assert_array_equal(answer, first[0])
+
+
+def test_lrr_lsl_direct_rides_through_the_death_of_its_worker(cluster: ClusterProcess) -> None:
+    """Every sample of the LSL input comes out, in order, across a kill -9 of the worker that owns the key."""
+    key = "lsl-failover"
+    data, stamps = lsl.recording(1500)
+    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
+    outlet = lsl.make_input_outlet(name)
+    bridge = lsl.start_bridge(name, cluster.url, key, "--direct")
+    try:
+        inlet = lsl.connect_output(name, outlet)
+        lsl.push_recording(outlet, data[:750], stamps[:750])
+        _, before = lsl.pull_samples(inlet, 750)
+        os.kill(cluster.worker_pid(cluster.owner_index(key)), signal.SIGKILL)
+        lsl.push_recording(outlet, data[750:], stamps[750:])
+        output, after = lsl.pull_samples(inlet, 750)
+    finally:
+        code, out, err = lsl.stop_bridge(bridge)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.concatenate([before, after]), stamps)
+    assert np.isfinite(output).all()
+    assert json.loads(out)["samples_out"] == 1500
 
 
 @pytest.fixture
