@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := test,lsl,edf
+EXTRAS := test,lsl,edf,report
 
 .PHONY: run test lint bench-core clean
 
@@ -19,22 +19,24 @@ run: $(STAMP)
 	$(BIN)/python -m lrr_service.service serve --host 127.0.0.1 --port 8000 --state-dir ./lrr-state
 
 # One worker per core; a test module stays on one worker, so its shared server starts once.
-test: $(STAMP) cluster-tools
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
-# The cluster tests run the distribution's HAProxy and Redis (docs/scale.md); as root they are installed here.
-CLUSTER_TOOLS := haproxy redis-server
+# Programs the tests run, each from the Debian package of the same name: HAProxy and Redis for the
+# cluster tests (docs/scale.md), Chromium for the browser test of /docs (tests/test_docs_offline.py,
+# driven by Playwright, which never downloads a browser of its own). As root they are installed here.
+TEST_TOOLS := haproxy redis-server chromium
 
-.PHONY: cluster-tools
-cluster-tools:
-	@missing=""; for tool in $(CLUSTER_TOOLS); do \
+.PHONY: test-tools
+test-tools:
+	@missing=""; for tool in $(TEST_TOOLS); do \
 	  PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing (apt)"; \
 	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
 	  else \
-	    echo "make test needs$$missing for the cluster tests: install them (Debian/Ubuntu: sudo apt install$$missing)"; \
+	    echo "make test needs$$missing (cluster and browser tests): install them (Debian/Ubuntu: sudo apt install$$missing)"; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -2,6 +2,8 @@
 
 Every `LRR_*` setting has a flag (`--max-channels`, `--ridge-lambda`, ...); flags override the
 environment. SIGTERM/SIGINT shut down gracefully and checkpoint every changed session.
+`--prog NAME`, first on the command line, is the program name that usage and help show
+(`lrr serve` passes `--prog lrr`, so that `lrr serve --help` says `usage: lrr serve ...`).
 """
 
 from __future__ import annotations
@@ -27,10 +29,21 @@ STARTUP_FAILURE = 3
 _JSON_FLAGS = {"channel_groups"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `serve` command line: one flag per ServiceSettings field, named after it."""
-    parser = argparse.ArgumentParser(
-        prog="python -m lrr_service.service", description="Run the lrr-service websocket server."
+PROG = "python -m lrr_service.service"
+"""The program name usage and help show, unless the command line starts with --prog NAME."""
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The `serve` command line: one flag per ServiceSettings field, named after it; usage says `prog`."""
+    parser = argparse.ArgumentParser(prog=prog, description="Run the lrr-service websocket server.")
+    parser.add_argument(
+        "--prog",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help=f"program name for usage and help, when first on the command line (default {PROG!r}; lrr serve "
+        "passes 'lrr')"
+        if prog == PROG
+        else argparse.SUPPRESS,  # not shown under another program's name
     )
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the server (the default command)")
@@ -110,9 +123,19 @@ def uvicorn_config(app: Any, settings: ServiceSettings) -> uvicorn.Config:
     )
 
 
+def split_prog(argv: list[str]) -> tuple[str, list[str]]:
+    """(program name, the rest of the command line): a leading `--prog NAME` (or `--prog=NAME`) taken off."""
+    if argv[:1] == ["--prog"] and len(argv) > 1:
+        return argv[1], argv[2:]
+    if argv[:1] and argv[0].startswith("--prog="):
+        return argv[0].partition("=")[2], argv[1:]
+    return PROG, argv
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, validate the settings and run uvicorn until a signal stops it."""
-    args = build_parser().parse_args(argv)
+    prog, arguments = split_prog(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser(prog).parse_args(arguments)
     try:
         settings = settings_from_args(args)
         settings.session_defaults()
@@ -124,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lrr-service: {problem}", file=sys.stderr)
         return 2
     if settings.workers is not None:
-        return run_cluster(settings, argv if argv is not None else sys.argv[1:])
+        return run_cluster(settings, arguments)
     configure_logging(settings.log_level)
     server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     server.run()

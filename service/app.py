@@ -7,11 +7,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
+from lrr_service.service.api_docs import install_api_docs
 from lrr_service.service.auth import TokenChecker
 from lrr_service.service.capacity import checkpoint_file_limit
 from lrr_service.service.checkpoints import Checkpointer
@@ -19,7 +21,7 @@ from lrr_service.service.cluster import Cluster, ClusterWriter
 from lrr_service.service.config import ServiceSettings
 from lrr_service.service.context import ServiceContext
 from lrr_service.service.errors import CapacityError, SessionLimitError, install_error_handlers
-from lrr_service.service.gate import Gate
+from lrr_service.service.gate import HEALTH_PATH, Gate
 from lrr_service.service.lane import StatisticsLane, lower_thread_priority
 from lrr_service.service.logs import log_event
 from lrr_service.service.metrics import ServiceMetrics
@@ -108,14 +110,17 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app = FastAPI(
         title="lrr-service",
         summary="Real-time Linear Regression Rereferencing over websockets",
-        version="0.1.0",
+        version=metadata.version("lrr-service"),
         lifespan=lifespan,
+        docs_url=None,  # served by install_api_docs, from assets of the service's own (no CDN)
+        redoc_url=None,
     )
     app.state.context = context
     install_error_handlers(app, metrics)
     app.add_middleware(Gate, context=context)
     app.include_router(router)
     app.include_router(ws_router)
+    install_api_docs(app, token_required=context.auth.enabled, open_paths=[HEALTH_PATH])
     return app
 
 

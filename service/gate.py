@@ -6,7 +6,9 @@ in progress, and a body within its size limit that keeps arriving. A refusal is 
 with the documented `{"detail": {"code", "message"}}` body and counted by code; the app behind
 the gate never sees the request. In a cluster, a request naming a stream key then waits until
 this worker owns the key (or is refused `not_owner`). `/health` passes untouched: liveness
-probes need no token and must answer however busy the server is.
+probes need no token and must answer however busy the server is. The API documentation (GET
+of service/api_docs.py's PUBLIC_PATHS: /docs, its assets, /redoc, /openapi.json) needs no token
+either, since it holds no data and a browser must be able to open it; every other check applies.
 
 Bodies of every route but the weights upload are read here in full (they are small: at most
 LRR_MAX_BODY_BYTES), so a route never parses a body its client was not allowed to send; the
@@ -23,6 +25,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lrr_service.core.vocabulary import ErrorCode
+from lrr_service.service.api_docs import PUBLIC_PATHS
 from lrr_service.service.context import ServiceContext
 from lrr_service.service.errors import ServiceError
 from lrr_service.service.keys import KEY_PATTERN
@@ -33,6 +36,8 @@ UNLIMITED_PATHS = frozenset({HEALTH_PATH, "/ready"})
 """Answered however many HTTP requests are in progress: probes must not fail because REST is busy."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods a cross-site page may send without an Origin check: they change nothing."""
+PUBLIC_METHODS = frozenset({"GET", "HEAD"})
+"""Methods that may read PUBLIC_PATHS (the API documentation) without the token."""
 UPLOAD_PATH = re.compile(r"/streams/[^/]+/weights")
 KEYED_PATH = re.compile(r"/(?:ws|streams)/([^/]+)")
 """Paths that name a stream key: in a cluster, served only by the key's owner."""
@@ -93,7 +98,8 @@ class Gate:
                 code=ErrorCode.UNAUTHORIZED,
                 status=403,
             )
-        if not websocket and not auth.accepts_rest(headers):
+        public = not websocket and scope["method"] in PUBLIC_METHODS and scope["path"] in PUBLIC_PATHS
+        if not websocket and not public and not auth.accepts_rest(headers):
             return ServiceError(
                 "missing or wrong API token; send 'Authorization: Bearer <token>'",
                 code=ErrorCode.UNAUTHORIZED,

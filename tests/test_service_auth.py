@@ -1,4 +1,5 @@
-"""API token: REST 401 and websocket handshake refusal without it, /health always open; off by default."""
+"""API token: REST 401 and websocket handshake refusal without it, /health and the API documentation (GET) always
+open; off by default."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from live_server import LiveServer, exchange
 from websockets.exceptions import InvalidStatus
 
 from lrr_service.core.codec import AckReply, encode_chunk
+from lrr_service.service.api_docs import PUBLIC_PATHS
 from lrr_service.service.app import create_app
 from lrr_service.service.config import ServiceSettings
 
@@ -48,13 +50,15 @@ def rest_calls() -> list[tuple[str, str]]:
 
 
 REST_CALLS = rest_calls()
-PROTECTED_CALLS = [call for call in REST_CALLS if call[1] != "/health"]
+DOCS_CALLS = [(method, path) for method, path in REST_CALLS if method == "GET" and path in PUBLIC_PATHS]
+PROTECTED_CALLS = [call for call in REST_CALLS if call[1] != "/health" and call not in DOCS_CALLS]
 
 
 def test_the_route_list_covers_the_documentation_and_every_stream_route() -> None:
     paths = {path for _, path in REST_CALLS}
     assert {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics", "/ready"} <= paths
     assert ("PUT", "/streams/k/weights") in REST_CALLS and ("DELETE", "/streams/k") in REST_CALLS
+    assert {path for _, path in DOCS_CALLS} == {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED_CALLS)
@@ -79,6 +83,14 @@ def test_rest_accepts_the_token_and_health_needs_none(secured: LiveServer) -> No
         assert http.get("/metrics").status_code == 200
         assert "/streams/{key}" in http.get("/openapi.json").json()["paths"]
         assert http.get("/docs").status_code == 200 and http.get("/redoc").status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path"), DOCS_CALLS)
+@pytest.mark.parametrize("token", [None, "wrong"])
+def test_the_documentation_needs_no_token(secured: LiveServer, method: str, path: str, token: str | None) -> None:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    with secured.http(token="") as http:
+        assert http.request(method, path, headers=headers).status_code == 200
 
 
 @pytest.mark.parametrize("query", ["", "?token=wrong", "?token="])

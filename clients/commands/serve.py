@@ -1,7 +1,7 @@
 """`lrr serve ...`: run the server by replacing this process with `python -m lrr_service.service serve ...`.
 
 The service is never imported here (clients and service are independent); its own parser
-handles every option, including --help.
+handles every option, including --help, and is told (`--prog lrr`) to call itself `lrr serve`.
 """
 
 from __future__ import annotations
@@ -20,5 +20,5 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def exec_service(arguments: list[str]) -> NoReturn:
-    """Replace this process with the service's own command line."""
-    os.execv(sys.executable, [sys.executable, "-m", "lrr_service.service", "serve", *arguments])
+    """Replace this process with the service's own command line, whose usage and help then say `lrr serve`."""
+    os.execv(sys.executable, [sys.executable, "-m", "lrr_service.service", "--prog", "lrr", "serve", *arguments])
