@@ -16,7 +16,9 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from lrr_service.core.errors import WeightsError
 from lrr_service.core.vocabulary import ErrorCode
+from lrr_service.core.weights_form import WeightsForm, weights_from_upload
 from lrr_service.service.context import ServiceContext, get_context
 from lrr_service.service.errors import ServiceError
 from lrr_service.service.keys import validate_key
@@ -204,15 +206,19 @@ async def _each(pieces: list[bytes]) -> AsyncIterator[bytes]:
         await asyncio.sleep(0)
 
 
-async def read_weights_upload(request: Request, context: ServiceContext) -> np.ndarray:
-    """Read and parse an uploaded weights CSV (parsed in the CSV worker; large uploads one at a time).
-
-    Raises the refusals of the upload table in docs/service.md.
+async def read_weights_upload(request: Request, context: ServiceContext, form: WeightsForm) -> np.ndarray:
+    """W from an uploaded weights CSV holding `form` (parsed in the CSV worker, I - M taken in the lane;
+    large uploads one at a time). Raises the refusals of the upload table in docs/service.md, among them
+    `bad_weights` for a diagonal that is not zero (nothing in any session changed yet).
     """
     slot = context.upload_slot if is_large_upload(request) else contextlib.nullcontext()
     async with slot:
         pieces = await read_csv_upload(request, context.settings.csv_limit_bytes())
-        return await context.csv.parse(pieces, context.settings.max_channels)
+        matrix = await context.csv.parse(pieces, context.settings.max_channels)
+        try:  # I - M is n² values: milliseconds at 1024 channels, off the loop
+            return await context.lane.run(weights_from_upload, matrix, form)
+        except WeightsError as exc:
+            raise ServiceError(str(exc), code=ErrorCode.BAD_WEIGHTS) from None
 
 
 @router.put("/streams/{key}/weights", tags=["weights"])
@@ -221,9 +227,17 @@ async def put_weights(
     request: Request,
     context: Context,
     replace: Annotated[bool, Query(description="Reset a session bound to another channel count.")] = False,
+    form: Annotated[
+        WeightsForm,
+        Query(
+            description="What the CSV holds: `w`, W itself (zero diagonal); `i_minus_w`, the rereferencing "
+            "matrix M = I - W (ones on its diagonal), from which W = I - M is stored."
+        ),
+    ] = "w",
 ) -> dict[str, Any]:
-    """Upload W as CSV (`text/csv` body or multipart field `file`); pinned and durable before the reply."""
-    weights = await read_weights_upload(request, context)
+    """Upload W, or I - W with `?form=i_minus_w`, as CSV (`text/csv` body or multipart field `file`); W's
+    diagonal must be zero (|W[i, i]| <= 1e-12). Pinned and durable before the reply."""
+    weights = await read_weights_upload(request, context, form)
     session, created = context.registry.get_or_create(key)
     try:
         await session.load_weights(weights, replace)

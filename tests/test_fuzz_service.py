@@ -267,8 +267,10 @@ def csv_uploads(draw: st.DrawFn) -> bytes:
     if kind == "enormous":
         row = ",".join(["0.125"] * MAX_CHANNELS) + "\n"
         return (row * (draw(st.integers(CSV_LIMIT - 200, 3 * CSV_LIMIT)) // len(row) + 1)).encode()
-    if kind == "square":  # a valid N x N matrix with at most one cell spoiled
-        rows = [[repr(v) for v in r] for r in np.random.default_rng(draw(st.integers(0, 99))).uniform(-1, 1, (N, N))]
+    if kind == "square":  # a valid N x N matrix (zero diagonal) with at most one cell spoiled
+        valid = np.random.default_rng(draw(st.integers(0, 99))).uniform(-1, 1, (N, N))
+        np.fill_diagonal(valid, 0.0)
+        rows = [[repr(v) for v in r] for r in valid]
         if draw(st.booleans()):
             rows[draw(st.integers(0, N - 1))][draw(st.integers(0, N - 1))] = draw(CELLS)
     else:
@@ -290,6 +292,8 @@ def expected_status(content: bytes) -> tuple[int, str | None]:
         weights = parse_weights_csv(content, max_channels=MAX_CHANNELS)
     except WeightsCsvError:
         return 422, "bad_csv"
+    if np.any(np.abs(np.diagonal(weights)) > 1e-12):  # W's diagonal must be zero, checked before the session
+        return 422, "bad_weights"
     if weights.shape[0] != N:
         return 409, "size_mismatch"
     return 200, None
