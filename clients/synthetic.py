@@ -1,11 +1,13 @@
 """A synthetic acquisition rig for `lrr demo`: independent channel signals plus shared artifacts,
-and the measure of how much artifact power a rereferenced output still carries."""
+and the part of a recording the artifacts explain, which `lrr demo` measures with clients/cleaning.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from lrr_service.clients.cleaning import decibels
 
 
 @dataclass(frozen=True)
@@ -45,17 +47,20 @@ def make_rig(
     return SyntheticRig(recording, signals, sources, sample_rate)
 
 
+def artifact_part(data: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """The part of `data` (samples, channels) explained by the artifact `sources` (least squares), float64."""
+    coefficients, *_ = np.linalg.lstsq(sources, data, rcond=None)
+    explained: np.ndarray = sources @ coefficients
+    return explained
+
+
 def artifact_power(data: np.ndarray, sources: np.ndarray) -> np.ndarray:
     """Per channel: the mean power of the part of `data` explained by the artifact `sources` (least squares)."""
-    coefficients, *_ = np.linalg.lstsq(sources, data, rcond=None)
-    explained = sources @ coefficients
-    power: np.ndarray = np.mean(explained**2, axis=0)
+    power: np.ndarray = np.mean(artifact_part(data, sources) ** 2, axis=0)
     return power
 
 
 def reduction_db(before: np.ndarray, after: np.ndarray) -> float:
-    """Overall artifact power reduction in dB (positive = less artifact), summed over channels."""
-    total_after = float(np.sum(after))
-    if total_after <= 0:
-        return float("inf")
-    return 10.0 * float(np.log10(float(np.sum(before)) / total_after))
+    """Overall artifact power reduction in dB (positive = less artifact), from the powers summed over channels
+    (`cleaning.decibels`: +inf when nothing is left, NaN when there was nothing to begin with)."""
+    return decibels(float(np.sum(before)), float(np.sum(after)))

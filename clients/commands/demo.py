@@ -9,12 +9,19 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from lrr_service.clients.cleaning import (
+    cleaning_report,
+    plot_report,
+    report_json,
+    report_text,
+    require_plotting,
+    session_groups,
+)
 from lrr_service.clients.commands.common import CommandResult, add_output_option
 from lrr_service.clients.errors import ServerError
 from lrr_service.clients.local_server import private_server
 from lrr_service.clients.sync import LRRClientSync
-from lrr_service.clients.synthetic import artifact_power, make_rig, reduction_db
-from lrr_service.clients.table import format_table
+from lrr_service.clients.synthetic import artifact_part, make_rig
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,8 +31,9 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="stream a synthetic rig through a server and report the artifact reduction",
         description="N channels of independent signals plus shared 60 Hz line noise and a common-mode drift: "
         "fit on the first --fit-seconds, transform the rest, and print each channel's artifact power "
-        "before and after. Uses the server at --url (or $LRR_URL); with neither it starts its own "
-        "on a free loopback port with a temporary state dir.",
+        "(the part of the signal the artifact waveforms explain) before and after, and the reduction in dB, "
+        "per channel group too when the session has several. Uses the server at --url (or $LRR_URL); with "
+        "neither it starts its own on a free loopback port with a temporary state dir.",
     )
     parser.add_argument(
         "--url",
@@ -42,6 +50,12 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--fit-seconds", type=float, default=3.0, help="seconds used for fitting (default 3)")
     parser.add_argument("--chunk", type=int, default=10, help="samples per frame (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--report",
+        metavar="FILE.png",
+        help="also draw the per-channel reduction and the solved weights W to this PNG (needs matplotlib: "
+        "pip install 'lrr-service[report]')",
+    )
     add_output_option(parser)
     parser.set_defaults(run=run)
 
@@ -49,6 +63,8 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def run(args: argparse.Namespace) -> CommandResult:
     """Make the rig, stream it, measure; the session is deleted afterwards."""
     _check(args)
+    if args.report:
+        require_plotting()
     rig = make_rig(args.channels, int(args.seconds * args.sample_rate), args.sample_rate, seed=args.seed)
     split = int(args.fit_seconds * args.sample_rate)
     with _server(args.url) as url, LRRClientSync(url, args.key, token=args.token) as client:
@@ -58,39 +74,24 @@ def run(args: argparse.Namespace) -> CommandResult:
                 pass
             client.solve()
             output = np.concatenate(list(client.transform_stream(_chunks(rig.recording[split:], args.chunk))))
+            groups = session_groups(client.info())
+            weights = client.get_weights() if args.report else None
         finally:
             _forget(client)
-    before = artifact_power(rig.recording[split:], rig.sources[split:])
-    after = artifact_power(output, rig.sources[split:])
-    overall = reduction_db(before, after)
-    channels = [
-        {
-            "channel": c,
-            "artifact_power_before": float(before[c]),
-            "artifact_power_after": float(after[c]),
-            "reduction_db": reduction_db(before[c : c + 1], after[c : c + 1]),
-        }
-        for c in range(args.channels)
-    ]
+    sources = rig.sources[split:]
+    report = cleaning_report(artifact_part(rig.recording[split:], sources), artifact_part(output, sources), groups)
     data = {
         "url": url,
         "key": args.key,
-        "channels": channels,
-        "reduction_db": overall,
+        **report_json(report, quantity="artifact_power"),
         "fit_samples": split,
         "transform_samples": int(output.shape[0]),
     }
-    rows = [
-        [
-            str(c["channel"]),
-            f"{c['artifact_power_before']:.4g}",
-            f"{c['artifact_power_after']:.4g}",
-            f"{c['reduction_db']:.1f}",
-        ]
-        for c in channels
-    ]
-    table = format_table(("channel", "artifact before", "artifact after", "reduction dB"), rows)
-    text = f"{table}\n\noverall artifact reduction: {overall:.1f} dB ({args.channels} channels, server {url})"
+    text = f"{report_text(report, label='artifact')}\nserver {url}"
+    if args.report:
+        title = f"lrr demo: artifact power reduction {report.overall.reduction_db:.1f} dB, {args.channels} channels"
+        data["report"] = str(plot_report(report, args.report, weights, title=title, label="artifact power"))
+        text += f"\nfigure: {args.report}"
     return CommandResult(data, text)
 
 
@@ -104,6 +105,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--sample-rate must be > 0, got {args.sample_rate}")
     if not 0 < args.fit_seconds < args.seconds:
         raise ValueError(f"--fit-seconds must be between 0 and --seconds ({args.seconds}), got {args.fit_seconds}")
+    if args.report and not args.report.lower().endswith(".png"):
+        raise ValueError(f"--report writes a PNG image: give a file name ending in .png, got {args.report!r}")
 
 
 @contextlib.contextmanager
