@@ -2,13 +2,20 @@
 
 from lrr_service.clients.backoff import ReconnectPolicy
 from lrr_service.clients.client import LRRClient
-from lrr_service.clients.errors import ConnectionLost, LRRClientError, ProtocolError, ServerError
+from lrr_service.clients.errors import (
+    ConnectionLost,
+    IdentityTransformError,
+    LRRClientError,
+    ProtocolError,
+    ServerError,
+)
 from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.clients.sync import LRRClientSync
 
 __all__ = [
     "AsyncRestClient",
     "ConnectionLost",
+    "IdentityTransformError",
     "LRRClient",
     "LRRClientError",
     "LRRClientSync",

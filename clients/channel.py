@@ -22,11 +22,13 @@ from lrr_service.clients.errors import (
     AuthenticationError,
     ConnectionLost,
     LRRClientError,
+    NoSuchEndpointError,
     ProtocolError,
     ServerError,
     error_for,
 )
 from lrr_service.clients.inflight import InFlight
+from lrr_service.clients.samples import wire_samples
 from lrr_service.core import codec
 from lrr_service.core.vocabulary import ErrorCode
 
@@ -90,10 +92,11 @@ class Channel:
     ) -> asyncio.Future[codec.Reply]:
         """Queue `data` as the next frame and return the future of its reply (runs synchronously, in call order).
 
-        Raises ValueError at once for data the wire cannot carry (not 2-D, empty, unsupported dtype).
+        Other integer dtypes are converted when exact (clients/samples.py). Raises ValueError at once for data
+        the wire cannot carry (not 2-D, empty, a dtype that cannot be converted exactly).
         """
         seq = self._frames.next_seq
-        return self.submit_encoded(seq, codec.encode_chunk(seq, data, t0=t0, fs=fs))
+        return self.submit_encoded(seq, codec.encode_chunk(seq, wire_samples(data), t0=t0, fs=fs))
 
     def submit_encoded(self, seq: int, message: bytes | str) -> asyncio.Future[codec.Reply]:
         """Queue an already encoded message whose reply will carry `seq` (for relays and protocol tests).
@@ -204,8 +207,16 @@ class Channel:
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 code = _handshake_code(exc)
-                if code is None and status in (401, 403):
+                if code is None and status == 401:
                     raise AuthenticationError("unauthorized", _handshake_text(exc), status=status) from None
+                if code is None and status in (403, 404):  # lrr-service refusals carry their code
+                    raise NoSuchEndpointError(
+                        "no_such_endpoint",
+                        f"{_handshake_text(exc)} at {self.url}, without an lrr-service error: no stream route at "
+                        "this URL (or a proxy in front refused it); check the server URL: a URL with a path "
+                        "prefix works only behind a reverse proxy that strips the prefix",
+                        status=status,
+                    ) from None
                 if status < 500 and code != ErrorCode.NOT_OWNER:  # not_owner: the key moved, locate it again
                     raise error_for(code or "handshake_refused", _handshake_text(exc), status=status) from None
                 failure = exc

@@ -18,7 +18,8 @@ import numpy as np
 
 from lrr_service.clients.backoff import ReconnectPolicy, as_policy
 from lrr_service.clients.channel import Channel
-from lrr_service.clients.endpoints import auth_headers, websocket_url
+from lrr_service.clients.endpoints import auth_headers, checked_key, websocket_url
+from lrr_service.clients.errors import IdentityTransformError
 from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.core import codec
 from lrr_service.core.vocabulary import Mode
@@ -53,6 +54,10 @@ class LRRClient:
     frame whose reply was lost may be applied twice (at-least-once); pass `resend=False` to get
     ConnectionLost for such frames instead of a resend.
 
+    A `transform` whose reply says no weights were applied (`weights_source` "none": the output would equal
+    the input) raises IdentityTransformError, unless `allow_identity=True`; `fit_transform` replies are
+    not checked (their first chunks precede the first solve by design).
+
     `direct=True` (for a cluster behind a proxy, docs/scale.md): the websockets go straight to the
     worker that owns `key`, found with GET /streams/{key}/owner at each (re)connection, saving the
     proxy's hop; REST calls still go to `url`. On a single server it changes nothing.
@@ -69,10 +74,10 @@ class LRRClient:
         resend: bool = True,
         open_timeout: float = 10.0,
         direct: bool = False,
+        allow_identity: bool = False,
     ) -> None:
         self.max_in_flight = _checked_window(max_in_flight)
-        if not key:
-            raise ValueError("key is empty; expected the stream key of a session")
+        checked_key(key)  # BadKeyError now, not at the first connection
         self.url = url
         self.key = key
         self.rest = AsyncRestClient(url, token)
@@ -81,6 +86,7 @@ class LRRClient:
         self._resend = resend
         self._open_timeout = open_timeout
         self.direct = direct
+        self.allow_identity = allow_identity
         self._channels: dict[str, Channel] = {}
 
     async def __aenter__(self) -> LRRClient:
@@ -137,6 +143,22 @@ class LRRClient:
         future = self.channel(mode).submit(chunk, t0=t0, fs=fs)
         reply = await future
         assert not isinstance(reply, codec.ErrorReply)
+        return self._checked(mode, reply)
+
+    def _checked(self, mode: str, reply: codec.AckReply | codec.ChunkReply) -> codec.AckReply | codec.ChunkReply:
+        """`reply`, unless it is a transform that applied no weights and identity output was not allowed."""
+        if (
+            mode == Mode.TRANSFORM
+            and not self.allow_identity
+            and isinstance(reply, codec.ChunkReply)
+            and reply.weights_source == "none"
+        ):
+            raise IdentityTransformError(
+                f"session {self.key!r} has no weights (nothing fitted, uploaded or defaulted), so its transform "
+                "returns the input unchanged; fit it (then solve), upload weights, or pass allow_identity=True "
+                "to accept unchanged output",
+                seq=reply.seq,
+            )
         return reply
 
     async def fit(self, chunk: np.ndarray) -> codec.AckReply:
@@ -173,9 +195,9 @@ class LRRClient:
         async for chunk in _as_async(chunks):
             window.append(channel.submit(chunk, t0=next(starts, None) if starts is not None else None))
             if len(window) >= window_size:
-                yield await window.popleft()
+                yield self._checked(mode, await window.popleft())
         while window:
-            yield await window.popleft()
+            yield self._checked(mode, await window.popleft())
 
     async def fit_stream(self, chunks: Chunks, *, max_in_flight: int | None = None) -> AsyncIterator[codec.AckReply]:
         """Pipelined fit: yields each chunk's acknowledgement, in order."""

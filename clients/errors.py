@@ -248,6 +248,13 @@ class StoreUnavailableError(ServerBusyError):
     code = ErrorCode.STORE_UNAVAILABLE
 
 
+class NoSuchEndpointError(ServerError):
+    """The URL reached an HTTP server that has no lrr-service route at that path (a 404, or a websocket
+    handshake refused without an lrr-service error): the URL is wrong, or a path prefix is not stripped."""
+
+    code = "no_such_endpoint"
+
+
 class FrameTooLargeError(ServerError):
     """A frame exceeded the server's size limit; the server closed the connection (1009)."""
 
@@ -267,6 +274,15 @@ class ConnectionLost(LRRClientError):
             message = f"{message}; {len(unanswered)} frame(s) got no reply (seq {shown})"
         super().__init__(message)
         self.unanswered = unanswered
+
+
+class IdentityTransformError(LRRClientError):
+    """A transform applied no weights (the session has none): its output equals its input. Raised by the
+    client unless identity output was allowed (`allow_identity=True`, `lrr stream --allow-identity`)."""
+
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.seq = seq
 
 
 class ProtocolError(LRRClientError):

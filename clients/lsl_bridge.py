@@ -2,9 +2,13 @@
 
 With `fit_seconds` the first S seconds of input (by the input's own timestamps) are only fitted
 (no output), the session is solved, and everything after is transformed and published. Without
-it every chunk goes through fit_transform (the model keeps adapting) and is published.
-The outlet copies the input's channel count, nominal rate, type and channel labels, and every
-output sample carries its input sample's timestamp.
+it every chunk goes through fit_transform (the model keeps adapting) and is published; its first
+chunks, before the first solve, come back unchanged, as fit_transform's do. After a fitting period
+the session must hold weights: a transform that would apply none stops the bridge
+(IdentityTransformError) rather than publish raw data as cleaned. Chunks the server will not fit
+(NaN, Inf) are published transformed, not fitted, and counted. The outlet copies the input's
+channel count, nominal rate, type and channel labels, and every output sample carries its input
+sample's timestamp.
 """
 
 from __future__ import annotations
@@ -169,7 +173,9 @@ class LSLBridge:
         dtype = _WIRE_DTYPE[fmt]
         deadline = None if duration is None else time.monotonic() + duration
         queue: asyncio.Queue[_Sent | None] = asyncio.Queue(self.max_in_flight)
-        async with LRRClient(self.url, self.key, self.token, direct=self.direct) as client:
+        async with LRRClient(
+            self.url, self.key, self.token, direct=self.direct, allow_identity=self.window.fit_seconds is None
+        ) as client:
             tasks = [
                 asyncio.create_task(self._pump(inlet, client, queue, dtype, deadline, stop or asyncio.Event())),
                 asyncio.create_task(self._publish(queue, outlet, client)),

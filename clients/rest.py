@@ -13,8 +13,16 @@ import httpx
 import numpy as np
 
 from lrr_service.clients.endpoints import auth_headers, http_base, stream_path
-from lrr_service.clients.errors import ConnectionLost, ProtocolError, ServerError, error_for
+from lrr_service.clients.errors import (
+    BadWeightsError,
+    ConnectionLost,
+    NoSuchEndpointError,
+    ProtocolError,
+    ServerError,
+    error_for,
+)
 from lrr_service.core import weights_csv
+from lrr_service.core.weights_form import Interface, WeightsForm, check_form, restate
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -100,24 +108,42 @@ class AsyncRestClient:
         path.write_bytes((await self._weights_response(key)).content)
         return path
 
-    async def put_weights_csv(self, key: str, csv: bytes | str, *, replace: bool = False) -> dict[str, Any]:
+    async def put_weights_csv(
+        self, key: str, csv: bytes | str, *, replace: bool = False, form: WeightsForm = "w"
+    ) -> dict[str, Any]:
         """PUT /streams/{key}/weights with CSV bytes (sent as they are) or text (sent as UTF-8).
 
-        `replace` lets a matrix of another size reset the session to that channel count.
+        `replace` lets a matrix of another size reset the session to that channel count. `form` says what the
+        CSV holds: "w", W itself (zero diagonal), or "i_minus_w", the rereferencing matrix I - W, from which
+        the server stores W. A diagonal the server refuses raises BadWeightsError, its message naming `form=`.
         """
-        params = {"replace": "true"} if replace else None
+        form = check_form(form)  # before a byte is sent
+        params = {"replace": "true"} if replace else {}
+        if form != "w":
+            params["form"] = form
         content = csv.encode() if isinstance(csv, str) else csv
-        return await self._json(
-            "PUT", stream_path(key, "weights"), content=content, headers={"Content-Type": "text/csv"}, params=params
-        )
+        try:
+            return await self._json(
+                "PUT",
+                stream_path(key, "weights"),
+                content=content,
+                headers={"Content-Type": "text/csv"},
+                params=params or None,
+            )
+        except BadWeightsError as exc:  # the server names its query parameter; say it as this API does
+            raise error_for(exc.code, restate(exc.message, Interface.PYTHON), status=exc.status) from None
 
-    async def put_weights(self, key: str, weights: np.ndarray | Path | str, *, replace: bool = False) -> dict[str, Any]:
-        """Upload W from an array (encoded exactly) or from a CSV file path (its bytes sent unchanged)."""
+    async def put_weights(
+        self, key: str, weights: np.ndarray | Path | str, *, replace: bool = False, form: WeightsForm = "w"
+    ) -> dict[str, Any]:
+        """Upload W from an array (encoded exactly) or from a CSV file path (its bytes sent unchanged);
+        with form="i_minus_w" the array or file holds I - W instead (see put_weights_csv)."""
+        form = check_form(form)
         if isinstance(weights, (str, Path)):
             csv: bytes | str = Path(weights).read_bytes()
         else:
             csv = weights_csv.format_weights_csv(np.asarray(weights))
-        return await self.put_weights_csv(key, csv, replace=replace)
+        return await self.put_weights_csv(key, csv, replace=replace, form=form)
 
     # -- transport --------------------------------------------------------------------------
 
@@ -125,6 +151,11 @@ class AsyncRestClient:
         """Send one request; refusals become ServerError, network failures ConnectionLost."""
         try:
             response = await self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise ConnectionLost(
+                f"cannot connect to the server at {self.base_url} ({exc or type(exc).__name__}): is it running there? "
+                "Start one with `lrr serve` (or `make run`), or give the client the server's URL"
+            ) from None
         except httpx.TransportError as exc:
             raise ConnectionLost(f"{method} {self.base_url}{path} failed: {exc or type(exc).__name__}") from None
         if response.status_code >= 400:
@@ -159,6 +190,13 @@ def _refusal(response: httpx.Response) -> ServerError:
     if isinstance(detail, list):
         return error_for("invalid_request", "; ".join(_field_error(item) for item in detail), status=status)
     message = detail if isinstance(detail, str) else response.text.strip()[:300] or response.reason_phrase
+    if status == 404:
+        return NoSuchEndpointError(
+            "no_such_endpoint",
+            f"no lrr-service route at {response.request.url} (HTTP 404: {message}); check the server URL: "
+            "a URL with a path prefix works only behind a reverse proxy that strips the prefix",
+            status=status,
+        )
     return error_for("internal" if status >= 500 else "http_error", message, status=status)
 
 

@@ -37,6 +37,7 @@ class LRRClientSync:
         resend: bool = True,
         open_timeout: float = 10.0,
         direct: bool = False,
+        allow_identity: bool = False,
     ) -> None:
         self._thread = LoopThread()
         try:
@@ -50,6 +51,7 @@ class LRRClientSync:
                     resend=resend,
                     open_timeout=open_timeout,
                     direct=direct,
+                    allow_identity=allow_identity,
                 )
             )
         except BaseException:

@@ -75,6 +75,9 @@ class ChunkReply(NamedTuple):
     n_samples: int | None = None
     t0: int | float | None = None
     fs: int | float | None = None
+    weights_source: str | None = None
+    """What the weights applied to this chunk came from: `none` (identity: output = input), `default`, `fitted`
+    or `uploaded`; None from a server that does not say."""
 
 
 class AckReply(NamedTuple):
@@ -422,6 +425,7 @@ def _decode_chunk_reply(payload: bytes | bytearray | memoryview, fields: Mapping
         n_samples=n_samples,
         t0=_read_optional_number(fields, "t0", seq, positive=False),
         fs=_read_optional_number(fields, "fs", seq, positive=True),
+        weights_source=None if fields.get("weights_source") is None else _read_str(fields, "weights_source", seq),
     )
 
 
@@ -500,6 +504,7 @@ def encode_chunk_reply(
     t0: int | float | None = None,
     fs: int | float | None = None,
     n_samples: int | None = None,
+    weights_source: str | None = None,
 ) -> bytes:
     """The server's reply carrying processed data (float32 or float64); n_samples for fit_transform."""
     _check_seq(seq)
@@ -517,7 +522,8 @@ def encode_chunk_reply(
         "weights_version": weights_version,
         "reset": bool(reset),
     }
-    return _pack(_with_optional(message, n_samples=n_samples, t0=t0, fs=fs) | {"data": array.data})
+    optional = _with_optional(message, n_samples=n_samples, t0=t0, fs=fs, weights_source=weights_source)
+    return _pack(optional | {"data": array.data})
 
 
 def encode_ack(seq: int, *, n_samples: int, weights_version: int, reset: bool) -> bytes:

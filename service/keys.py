@@ -1,14 +1,12 @@
-"""Stream keys: 1 to 128 characters of [A-Za-z0-9._-]; they name sessions and checkpoint files."""
+"""Stream keys on the server: the rule of core/keys.py, refused with `bad_key`."""
 
 from __future__ import annotations
 
-import re
-
+from lrr_service.core.keys import KEY_PATTERN, KEY_RULE, key_problem
 from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.service.errors import ServiceError
 
-KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
-KEY_RULE = "1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+__all__ = ["KEY_PATTERN", "KEY_RULE", "InvalidKeyError", "validate_key"]
 
 
 class InvalidKeyError(ServiceError, ValueError):
@@ -19,7 +17,7 @@ class InvalidKeyError(ServiceError, ValueError):
 
 def validate_key(key: str) -> str:
     """Return `key` unchanged if it is a valid stream key, else raise InvalidKeyError saying why."""
-    if KEY_PATTERN.fullmatch(key) is None:
-        shown = key if len(key) <= 40 else key[:40] + "..."
-        raise InvalidKeyError(f"invalid stream key {shown!r} ({len(key)} characters): expected {KEY_RULE}")
+    problem = key_problem(key)
+    if problem is not None:
+        raise InvalidKeyError(problem)
     return key

@@ -85,6 +85,7 @@ class ChunkResult(NamedTuple):
     weights_version: int
     n_samples: int
     output: np.ndarray | None
+    weights_source: str = "none"
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class Session:
         output = engine.transform(data)
         self.counters.transform_frames += 1
         self.counters.transform_samples += data.shape[0]
-        return ChunkResult(reset, engine.weights_version, engine.n_samples, output)
+        return ChunkResult(reset, engine.weights_version, engine.n_samples, output, engine.weights_source)
 
     def _rebind(self, data: np.ndarray, route: Mode) -> bool:
         """With the lock held: refuse the chunk if it would be refused anyway, else reset a session bound

@@ -89,6 +89,7 @@ class StreamChannel:
             t0=chunk.t0,
             fs=chunk.fs,
             n_samples=result.n_samples if self.route.fits else None,
+            weights_source=result.weights_source,
         )
 
     def _internal_message(self, session_changed: bool) -> str:

@@ -25,10 +25,12 @@ class Done(NamedTuple):
 
 @contextlib.contextmanager
 def lrr_environment(url: str | None) -> Iterator[None]:
-    """The environment without any LRR_ variable, LRR_URL set to `url` when given; restored after."""
+    """The environment without any LRR_ variable (and without a configuration file), LRR_URL set to `url`
+    when given; restored after."""
     saved = dict(os.environ)
     for name in [name for name in os.environ if name.startswith("LRR_")]:
         del os.environ[name]
+    os.environ["LRR_CONFIG"] = os.devnull + ".absent"  # no one's own ~/.config/lrr/config.toml
     if url:
         os.environ["LRR_URL"] = url
     try:

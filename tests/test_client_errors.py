@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import msgpack
 import numpy as np
 import pytest
 
-from lrr_service.clients import LRRClient, ServerError, errors
+from lrr_service.clients import AsyncRestClient, LRRClient, ServerError, errors
 from lrr_service.core.vocabulary import ErrorCode
 
 FRAME_CODES = {
@@ -48,7 +49,7 @@ def test_every_error_code_has_its_own_exception_type_that_keeps_code_message_and
 
 @pytest.mark.parametrize("code", sorted(MALFORMED))
 async def test_malformed_frames_raise_their_frame_error_and_the_connection_stays_usable(shared_server, code):
-    async with LRRClient(shared_server.url, f"errors-{code}") as client:
+    async with LRRClient(shared_server.url, f"errors-{code}", allow_identity=True) as client:
         channel = client.channel("transform")
         with pytest.raises(FRAME_CODES[code]) as caught:
             await channel.submit_encoded(0, MALFORMED[code])
@@ -73,11 +74,11 @@ async def test_non_finite_fit_chunk_raises_non_finite_and_changes_nothing(shared
 
 async def test_limits_raise_too_many_channels_and_too_many_sessions(server_factory):
     server = server_factory(env={"LRR_MAX_CHANNELS": "4", "LRR_MAX_SESSIONS": "1"})
-    async with LRRClient(server.url, "first") as client:
+    async with LRRClient(server.url, "first", allow_identity=True) as client:
         with pytest.raises(errors.TooManyChannelsError):
             await client.transform(np.ones((2, 5)))
         await client.transform(np.ones((2, 4)))
-    async with LRRClient(server.url, "second") as client:
+    async with LRRClient(server.url, "second", allow_identity=True) as client:
         with pytest.raises(errors.TooManySessionsError):
             await client.fit(np.ones((2, 4)))
         with pytest.raises(errors.TooManySessionsError) as rest_refusal:
@@ -85,32 +86,35 @@ async def test_limits_raise_too_many_channels_and_too_many_sessions(server_facto
     assert rest_refusal.value.status == 429
 
 
-async def test_bad_key_raises_bad_key_on_websocket_and_rest(shared_server):
-    async with LRRClient(shared_server.url, "not a key!") as client:
-        with pytest.raises(errors.BadKeyError) as on_websocket:
-            await client.transform(np.ones((2, 3)))
-        with pytest.raises(errors.BadKeyError) as on_rest:
-            await client.reset()
-    assert "expected" in on_websocket.value.message
-    assert on_rest.value.status == 400
+async def test_a_bad_key_is_refused_before_any_connection_with_the_servers_message(shared_server):
+    """The clients check the key with the server's rule and message; the server's own refusal stays bad_key."""
+    with pytest.raises(errors.BadKeyError) as by_client:
+        LRRClient(shared_server.url, "not a key!")
+    async with AsyncRestClient(shared_server.url) as rest:
+        with pytest.raises(errors.BadKeyError) as by_rest_client:
+            await rest.reset("not a key!")
+    server_says = httpx.post(f"{shared_server.url}/streams/not%20a%20key!/reset").json()["detail"]
+    assert server_says["code"] == "bad_key"
+    assert by_client.value.message == server_says["message"]
+    assert "expected 1 to 128 characters" in by_rest_client.value.message
 
 
 async def test_missing_or_wrong_token_raises_authentication_error(server_factory):
     server = server_factory(env={"LRR_API_TOKEN": "s3cret"})
     for token in (None, "wrong"):
-        async with LRRClient(server.url, "auth", token) as client:
+        async with LRRClient(server.url, "auth", token, allow_identity=True) as client:
             with pytest.raises(errors.AuthenticationError) as on_websocket:
                 await client.transform(np.ones((2, 3)))
             with pytest.raises(errors.AuthenticationError) as on_rest:
                 await client.sessions()
         assert on_websocket.value.status == 403 and on_rest.value.status == 401
-    async with LRRClient(server.url, "auth", "s3cret") as client:
+    async with LRRClient(server.url, "auth", "s3cret", allow_identity=True) as client:
         assert (await client.transform(np.ones((2, 3)))).shape == (2, 3)
 
 
 async def test_oversized_frame_raises_frame_too_large_without_reconnect_loops(server_factory):
     server = server_factory(env={"LRR_MAX_FRAME_BYTES": "1024"})
-    async with LRRClient(server.url, "big") as client:
+    async with LRRClient(server.url, "big", allow_identity=True) as client:
         with pytest.raises(errors.FrameTooLargeError):
             await client.transform(np.ones((100, 10)))
         assert client.reconnects == 0
@@ -150,7 +154,10 @@ async def test_settings_that_cannot_take_the_chunk_raise_settings_mismatch(share
 
 async def test_a_full_server_refuses_the_handshake_and_connection_lost_quotes_why(server_factory):
     server = server_factory(env={"LRR_MAX_CONNECTIONS": "1"})
-    async with LRRClient(server.url, "full-a") as first, LRRClient(server.url, "full-b") as second:
+    async with (
+        LRRClient(server.url, "full-a", allow_identity=True) as first,
+        LRRClient(server.url, "full-b", allow_identity=True) as second,
+    ):
         assert (await first.transform(np.ones((2, 3)))).shape == (2, 3)  # holds the only websocket
         with pytest.raises(errors.ConnectionLost) as refused:
             await second.transform(np.ones((2, 3)))

@@ -11,6 +11,7 @@ import pytest
 
 from lrr_service.clients.backoff import ReconnectPolicy, RetryBudget, as_policy
 from lrr_service.clients.endpoints import http_base, stream_path, websocket_url
+from lrr_service.clients.errors import BadKeyError
 from lrr_service.clients.local_server import free_loopback_port, wait_until_healthy
 from lrr_service.clients.lsl_bridge import FitWindow
 from lrr_service.clients.recordings import RecordingError, read_recording, write_recording
@@ -63,11 +64,16 @@ def test_blocking_client_stops_its_loop_thread_even_when_closing_fails():
     client.close()  # idempotent after a failed close
 
 
-def test_urls_map_http_to_ws_and_quote_keys():
+def test_urls_map_http_to_ws_and_refuse_keys_the_server_would_refuse():
     assert http_base("ws://host:1/base/") == "http://host:1/base"
-    assert websocket_url("https://host", "rig 1/a", "fit") == "wss://host/ws/rig%201%2Fa/fit"
+    assert websocket_url("https://host/lrr", "rig-1.a_b", "fit") == "wss://host/lrr/ws/rig-1.a_b/fit"
     assert websocket_url("http://127.0.0.1:8000", "k", "fit_transform") == "ws://127.0.0.1:8000/ws/k/fit_transform"
-    assert stream_path("a/b", "weights") == "/streams/a%2Fb/weights"
+    assert stream_path("rig_2", "weights") == "/streams/rig_2/weights"
+    for key in ("rig 1/a", "a/b", "", "x" * 129):
+        with pytest.raises(BadKeyError, match="expected 1 to 128 characters"):
+            websocket_url("http://h", key, "fit")
+        with pytest.raises(BadKeyError, match="invalid stream key"):
+            stream_path(key)
     with pytest.raises(ValueError, match="expected http"):
         http_base("ftp://host")
     with pytest.raises(ValueError, match="expected one of"):

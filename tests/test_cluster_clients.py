@@ -109,8 +109,8 @@ async def test_clients_ride_through_haproxy_dying_and_coming_back(cluster: Clust
     """Through the proxy and on the direct path (whose owner lookups go through the proxy), every frame
     is answered across HAProxy's death and its restart by the launcher."""
     async with (
-        LRRClient(cluster.url, "via-proxy") as proxied,
-        LRRClient(cluster.url, "via-direct", direct=True) as direct,
+        LRRClient(cluster.url, "via-proxy", allow_identity=True) as proxied,
+        LRRClient(cluster.url, "via-direct", direct=True, allow_identity=True) as direct,
     ):
         chunk = _chunk(2)
         first = [await proxied.transform(chunk), await direct.transform(chunk)]

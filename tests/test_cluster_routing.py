@@ -71,7 +71,7 @@ def test_a_hundred_keys_spread_over_both_workers(cluster: ClusterProcess) -> Non
 
 async def test_the_direct_path_streams_to_the_owner_and_a_non_owner_refuses(cluster: ClusterProcess) -> None:
     key = "direct-rig"
-    async with LRRClient(cluster.url, key, direct=True) as client:
+    async with LRRClient(cluster.url, key, direct=True, allow_identity=True) as client:
         acks = [await client.fit(_data(seed)) for seed in range(3)]
         out = await client.transform(_data(5, 30))
         channel_url = client.channel("fit").url

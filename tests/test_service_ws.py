@@ -94,7 +94,8 @@ async def test_transform_without_t0_and_fs_omits_them(server: LiveServer, stream
         raw = msgpack.unpackb(await ws.recv())
     assert raw["type"] == "chunk"
     assert "t0" not in raw and "fs" not in raw
-    assert set(raw) == {"type", "seq", "shape", "dtype", "data", "weights_version", "reset"}
+    assert set(raw) == {"type", "seq", "shape", "dtype", "data", "weights_version", "reset", "weights_source"}
+    assert raw["weights_source"] == "none"
 
 
 async def test_fit_transform_fits_then_transforms(server: LiveServer, stream_key: str) -> None:

@@ -1,15 +1,19 @@
-"""Session management commands: `lrr sessions`, `lrr reset`, `lrr solve`, `lrr weights get|put`."""
+"""Session management commands: `lrr sessions`, `reset`, `solve`, `delete`, `settings get|put`, `weights get|put`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lrr_service.clients.commands.common import CommandResult, add_server_options, with_rest
+from lrr_service.clients.errors import BadWeightsError, UnknownSessionError, error_for
+from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.clients.table import format_table
+from lrr_service.core.weights_form import Interface, WeightsForm, restate
 
 SESSION_COLUMNS = ("key", "n_channels", "n_samples", "weights_version", "weights_source")
 
@@ -38,6 +42,34 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_server_options(solve)
     solve.set_defaults(run=run_solve)
 
+    delete = subcommands.add_parser(
+        "delete",
+        help="delete a session: its statistics, weights and settings, and its checkpoint",
+        description="Delete a session on the server (statistics, weights, settings and its checkpoint).",
+    )
+    add_server_options(delete)
+    delete.set_defaults(run=run_delete)
+
+    settings = subcommands.add_parser(
+        "settings",
+        help="show or change a session's engine settings",
+        description="Show or change a session's engine settings (docs/service.md lists them).",
+    )
+    settings_actions = settings.add_subparsers(dest="action", metavar="{get,put}", required=True)
+    settings_get = settings_actions.add_parser("get", help="show the settings", description="Show the settings.")
+    add_server_options(settings_get)
+    settings_get.set_defaults(run=run_settings_get)
+    settings_put = settings_actions.add_parser(
+        "put",
+        help="change settings (NAME=VALUE ...; the others keep their values)",
+        description="Change some settings, keeping the others; a change starts the session over "
+        "(statistics and weights cleared). Values are JSON: ridge_lambda=0.1 block_size=64 "
+        "channel_groups='[[0,1,2],[3,4,5]]' block_size=null.",
+    )
+    settings_put.add_argument("changes", nargs="+", metavar="NAME=VALUE", help="a setting and its new value (JSON)")
+    add_server_options(settings_put)
+    settings_put.set_defaults(run=run_settings_put)
+
     weights = subcommands.add_parser(
         "weights",
         help="download or upload a session's weight matrix W (CSV)",
@@ -48,10 +80,20 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     get.add_argument("-o", "--output", type=Path, default=None, help="write the CSV here (default: print it)")
     add_server_options(get)
     get.set_defaults(run=run_weights_get)
-    put = actions.add_parser("put", help="upload W from a CSV file", description="Upload W from a CSV file.")
-    put.add_argument("file", type=Path, help="CSV file holding W (n x n, comma-separated)")
+    put = actions.add_parser(
+        "put",
+        help="upload W (or I - W) from a CSV file",
+        description="Upload W from a CSV file. W's diagonal must be zero (a channel is never predicted from "
+        "itself); a file holding the rereferencing matrix I - W (ones on its diagonal) takes --i-minus-w.",
+    )
+    put.add_argument("file", type=Path, help="CSV file holding W (n x n, comma-separated), or I - W with --i-minus-w")
     put.add_argument(
         "--replace", action="store_true", help="allow a matrix of another size: resets the session to its channel count"
+    )
+    put.add_argument(
+        "--i-minus-w",
+        action="store_true",
+        help="the file holds I - W, the rereferencing matrix (ones on its diagonal); the server stores W = I - M",
     )
     add_server_options(put)
     put.set_defaults(run=run_weights_put)
@@ -77,6 +119,50 @@ def run_solve(args: argparse.Namespace) -> CommandResult:
     return CommandResult(reply, f"solved '{args.key}'" + _describe(reply))
 
 
+def run_delete(args: argparse.Namespace) -> CommandResult:
+    """DELETE /streams/{key}."""
+    with_rest(args, lambda rest: rest.delete(args.key))
+    return CommandResult({"key": args.key, "deleted": True}, f"deleted session '{args.key}'")
+
+
+def run_settings_get(args: argparse.Namespace) -> CommandResult:
+    """GET /streams/{key}: its settings."""
+    settings = with_rest(args, lambda rest: rest.session(args.key))["settings"]
+    rows = [[name, json.dumps(value)] for name, value in settings.items()]
+    return CommandResult(settings, format_table(("setting", "value"), rows))
+
+
+def run_settings_put(args: argparse.Namespace) -> CommandResult:
+    """GET the settings (if the session exists), change the named ones, PUT them back."""
+    changes = dict(_setting_change(change) for change in args.changes)
+
+    async def change(rest: AsyncRestClient) -> dict[str, Any]:
+        try:
+            current = (await rest.session(args.key))["settings"]
+        except UnknownSessionError:
+            current = {}
+        return await rest.put_settings(args.key, current | changes)
+
+    reply = with_rest(args, change)
+    if not reply.get("changed"):
+        return CommandResult(reply, f"settings of '{args.key}' unchanged")
+    names = ", ".join(f"{name}={json.dumps(value)}" for name, value in changes.items())
+    return CommandResult(
+        reply, f"settings of '{args.key}' set ({names}); the session starts over: no statistics, no weights"
+    )
+
+
+def _setting_change(change: str) -> tuple[str, Any]:
+    """NAME=VALUE with a JSON value (a bare word that is not JSON is taken as a string)."""
+    name, sep, raw = change.partition("=")
+    if not sep or not name:
+        raise ValueError(f"{change!r}: expected NAME=VALUE, e.g. ridge_lambda=0.1")
+    try:
+        return name, json.loads(raw)
+    except json.JSONDecodeError:
+        return name, raw
+
+
 def run_weights_get(args: argparse.Namespace) -> CommandResult:
     """GET /streams/{key}/weights to a file, or to stdout."""
     if args.output is None:
@@ -92,11 +178,17 @@ def run_weights_get(args: argparse.Namespace) -> CommandResult:
 
 
 def run_weights_put(args: argparse.Namespace) -> CommandResult:
-    """PUT /streams/{key}/weights from a CSV file (its bytes sent unchanged, so the values arrive bit for bit)."""
+    """PUT /streams/{key}/weights from a CSV file holding W, or I - W with --i-minus-w (its bytes sent unchanged,
+    so the values arrive bit for bit)."""
     if not args.file.is_file():
         raise ValueError(f"{args.file}: no such file; expected a CSV file holding W")
-    reply = with_rest(args, lambda rest: rest.put_weights(args.key, args.file, replace=args.replace))
-    return CommandResult(reply, f"uploaded {args.file} to '{args.key}'" + _describe(reply))
+    form: WeightsForm = "i_minus_w" if args.i_minus_w else "w"
+    try:
+        reply = with_rest(args, lambda rest: rest.put_weights(args.key, args.file, replace=args.replace, form=form))
+    except BadWeightsError as exc:  # a refused diagonal: name this command's flag, not the library's argument
+        raise error_for(exc.code, restate(exc.message, Interface.CLI), status=exc.status) from None
+    held = " (I - W)" if form == "i_minus_w" else ""
+    return CommandResult(reply, f"uploaded {args.file}{held} to '{args.key}'" + _describe(reply))
 
 
 def _row_count(csv_text: str) -> int:

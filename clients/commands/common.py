@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from lrr_service.clients.config_file import read_config
 from lrr_service.clients.rest import AsyncRestClient
 
 T = TypeVar("T")
@@ -44,14 +45,15 @@ def add_server_options(parser: argparse.ArgumentParser, *, key: bool = True) -> 
     """--url, --token (and --key) for commands that talk to a server; defaults from the environment."""
     parser.add_argument(
         "--url",
-        default=os.environ.get("LRR_URL") or DEFAULT_URL,
-        help=f"server base URL (default $LRR_URL, else {DEFAULT_URL})",
+        default=None,
+        help=f"server base URL (default $LRR_URL, else the config file's url, else {DEFAULT_URL})",
     )
     parser.add_argument(
         "--token",
-        default=os.environ.get("LRR_API_TOKEN") or None,
-        help="API token sent as 'Authorization: Bearer' (default $LRR_API_TOKEN)",
+        default=None,
+        help="API token sent as 'Authorization: Bearer' (default $LRR_API_TOKEN, else the config file's token)",
     )
+    parser.set_defaults(resolve_server=True)
     if key:
         parser.add_argument("--key", required=True, help="stream key naming the session on the server")
     add_output_option(parser)
@@ -67,9 +69,38 @@ def add_direct_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_CLI_TERMS = (
+    ("send 'Authorization: Bearer <token>' or add ?token=<token> to the URL", "pass --token (or set LRR_API_TOKEN)"),
+    ("send 'Authorization: Bearer <token>'", "pass --token (or set LRR_API_TOKEN)"),
+    ("add ?replace=true", "pass --replace"),
+    ("give the client the server's URL", "pass its URL with --url (or set LRR_URL)"),
+    ("pass allow_identity=True", "pass --allow-identity"),
+)
+"""What the server and the library say in HTTP or Python terms, and what the command line calls it."""
+
+
+def in_cli_terms(message: str) -> str:
+    """`message` with its hints in the command line's terms (flags, not query parameters or arguments)."""
+    for phrase, flag in _CLI_TERMS:
+        message = message.replace(phrase, flag)
+    return message
+
+
 def render(result: CommandResult, as_json: bool) -> str:
     """The text to print for `result`."""
     return json.dumps(result.data, indent=None, sort_keys=True) if as_json else result.text
+
+
+def resolve_server_options(args: argparse.Namespace) -> None:
+    """Fill --url and --token not given on the command line: from the environment, then the configuration
+    file (clients/config_file.py, read only when needed), then the default URL."""
+    if not getattr(args, "resolve_server", False):
+        return
+    url = args.url or os.environ.get("LRR_URL")
+    token = args.token or os.environ.get("LRR_API_TOKEN")
+    config = read_config() if url is None or token is None else {}
+    args.url = url or config.get("url") or DEFAULT_URL
+    args.token = token or config.get("token")
 
 
 def with_rest(args: argparse.Namespace, action: Callable[[AsyncRestClient], Awaitable[T]]) -> T:

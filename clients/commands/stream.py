@@ -7,13 +7,26 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from lrr_service.clients.cleaning import (
+    CleaningAccumulator,
+    CleaningReport,
+    plot_report,
+    report_json,
+    report_text,
+    require_plotting,
+    session_groups,
+)
 from lrr_service.clients.commands.common import CommandResult, add_direct_option, add_server_options
+from lrr_service.clients.endpoints import checked_key
+from lrr_service.clients.errors import IdentityTransformError, UnknownSessionError
 from lrr_service.clients.recordings import read_recording, write_recording
 from lrr_service.clients.sync import LRRClientSync
+from lrr_service.core.vocabulary import Mode
 
 DEFAULT_CHUNK = 256
 
@@ -70,39 +83,232 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--max-in-flight", type=int, default=32, metavar="N", help="frames sent ahead of their replies (default 32)"
     )
     parser.add_argument("-o", "--output", type=Path, default=None, help="output file, .npy or .csv")
+    parser.add_argument(
+        "--transpose", action="store_true", help="the file holds channels x samples: swap its axes first"
+    )
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument(
+        "--reset", action="store_true", help="clear the session's statistics and weights before fitting (start clean)"
+    )
+    state.add_argument(
+        "--append", action="store_true", help="add this recording to the statistics the session already holds"
+    )
+    parser.add_argument(
+        "--allow-identity",
+        action="store_true",
+        help="transform even when the session has no weights (the output then equals the input)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="also draw what the cleaning did (per-channel reduction, the weights) into a PNG (the report extra)",
+    )
+    parser.add_argument(
+        "--skip-non-finite",
+        action="store_true",
+        help="leave chunks holding NaN or infinity out (their output rows are NaN) instead of refusing the file",
+    )
     add_server_options(parser)
     add_direct_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    """Check the options, read the file, stream it, write the output; returns a summary."""
+    """Check the options and the file, state what the session holds, stream, write; returns a summary."""
     if args.chunk < 1:
         raise ValueError(f"--chunk must be at least 1 sample, got {args.chunk}")
     if args.mode != "fit" and args.output is None:
         raise ValueError(f"-o OUTPUT (.npy or .csv) is required to {args.mode.replace('-', ' ')}")
     if args.output is not None and args.output.suffix.lower() not in (".npy", ".csv"):
         raise ValueError(f"-o {args.output}: expected an output ending in .npy or .csv")
+    checked_key(args.key)
+    if args.report is not None:
+        if args.mode == "fit" or args.report.suffix.lower() != ".png":
+            raise ValueError(f"--report {args.report}: expected a .png file, and a mode that transforms")
+        require_plotting()  # before the replay, not after it
     recording = read_recording(args.file)
     rate = args.sample_rate or recording.sample_rate
     if args.rate == "realtime" and not rate:
         raise ValueError(f"--rate realtime needs a sample rate: {args.file.name} has none, pass --sample-rate HZ")
-    data = recording.data
+    data = recording.data.T if args.transpose else recording.data
+    if data.shape[1] > data.shape[0]:
+        raise ValueError(
+            f"{args.file.name} holds {data.shape[0]} samples x {data.shape[1]} channels: more channels than samples; "
+            "if the file is channels x samples, pass --transpose" + (" (given: drop it)" if args.transpose else "")
+        )
+    skipped = _non_finite_chunks(data, args)
     started = time.monotonic()
-    output = None
     with LRRClientSync(
-        args.url, args.key, token=args.token, max_in_flight=args.max_in_flight, direct=args.direct
+        args.url,
+        args.key,
+        token=args.token,
+        max_in_flight=args.max_in_flight,
+        direct=args.direct,
+        allow_identity=args.allow_identity,
     ) as client:
-        if args.mode in ("fit", "fit-then-transform"):
-            for _ in client.fit_stream(_paced(data, args, rate, "fit")):
-                pass
-            client.solve()
-        if args.mode in ("transform", "fit-then-transform"):
-            pieces = list(client.transform_stream(_paced(data, args, rate, "transform")))
-            output = np.concatenate(pieces) if pieces else np.zeros((0, data.shape[1]), data.dtype)
+        before = _prepare_session(client, args, data)
+        try:
+            output, applied, cleaning = _replay(client, args, data, rate, skipped)
+        except BaseException as exc:
+            _account_for_abort(client, args, exc)
+            raise
+        after = _session_or_none(client)
+        if args.report is not None and cleaning is not None:
+            weights = None if after is None or _identity(after) else client.get_weights()
+            plot_report(cleaning, args.report, weights, title=f"{args.file.name} through '{args.key}'")
     if output is not None:
         write_recording(args.output, output)
     seconds = time.monotonic() - started
+    result = _summary(args, data, seconds, output, before, after, applied, skipped)
+    if cleaning is None:
+        return result
+    return CommandResult(
+        result.data | {"cleaning": report_json(cleaning)}, result.text + "\n\n" + report_text(cleaning)
+    )
+
+
+def _non_finite_chunks(data: np.ndarray, args: argparse.Namespace) -> list[tuple[int, int]]:
+    """The (start, stop) sample ranges of chunks holding NaN or infinity; refuses the file without
+    --skip-non-finite, naming the first bad value's sample and channel in the file."""
+    bad_rows = ~np.isfinite(data).all(axis=1) if data.dtype.kind == "f" else np.zeros(data.shape[0], bool)
+    if not bad_rows.any():
+        return []
+    chunks = sorted({int(row) // args.chunk for row in np.flatnonzero(bad_rows)})
+    ranges = [(c * args.chunk, min((c + 1) * args.chunk, data.shape[0])) for c in chunks]
+    if args.skip_non_finite:
+        return ranges
+    row = int(np.flatnonzero(bad_rows)[0])
+    channel = int(np.flatnonzero(~np.isfinite(data[row]))[0])
+    where = f"sample {row}, channel {channel}" + (" (after --transpose)" if args.transpose else "")
+    raise ValueError(
+        f"{args.file.name}: {data[row, channel]} at {where}; {len(ranges)} chunk(s) of {args.chunk} samples hold "
+        "NaN or infinity and would be refused; pass --skip-non-finite to leave them out (their output rows are NaN)"
+    )
+
+
+def _prepare_session(client: LRRClientSync, args: argparse.Namespace, data: np.ndarray) -> dict[str, Any] | None:
+    """Say what the key holds; refuse what would silently mix recordings, transpose, or pass raw data on."""
+    session = _session_or_none(client)
+    bound = session.get("n_channels") if session is not None else None
+    if bound not in (None, data.shape[1]) and bound == data.shape[0]:
+        raise ValueError(
+            f"session '{args.key}' has {bound} channels, the number of samples in "
+            f"{args.file.name} ({data.shape[0]} x {data.shape[1]}); if the file is channels x samples, "
+            "pass --transpose"
+        )
+    fits = args.mode in ("fit", "fit-then-transform")
+    holds = session is not None and session["n_samples"] > 0
+    print(f"lrr stream: {_describe_session(args.key, session)}", file=sys.stderr)
+    if fits and holds and not (args.reset or args.append):
+        raise ValueError(
+            f"session '{args.key}' already holds {session['n_samples']} fitted samples"  # type: ignore[index]
+            f" ({_weights_text(session)}); pass --append to add {args.file.name} to them, or --reset to start clean"
+        )
+    if args.reset and session is not None:
+        client.reset()
+        print(f"lrr stream: --reset: session '{args.key}' cleared", file=sys.stderr)
+    if args.mode == "transform" and not args.allow_identity and (session is None or _identity(session)):
+        raise ValueError(
+            f"session '{args.key}' has no weights (nothing fitted, uploaded or defaulted): the output would equal "
+            f"the input; fit it first (lrr stream --fit), upload weights (lrr weights put), or pass --allow-identity"
+        )
+    return session
+
+
+def _replay(
+    client: LRRClientSync,
+    args: argparse.Namespace,
+    data: np.ndarray,
+    rate: float | None,
+    skipped: list[tuple[int, int]],
+) -> tuple[np.ndarray | None, set[tuple[int, str]], CleaningReport | None]:
+    """Fit and/or transform; returns the output (None for --fit), the (version, source) of weights applied,
+    and what the cleaning did (clients/cleaning.py)."""
+    left_out = {start for start, _ in skipped}
+    applied: set[tuple[int, str]] = set()
+    if args.mode in ("fit", "fit-then-transform"):
+        for _ in client.fit_stream(_paced(data, args, rate, "fit", left_out)):
+            pass
+        client.solve()
+    if args.mode == "fit":
+        return None, applied, None
+    output = np.full(data.shape, np.nan, dtype=np.float64 if data.dtype == np.float64 else np.float32)
+    starts = [start for start in range(0, data.shape[0], args.chunk) if start not in left_out]
+    described = _session_or_none(client) or {}  # none: a new key transformed with --allow-identity
+    cleaning = CleaningAccumulator(session_groups(described, data.shape[1]), data.shape[1])
+    try:
+        replies = client.stream(Mode.TRANSFORM, _paced(data, args, rate, "transform", left_out))
+        for start, reply in zip(starts, replies, strict=True):
+            cleaned = reply.data  # type: ignore[union-attr]
+            output[start : start + cleaned.shape[0]] = cleaned
+            cleaning.add(data[start : start + cleaned.shape[0]], cleaned)
+            applied.add((reply.weights_version, str(reply.weights_source)))  # type: ignore[union-attr]
+    except IdentityTransformError:
+        raise ValueError(
+            f"session '{args.key}' has no weights after fitting {args.file.name} (the fit may not determine them: "
+            "too few samples or channels per group); the output would equal the input, so none was written; "
+            "pass --allow-identity to write it anyway"
+        ) from None
+    return output, applied, cleaning.report()
+
+
+def _account_for_abort(client: LRRClientSync, args: argparse.Namespace, exc: BaseException) -> None:
+    """After an interrupted or failed replay that fitted: one line on what the session now holds, and the undo."""
+    if args.mode == "transform":
+        return
+    try:
+        session = _session_or_none(client)
+    except Exception:  # the server is gone too: nothing more to say than the error itself
+        return
+    if session is None:
+        return
+    what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped"
+    print(
+        f"lrr stream: {what}: session '{args.key}' now holds {session['n_samples']} fitted samples "
+        f"({_weights_text(session)}); to undo: lrr reset --key {args.key}",
+        file=sys.stderr,
+    )
+
+
+def _session_or_none(client: LRRClientSync) -> dict[str, Any] | None:
+    """The session's description (GET /streams/{key}), or None when the server has no such session."""
+    try:
+        session: dict[str, Any] = client.info()
+    except UnknownSessionError:
+        return None
+    return session
+
+
+def _identity(session: dict[str, Any]) -> bool:
+    return session.get("weights_source") == "none"
+
+
+def _weights_text(session: dict[str, Any] | None) -> str:
+    if session is None or _identity(session):
+        return "no weights"
+    return f"weights version {session['weights_version']}, {session['weights_source']}"
+
+
+def _describe_session(key: str, session: dict[str, Any] | None) -> str:
+    if session is None:
+        return f"session '{key}' is new"
+    return f"session '{key}' holds {session['n_samples']} fitted samples and {_weights_text(session)}"
+
+
+def _summary(
+    args: argparse.Namespace,
+    data: np.ndarray,
+    seconds: float,
+    output: np.ndarray | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    applied: set[tuple[int, str]],
+    skipped: list[tuple[int, int]],
+) -> CommandResult:
+    """The command's result: what went through, which weights the output got, what was skipped."""
+    weights = [{"weights_version": version, "weights_source": source} for version, source in sorted(applied)]
     summary = {
         "file": str(args.file),
         "key": args.key,
@@ -112,16 +318,30 @@ def run(args: argparse.Namespace) -> CommandResult:
         "chunk": args.chunk,
         "seconds": round(seconds, 3),
         "output": str(args.output) if output is not None else None,
+        "weights_applied": weights,
+        "skipped_chunks": [{"start": start, "stop": stop} for start, stop in skipped],
+        "n_samples_before": before["n_samples"] if before else 0,
+        "n_samples_after": after["n_samples"] if after else 0,
     }
     text = (
         f"{args.mode}: {data.shape[0]} samples x {data.shape[1]} channels through '{args.key}' "
         f"in {seconds:.2f} s" + (f", wrote {args.output}" if output is not None else "")
     )
+    if weights:
+        text += "; applied " + ", ".join(
+            f"weights version {w['weights_version']} ({w['weights_source']})" for w in weights
+        )
+    if skipped:
+        shown = ", ".join(f"{start}-{stop - 1}" for start, stop in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+        text += f"; skipped {len(skipped)} chunk(s) holding NaN or infinity (samples {shown}; output rows NaN)"
     return CommandResult(summary, text)
 
 
-def _paced(data: np.ndarray, args: argparse.Namespace, rate: float | None, label: str) -> Iterator[np.ndarray]:
-    """Chunks of `data` in order, paced at `rate` for --rate realtime, with a progress bar on a terminal."""
+def _paced(
+    data: np.ndarray, args: argparse.Namespace, rate: float | None, label: str, left_out: set[int]
+) -> Iterator[np.ndarray]:
+    """Chunks of `data` in order but those starting at a sample in `left_out`, paced at `rate` for --rate
+    realtime, with a progress bar on a terminal."""
     realtime = args.rate == "realtime"
     started = time.monotonic()
     with tqdm(
@@ -139,5 +359,6 @@ def _paced(data: np.ndarray, args: argparse.Namespace, rate: float | None, label
                 delay = started + start / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            yield chunk
+            if start not in left_out:
+                yield chunk
             bar.update(chunk.shape[0])
