@@ -383,3 +383,25 @@ def test_url_and_token_come_from_the_config_file_after_flags_and_environment(ser
     )
     assert exposed.returncode == 1
     assert f"{config} holds a token but others can read it (mode 0644); make it private: chmod 600" in exposed.stderr
+
+
+def test_a_fit_that_leaves_every_channel_unchanged_is_refused_before_output(shared_server, tmp_path):
+    """Two channels with the default min_group_size of 3: the weights are fitted, but change nothing."""
+    path = save(tmp_path, "two.npy", recording(500)[:, :2])
+    out = tmp_path / "out.npy"
+    refused = run_lrr("stream", str(path), "--key", "two-channels", "-o", str(out), url=shared_server.url)
+    one_line_failure(refused, "fewer than min_group_size=3 channels", "--allow-identity")
+    assert not out.exists()
+    allowed = run_lrr(
+        "stream",
+        str(path),
+        "--key",
+        "two-channels",
+        "--append",
+        "--allow-identity",
+        "-o",
+        str(out),
+        url=shared_server.url,
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    np.testing.assert_array_equal(np.load(out), recording(500)[:, :2])

@@ -237,7 +237,9 @@ def _replay(
     output = np.full(data.shape, np.nan, dtype=np.float64 if data.dtype == np.float64 else np.float32)
     starts = [start for start in range(0, data.shape[0], args.chunk) if start not in left_out]
     described = _session_or_none(client) or {}  # none: a new key transformed with --allow-identity
-    cleaning = CleaningAccumulator(session_groups(described, data.shape[1]), data.shape[1])
+    groups = session_groups(described, data.shape[1])
+    _refuse_pass_through(args, described, groups)
+    cleaning = CleaningAccumulator(groups, data.shape[1])
     try:
         replies = client.stream(Mode.TRANSFORM, _paced(data, args, rate, "transform", left_out))
         for start, reply in zip(starts, replies, strict=True):
@@ -252,6 +254,20 @@ def _replay(
             "pass --allow-identity to write it anyway"
         ) from None
     return output, applied, cleaning.report()
+
+
+def _refuse_pass_through(args: argparse.Namespace, session: dict[str, Any], groups: list[list[int]]) -> None:
+    """Refuse (unless --allow-identity) a session whose every channel group is smaller than min_group_size:
+    its weights, fitted or not, leave every channel unchanged."""
+    smallest = session.get("settings", {}).get("min_group_size")
+    if args.allow_identity or not groups or smallest is None or any(len(group) >= smallest for group in groups):
+        return
+    raise ValueError(
+        f"every channel group of session '{args.key}' has fewer than min_group_size={smallest} channels "
+        f"(largest: {max(len(group) for group in groups)}), so its weights leave every channel unchanged and the "
+        "output would equal the input; group more channels together (lrr settings put --key "
+        f"{args.key} block_size=... or channel_groups=...), or pass --allow-identity"
+    )
 
 
 def _account_for_abort(client: LRRClientSync, args: argparse.Namespace, exc: BaseException) -> None:
