@@ -405,3 +405,19 @@ def test_a_fit_that_leaves_every_channel_unchanged_is_refused_before_output(shar
     )
     assert allowed.returncode == 0, allowed.stderr
     np.testing.assert_array_equal(np.load(out), recording(500)[:, :2])
+
+
+def test_cli_hints_name_the_flags_not_the_query_parameters(shared_server, tmp_path):
+    small = np.full((3, 3), 0.5)
+    np.fill_diagonal(small, 0.0)
+    big = np.full((4, 4), 1 / 3)
+    np.fill_diagonal(big, 0.0)
+    np.savetxt(tmp_path / "w3.csv", small, delimiter=",")
+    np.savetxt(tmp_path / "w4.csv", big, delimiter=",")
+    url = shared_server.url
+    assert run_lrr("weights", "put", str(tmp_path / "w3.csv"), "--key", "hinted", url=url).returncode == 0
+    refused = run_lrr("weights", "put", str(tmp_path / "w4.csv"), "--key", "hinted", url=url)
+    error = one_line_failure(refused, "--replace")
+    assert "?replace=true" not in error
+    replaced = run_lrr("weights", "put", str(tmp_path / "w4.csv"), "--key", "hinted", "--replace", url=url)
+    assert replaced.returncode == 0 and session(url, "hinted")["n_channels"] == 4
