@@ -6,6 +6,8 @@ Each test has a cluster of its own (the launcher starts a killed worker again, w
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 import websockets
 from websockets.exceptions import ConnectionClosed
 
@@ -68,8 +71,8 @@ async def test_kill_9_of_the_owner_moves_the_key_with_its_weights_and_every_fram
         await client.put_weights(uploaded)
         for seed in range(4):
             await client.fit(_chunk(seed))
-        await asyncio.sleep(1.5)  # > LRR_CHECKPOINT_SECONDS: the fit statistics are in the store
         before = await client.info()
+        assert await _stored(cluster, key, "n_samples", 1200) == 1200  # a periodic checkpoint wrote the fit
         owner = cluster.owner_index(key)
         stop = asyncio.Event()
         streaming = asyncio.create_task(_stream_until(client, stop))
@@ -134,9 +137,11 @@ async def test_redis_stopped_and_started_again_loses_no_durable_session(cluster:
         served += [await client.transform(chunk) for _ in range(5)]
         with pytest.raises(Exception) as refused:
             await client.put_weights(_random_weights(5))
+        in_memory = (await client.info())["weights_version"]
         restarted = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         try:
-            await asyncio.sleep(1.5)  # Redis is back; the periodic checkpoint writes what was refused
+            # Redis is back; the next periodic checkpoint writes what was refused (waited for, not timed)
+            assert await _stored(cluster, key, "weights_version", in_memory) == in_memory
             listed = await client.sessions()
             os.kill(cluster.worker_pid(cluster.owner_index(key)), signal.SIGKILL)  # what is left is what Redis holds
             stored = await client.get_weights()
@@ -148,3 +153,22 @@ async def test_redis_stopped_and_started_again_loses_no_durable_session(cluster:
     assert getattr(refused.value, "code", None) == "store_unavailable"
     assert key in [s["key"] for s in listed]
     np.testing.assert_array_equal(stored, _random_weights(5))  # applied in memory, then made durable
+
+
+async def _stored(cluster: ClusterProcess, key: str, field: str, wanted: int, timeout: float = 30.0) -> int | None:
+    """`field` of `key`'s session summary in Redis itself, once it is `wanted` (or whatever it is at
+    `timeout`); read with redis-py, as the workers write it at each checkpoint."""
+    store = redis.Redis(port=cluster.port + cluster.workers + 1)
+    version = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                summary = store.hget("lrr:summaries", key)
+                version = json.loads(summary)[field] if summary else None
+                if version == wanted:
+                    break
+            await asyncio.sleep(0.1)
+    finally:
+        store.close()
+    return version

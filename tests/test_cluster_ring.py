@@ -31,7 +31,7 @@ def test_a_worker_joining_the_ring_takes_its_keys_with_their_state(tmp_path: Pat
         joining = 2
         os.kill(cluster.worker_pid(joining), signal.SIGSTOP)
         try:
-            time.sleep(1.0)  # HAProxy: two failed checks 250 ms apart and the worker is out of the ring
+            time.sleep(2.0)  # HAProxy: two failed checks 250 ms apart (with margin) and the worker is out of the ring
             keys = [f"ring-{i}" for i in range(N_KEYS)]
             rng = np.random.default_rng(0)
             for i, key in enumerate(keys):
@@ -41,7 +41,7 @@ def test_a_worker_joining_the_ring_takes_its_keys_with_their_state(tmp_path: Pat
         finally:
             os.kill(cluster.worker_pid(joining), signal.SIGCONT)
         assert joining not in before.values()
-        time.sleep(1.5)  # two successful checks 250 ms apart and the worker is back in the ring
+        time.sleep(2.5)  # two successful checks 250 ms apart (with margin) and the worker is back in the ring
         after = {key: _owner_of(cluster, key) for key in keys}
         moved = [key for key in keys if after[key] != before[key]]
         samples = {}
