@@ -107,13 +107,19 @@ async def test_with_resend_off_unconfirmed_fit_frames_are_reported_not_resent(tm
 async def test_when_the_server_stays_down_every_waiting_frame_fails_with_connection_lost(tmp_path):
     server = LiveServer(tmp_path / "state").start()
     brief = ReconnectPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.02)
-    async with asyncio.timeout(BOUND_S), LRRClient(server.url, "gone", reconnect=brief, allow_identity=True) as client:
-        await client.transform(np.ones((2, CHANNELS)))
-        os.kill(server.pid, signal.SIGSTOP)
-        futures = [client.channel("transform").submit(np.ones((2, CHANNELS))) for _ in range(4)]
-        await _wait_written(client, "transform")
-        server.kill()
-        results = await asyncio.gather(*futures, return_exceptions=True)
+    try:
+        async with (
+            asyncio.timeout(BOUND_S),
+            LRRClient(server.url, "gone", reconnect=brief, allow_identity=True) as client,
+        ):
+            await client.transform(np.ones((2, CHANNELS)))
+            os.kill(server.pid, signal.SIGSTOP)
+            futures = [client.channel("transform").submit(np.ones((2, CHANNELS))) for _ in range(4)]
+            await _wait_written(client, "transform")
+            server.kill()
+            results = await asyncio.gather(*futures, return_exceptions=True)
+    finally:
+        server.kill()  # also when the test fails before it: no server outlives its test
     assert all(isinstance(r, ConnectionLost) for r in results)
     assert results[0].unanswered == (1, 2, 3, 4)
     assert "could not reconnect" in str(results[0])
