@@ -134,9 +134,14 @@ def run(args: argparse.Namespace) -> CommandResult:
         raise ValueError(f"--rate realtime needs a sample rate: {args.file.name} has none, pass --sample-rate HZ")
     data = recording.data.T if args.transpose else recording.data
     if data.shape[1] > data.shape[0]:
+        hint = (
+            "--transpose made it so: drop --transpose"
+            if args.transpose
+            else "if the file is channels x samples, pass --transpose"
+        )
         raise ValueError(
-            f"{args.file.name} holds {data.shape[0]} samples x {data.shape[1]} channels: more channels than samples; "
-            "if the file is channels x samples, pass --transpose" + (" (given: drop it)" if args.transpose else "")
+            f"{args.file.name} holds {data.shape[0]} samples x {data.shape[1]} channels: more channels than "
+            f"samples; {hint}"
         )
     skipped = _non_finite_chunks(data, args)
     started = time.monotonic()
