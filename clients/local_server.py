@@ -85,7 +85,38 @@ def clean_environment(overrides: dict[str, str]) -> dict[str, str]:
     return env
 
 
-class ServerProcess:
+class ServerAddress:
+    """A local server's addresses and clients, from its `port` and `token` (shared by ServerProcess and the
+    tests' in-process server)."""
+
+    port: int
+    token: str | None
+
+    @property
+    def url(self) -> str:
+        """Base HTTP URL, e.g. http://127.0.0.1:54321."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """Base websocket URL, e.g. ws://127.0.0.1:54321."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        """An httpx client on the base URL, sending the server's token (or `token`) as a Bearer header."""
+        chosen = token if token is not None else self.token
+        headers = {"Authorization": f"Bearer {chosen}"} if chosen else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+    def connect(self, key: str, route: str, token: str | None = None, **kwargs: object) -> websockets.connect:
+        """`async with server.connect("rig1", "fit") as ws:` -- a websocket on /ws/{key}/{route} (token via ?token=)."""
+        chosen = token if token is not None else self.token
+        query = f"?token={chosen}" if chosen else ""
+        kwargs.setdefault("max_size", None)
+        return websockets.connect(f"{self.ws_url}/ws/{key}/{route}{query}", **kwargs)  # type: ignore[arg-type]
+
+
+class ServerProcess(ServerAddress):
     """One server process on 127.0.0.1 bound to a state directory; restartable on the same port.
 
     `env` holds LRR_ settings; its stdout and stderr go to `log_path` (beside the state dir by default).
@@ -109,16 +140,6 @@ class ServerProcess:
 
     # -- addresses and clients ----------------------------------------------------------------
     @property
-    def url(self) -> str:
-        """Base HTTP URL, e.g. http://127.0.0.1:54321."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        """Base websocket URL, e.g. ws://127.0.0.1:54321."""
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
     def pid(self) -> int | None:
         """The server process id while it runs."""
         return self._process.pid if self._process else None
@@ -127,19 +148,6 @@ class ServerProcess:
     def running(self) -> bool:
         """True while the server process is alive."""
         return self._process is not None and self._process.poll() is None
-
-    def http(self, token: str | None = None) -> httpx.Client:
-        """An httpx client on the base URL, sending the server's token (or `token`) as a Bearer header."""
-        chosen = token if token is not None else self.token
-        headers = {"Authorization": f"Bearer {chosen}"} if chosen else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
-
-    def connect(self, key: str, route: str, token: str | None = None, **kwargs: object) -> websockets.connect:
-        """`async with server.connect("rig1", "fit") as ws:` -- a websocket on /ws/{key}/{route} (token via ?token=)."""
-        chosen = token if token is not None else self.token
-        query = f"?token={chosen}" if chosen else ""
-        kwargs.setdefault("max_size", None)
-        return websockets.connect(f"{self.ws_url}/ws/{key}/{route}{query}", **kwargs)  # type: ignore[arg-type]
 
     def log_text(self) -> str:
         """Everything the server wrote to stdout/stderr so far (all runs on this object)."""

@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-import httpx
 import uvicorn
-import websockets
 
+from lrr_service.clients.local_server import ServerAddress
 from lrr_service.service.__main__ import build_parser, settings_from_args, uvicorn_config
 from lrr_service.service.app import create_app
 from lrr_service.service.logs import LOGGER_NAME, JsonLineFormatter, RedactTokens
@@ -49,8 +48,9 @@ class _ThisServerOnly(logging.Filter):
         return _current_server.get() == self.server_id
 
 
-class InProcessServer:
-    """The app on uvicorn in a thread of this process, bound to a state directory; restartable."""
+class InProcessServer(ServerAddress):
+    """The app on uvicorn in a thread of this process, bound to a state directory; restartable. Its addresses
+    and clients (`url`, `http()`, `connect()`) are those of a server process (ServerAddress)."""
 
     def __init__(self, state_dir: Path | str, env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.state_dir = Path(state_dir)
@@ -68,31 +68,9 @@ class InProcessServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
-    # -- addresses and clients, as LiveServer -------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
-
-    def http(self, token: str | None = None) -> httpx.Client:
-        """An httpx client on the base URL, sending the server's token (or `token`) as a Bearer header."""
-        chosen = token if token is not None else self.token
-        headers = {"Authorization": f"Bearer {chosen}"} if chosen else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
-
-    def connect(self, key: str, route: str, token: str | None = None, **kwargs: object) -> websockets.connect:
-        """`async with server.connect("rig1", "fit") as ws:` -- a websocket on /ws/{key}/{route} (token via ?token=)."""
-        chosen = token if token is not None else self.token
-        query = f"?token={chosen}" if chosen else ""
-        kwargs.setdefault("max_size", None)
-        return websockets.connect(f"{self.ws_url}/ws/{key}/{route}{query}", **kwargs)  # type: ignore[arg-type]
 
     def log_text(self) -> str:
         """The JSON lines this server logged so far (all its runs), as its process would have printed them."""

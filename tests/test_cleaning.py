@@ -281,7 +281,8 @@ def test_json_names_the_quantity_and_lists_every_channel_and_group():
 
 
 def test_the_figure_is_a_png_with_bars_and_weights_in_colours_centred_on_zero(tmp_path):
-    image = pytest.importorskip("matplotlib.image")
+    from matplotlib import image
+
     x, y, _ = common_noise_rig()
     report = cleaning_report(x, y, GROUPS)
     w = np.zeros((9, 9))
@@ -330,7 +331,6 @@ def test_the_figure_without_matplotlib_names_the_extra(monkeypatch, tmp_path):
 
 
 def test_demo_reports_per_group_and_draws_the_figure(server_factory, tmp_path):
-    pytest.importorskip("matplotlib")
     server = server_factory(env={"LRR_BLOCK_SIZE": "4"})
     figure = tmp_path / "demo.png"
     done = lrr(

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from lrr_service.clients.commands.common import CommandResult, add_server_options, with_rest
-from lrr_service.clients.errors import BadWeightsError, UnknownSessionError, error_for
+from lrr_service.clients.errors import UnknownSessionError
 from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.clients.table import format_table
-from lrr_service.core.weights_form import Interface, WeightsForm, restate
+from lrr_service.core.weights_form import WeightsForm
 
 SESSION_COLUMNS = ("key", "n_channels", "n_samples", "weights_version", "weights_source")
 
@@ -183,10 +183,7 @@ def run_weights_put(args: argparse.Namespace) -> CommandResult:
     if not args.file.is_file():
         raise ValueError(f"{args.file}: no such file; expected a CSV file holding W")
     form: WeightsForm = "i_minus_w" if args.i_minus_w else "w"
-    try:
-        reply = with_rest(args, lambda rest: rest.put_weights(args.key, args.file, replace=args.replace, form=form))
-    except BadWeightsError as exc:  # a refused diagonal: name this command's flag, not the library's argument
-        raise error_for(exc.code, restate(exc.message, Interface.CLI), status=exc.status) from None
+    reply = with_rest(args, lambda rest: rest.put_weights(args.key, args.file, replace=args.replace, form=form))
     held = " (I - W)" if form == "i_minus_w" else ""
     return CommandResult(reply, f"uploaded {args.file}{held} to '{args.key}'" + _describe(reply))
 

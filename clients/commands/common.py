@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from lrr_service.clients.config_file import read_config
 from lrr_service.clients.rest import AsyncRestClient
+from lrr_service.core.weights_form import Interface, restate
 
 T = TypeVar("T")
 
@@ -80,10 +81,11 @@ _CLI_TERMS = (
 
 
 def in_cli_terms(message: str) -> str:
-    """`message` with its hints in the command line's terms (flags, not query parameters or arguments)."""
+    """`message` with its hints in the command line's terms (flags, not query parameters or arguments),
+    the weights upload's own ones (core/weights_form.py) included."""
     for phrase, flag in _CLI_TERMS:
         message = message.replace(phrase, flag)
-    return message
+    return restate(message, Interface.CLI)
 
 
 def render(result: CommandResult, as_json: bool) -> str:
