@@ -30,6 +30,7 @@ from lrr_service.clients.errors import (
 from lrr_service.clients.inflight import InFlight
 from lrr_service.clients.samples import wire_samples
 from lrr_service.core import codec
+from lrr_service.core.channels import ChannelDescription
 from lrr_service.core.vocabulary import ErrorCode
 
 MAX_REPLY_BYTES = 2**28
@@ -76,6 +77,14 @@ class Channel:
         self._refusal: ServerError | None = None
         self.reconnects = 0
         """How many times the connection was re-established after a drop."""
+        self._channels: ChannelDescription | None = None
+        self._described_on: int | None = None
+        """The connection (`reconnects` count) whose frames last carried the description; None: send it."""
+
+    def describe(self, channels: ChannelDescription | None) -> None:
+        """Carry `channels` in the next frame (and in the first after every reconnection, in case the server
+        lost it); None: stop sending a description."""
+        self._channels, self._described_on = channels, None
 
     @property
     def in_flight(self) -> int:
@@ -96,7 +105,12 @@ class Channel:
         the wire cannot carry (not 2-D, empty, a dtype that cannot be converted exactly).
         """
         seq = self._frames.next_seq
-        return self.submit_encoded(seq, codec.encode_chunk(seq, wire_samples(data), t0=t0, fs=fs))
+        channels = self._channels if self._described_on != self.reconnects else None
+        frame = codec.encode_chunk(seq, wire_samples(data), t0=t0, fs=fs, channels=channels)
+        future = self.submit_encoded(seq, frame)
+        if channels is not None:
+            self._described_on = self.reconnects
+        return future
 
     def submit_encoded(self, seq: int, message: bytes | str) -> asyncio.Future[codec.Reply]:
         """Queue an already encoded message whose reply will carry `seq` (for relays and protocol tests).

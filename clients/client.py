@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from lrr_service.clients.endpoints import auth_headers, checked_key, websocket_u
 from lrr_service.clients.errors import IdentityTransformError
 from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.core import codec
+from lrr_service.core.channels import ChannelDescription
 from lrr_service.core.vocabulary import Mode
 
 DEFAULT_MAX_IN_FLIGHT = 32
@@ -88,6 +89,7 @@ class LRRClient:
         self.direct = direct
         self.allow_identity = allow_identity
         self._channels: dict[str, Channel] = {}
+        self._description: ChannelDescription | None = None
 
     async def __aenter__(self) -> LRRClient:
         return self
@@ -120,7 +122,18 @@ class LRRClient:
                 open_timeout=self._open_timeout,
                 locate=self._owner_locator(mode) if self.direct else None,
             )
+            self._channels[mode].describe(self._description)
         return self._channels[mode]
+
+    def set_channels(self, description: ChannelDescription | Mapping[str, Any] | None) -> None:
+        """Describe the stream's channels (labels, fields such as `bank` that channel_groups may name): the
+        next frame on each websocket carries it, and the first after each reconnection. None: stop sending.
+        Raises ChannelDescriptionError for a description that breaks its contract (core/channels.py)."""
+        if description is not None and not isinstance(description, ChannelDescription):
+            description = ChannelDescription.from_dict(description)
+        self._description = description
+        for channel in self._channels.values():
+            channel.describe(description)
 
     def _owner_locator(self, mode: str) -> Callable[[], Awaitable[str]]:
         """For the direct path: the websocket URL of `mode` on the key's owner, asked for anew each time."""
@@ -226,6 +239,9 @@ class LRRClient:
     get_weights = _for_key(AsyncRestClient.get_weights)
     download_weights = _for_key(AsyncRestClient.download_weights)
     put_weights = _for_key(AsyncRestClient.put_weights)
+    put_channels = _for_key(AsyncRestClient.put_channels)
+    get_channels = _for_key(AsyncRestClient.get_channels)
+    delete_channels = _for_key(AsyncRestClient.delete_channels)
 
     async def sessions(self) -> list[dict[str, Any]]:
         """Every session on the server (GET /streams)."""

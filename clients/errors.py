@@ -104,6 +104,19 @@ class SettingsMismatchError(ServerError):
     code = ErrorCode.SETTINGS_MISMATCH
 
 
+class ChannelsMismatchError(ServerError):
+    """The session's channel description has another channel count than the chunk (or the session): send the
+    chunk's description with it (LRRClient.set_channels), or replace or remove the session's."""
+
+    code = ErrorCode.CHANNELS_MISMATCH
+
+
+class BadChannelsError(ServerError):
+    """A channel description the server refuses (types, one entry per channel, limits)."""
+
+    code = ErrorCode.BAD_CHANNELS
+
+
 class InvalidRequestError(ServerError):
     """A REST request body failed validation (HTTP 422); the message names the field."""
 

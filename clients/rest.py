@@ -5,6 +5,7 @@ Weights travel as CSV text produced and parsed by core.weights_csv, so an array 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,6 +23,7 @@ from lrr_service.clients.errors import (
     error_for,
 )
 from lrr_service.core import weights_csv
+from lrr_service.core.channels import ChannelDescription
 from lrr_service.core.weights_form import Interface, WeightsForm, check_form, restate
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -86,6 +88,25 @@ class AsyncRestClient:
     async def solve(self, key: str) -> dict[str, Any]:
         """POST /streams/{key}/solve: solve the weights from the current statistics now."""
         return await self._json("POST", stream_path(key, "solve"))
+
+    # -- channels ---------------------------------------------------------------------------
+
+    async def put_channels(self, key: str, description: ChannelDescription | Mapping[str, Any]) -> dict[str, Any]:
+        """PUT /streams/{key}/channels: describe the channels (labels, per-channel fields); the reply's
+        `regrouped` says what it did to the groups and weights."""
+        if not isinstance(description, ChannelDescription):
+            description = ChannelDescription.from_dict(description)
+        body = {name: value for name, value in description.to_dict().items() if value}
+        return await self._json("PUT", stream_path(key, "channels"), json=body)
+
+    async def get_channels(self, key: str) -> ChannelDescription | None:
+        """GET /streams/{key}/channels: the session's channel description, None if it has none."""
+        described = (await self._json("GET", stream_path(key, "channels")))["channels"]
+        return ChannelDescription.from_dict(described) if described is not None else None
+
+    async def delete_channels(self, key: str) -> dict[str, Any]:
+        """DELETE /streams/{key}/channels: hold no description (field groups fall back to block_size)."""
+        return await self._json("DELETE", stream_path(key, "channels"))
 
     # -- weights ----------------------------------------------------------------------------
 

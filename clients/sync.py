@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from lrr_service.clients.backoff import ReconnectPolicy
 from lrr_service.clients.client import DEFAULT_MAX_IN_FLIGHT, LRRClient
 from lrr_service.clients.loop_thread import LoopThread
 from lrr_service.core import codec
+from lrr_service.core.channels import ChannelDescription
 from lrr_service.core.vocabulary import Mode
 
 
@@ -81,6 +82,10 @@ class LRRClientSync:
     def reconnects(self) -> int:
         """How many times a websocket was re-established after a drop."""
         return self._client.reconnects
+
+    def set_channels(self, description: ChannelDescription | Mapping[str, Any] | None) -> None:
+        """Describe the stream's channels: sent with the next frame of each websocket (LRRClient.set_channels)."""
+        self._thread.run(_describe(self._client, description))
 
     # -- streams: chunks are iterated in the caller's thread, replies awaited in the loop's ---
 
@@ -149,6 +154,11 @@ def _blocking(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[...,
 for _name, _method in inspect.getmembers(LRRClient, inspect.iscoroutinefunction):
     if not _name.startswith("_") and _name != "aclose":
         setattr(LRRClientSync, _name, _blocking(_name, _method))
+
+
+async def _describe(client: LRRClient, description: ChannelDescription | Mapping[str, Any] | None) -> None:
+    """LRRClient.set_channels, run in the loop's thread like every other call on the client."""
+    client.set_channels(description)
 
 
 async def _make_client(url: str, key: str, token: str | None, **options: Any) -> LRRClient:

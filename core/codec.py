@@ -15,6 +15,7 @@ from typing import Any, Final, NamedTuple, NoReturn
 import msgpack
 import numpy as np
 
+from lrr_service.core.channels import ChannelDescription, ChannelDescriptionError
 from lrr_service.core.vocabulary import ErrorCode
 
 # --- dtypes ---
@@ -33,6 +34,9 @@ _REPLY_WIRE_DTYPES: Final[Mapping[str, np.dtype]] = MappingProxyType(
 
 SEQ_LIMIT: Final = 2**63
 """seq must satisfy 0 <= seq < SEQ_LIMIT."""
+
+MAX_CHANNELS_BYTES: Final = 1 << 20
+"""The largest `channels` field (a channel description) a chunk frame may carry, in encoded bytes."""
 
 _MAP_HEADERS: Final = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
 _BIN_HEADER_SIZES: Final[Mapping[int, int]] = MappingProxyType({0xC4: 2, 0xC5: 3, 0xC6: 5})
@@ -63,6 +67,8 @@ class Chunk(NamedTuple):
     data: np.ndarray
     t0: int | float | None = None
     fs: int | float | None = None
+    channels: ChannelDescription | None = None
+    """A new description of the chunk's channels, sent when it changes (not on every frame)."""
 
 
 class ChunkReply(NamedTuple):
@@ -78,6 +84,8 @@ class ChunkReply(NamedTuple):
     weights_source: str | None = None
     """What the weights applied to this chunk came from: `none` (identity: output = input), `default`, `fitted`
     or `uploaded`; None from a server that does not say."""
+    regrouped: str | None = None
+    """On the reply to a frame that carried `channels`: what the description did (core.vocabulary.Regrouped)."""
 
 
 class AckReply(NamedTuple):
@@ -87,6 +95,8 @@ class AckReply(NamedTuple):
     n_samples: int
     weights_version: int
     reset: bool
+    regrouped: str | None = None
+    """On the reply to a frame that carried `channels`: what the description did (core.vocabulary.Regrouped)."""
 
 
 class ErrorReply(NamedTuple):
@@ -374,6 +384,7 @@ def _read_array(
 
 
 _DATA_FIELD: Final = frozenset({"data"})
+_CHUNK_SPANS: Final = frozenset({"data", "channels"})
 _CHUNK_FIELDS: Final = ("seq", "shape", "dtype", "data")
 
 
@@ -382,13 +393,50 @@ def decode_chunk(payload: bytes | bytearray | memoryview, *, max_channels: int) 
 
     Raises FrameError (with seq whenever it could be read) for anything outside the contract.
     """
-    fields = _unpack_fields(payload, _DATA_FIELD)
+    fields = _unpack_fields(payload, _CHUNK_SPANS)
     seq = _read_seq(fields)
     _require(fields, _CHUNK_FIELDS, seq)
     data = _read_array(payload, fields, seq, WIRE_DTYPES, max_channels)
     t0 = _read_optional_number(fields, "t0", seq, positive=False)
     fs = _read_optional_number(fields, "fs", seq, positive=True)
-    return Chunk(seq=seq, data=data, t0=t0, fs=fs)
+    channels = _read_channels(payload, fields.get("channels"), data.shape[1], seq)
+    return Chunk(seq=seq, data=data, t0=t0, fs=fs, channels=channels)
+
+
+def _read_channels(
+    payload: bytes | bytearray | memoryview, span: _Span | None, n_channels: int, seq: int
+) -> ChannelDescription | None:
+    """The optional `channels` field: a description of exactly the chunk's channels (nil: absent)."""
+    if span is None:
+        return None
+    size = span.end - span.start
+    if size > MAX_CHANNELS_BYTES:
+        raise FrameError(
+            ErrorCode.BAD_CHANNELS,
+            f"channels is {size} bytes; expected at most {MAX_CHANNELS_BYTES} (send labels and the fields you group "
+            "by, once, when they change)",
+            seq,
+        )
+    unpacker = _limited_unpacker(size)
+    unpacker.feed(payload[span.start : span.end])
+    try:
+        value = unpacker.unpack()
+    except Exception as exc:  # e.g. a map key that is not a string
+        raise FrameError(ErrorCode.BAD_CHANNELS, f"channels cannot be read ({exc}); expected a map", seq) from None
+    if value is None:
+        return None
+    try:
+        description = ChannelDescription.from_dict(value)
+    except ChannelDescriptionError as exc:
+        raise FrameError(ErrorCode.BAD_CHANNELS, f"channels: {exc}", seq) from None
+    if len(description) != n_channels:
+        raise FrameError(
+            ErrorCode.BAD_CHANNELS,
+            f"channels describes {len(description)} channels but the chunk has {n_channels}; expected one entry "
+            "per channel of the chunk",
+            seq,
+        )
+    return description
 
 
 def _decode_error_reply(fields: Mapping[str, Any]) -> ErrorReply:
@@ -408,6 +456,7 @@ def _decode_ack_reply(fields: Mapping[str, Any]) -> AckReply:
         n_samples=_read_int(fields, "n_samples", seq),
         weights_version=_read_int(fields, "weights_version", seq),
         reset=_read_bool(fields, "reset", seq),
+        regrouped=_read_optional_str(fields, "regrouped", seq),
     )
 
 
@@ -425,8 +474,14 @@ def _decode_chunk_reply(payload: bytes | bytearray | memoryview, fields: Mapping
         n_samples=n_samples,
         t0=_read_optional_number(fields, "t0", seq, positive=False),
         fs=_read_optional_number(fields, "fs", seq, positive=True),
-        weights_source=None if fields.get("weights_source") is None else _read_str(fields, "weights_source", seq),
+        weights_source=_read_optional_str(fields, "weights_source", seq),
+        regrouped=_read_optional_str(fields, "regrouped", seq),
     )
+
+
+def _read_optional_str(fields: Mapping[str, Any], name: str, seq: int) -> str | None:
+    """A string field that may be absent or nil."""
+    return None if fields.get(name) is None else _read_str(fields, name, seq)
 
 
 def decode_reply(payload: bytes | bytearray | memoryview) -> Reply:
@@ -485,14 +540,25 @@ def _with_optional(message: dict[str, Any], **optional: object) -> dict[str, Any
     return message
 
 
-def encode_chunk(seq: int, data: np.ndarray, *, t0: int | float | None = None, fs: int | float | None = None) -> bytes:
-    """A client's chunk frame; accepts float32/float64/int16/int32 in any byte order or memory layout."""
+def encode_chunk(
+    seq: int,
+    data: np.ndarray,
+    *,
+    t0: int | float | None = None,
+    fs: int | float | None = None,
+    channels: ChannelDescription | None = None,
+) -> bytes:
+    """A client's chunk frame; accepts float32/float64/int16/int32 in any byte order or memory layout.
+    `channels`, a description of the chunk's channels, is for the frames where it changes."""
     _check_seq(seq)
     _check_number(t0, "t0", positive=False)
     _check_number(fs, "fs", positive=True)
     name, array = _wire_array(data, WIRE_DTYPES)
+    if channels is not None and len(channels) != array.shape[1]:
+        raise ValueError(f"channels describes {len(channels)} channels but data has {array.shape[1]}")
     message = {"seq": seq, "shape": list(array.shape), "dtype": name}
-    return _pack(_with_optional(message, t0=t0, fs=fs) | {"data": array.data})
+    described = channels.to_dict() if channels is not None else None
+    return _pack(_with_optional(message, t0=t0, fs=fs, channels=described) | {"data": array.data})
 
 
 def encode_chunk_reply(
@@ -505,8 +571,10 @@ def encode_chunk_reply(
     fs: int | float | None = None,
     n_samples: int | None = None,
     weights_source: str | None = None,
+    regrouped: str | None = None,
 ) -> bytes:
-    """The server's reply carrying processed data (float32 or float64); n_samples for fit_transform."""
+    """The server's reply carrying processed data (float32 or float64); n_samples for fit_transform,
+    regrouped for a frame that carried a channel description."""
     _check_seq(seq)
     _check_count(weights_version, "weights_version")
     if n_samples is not None:
@@ -522,12 +590,14 @@ def encode_chunk_reply(
         "weights_version": weights_version,
         "reset": bool(reset),
     }
-    optional = _with_optional(message, n_samples=n_samples, t0=t0, fs=fs, weights_source=weights_source)
+    optional = _with_optional(
+        message, n_samples=n_samples, t0=t0, fs=fs, weights_source=weights_source, regrouped=regrouped
+    )
     return _pack(optional | {"data": array.data})
 
 
-def encode_ack(seq: int, *, n_samples: int, weights_version: int, reset: bool) -> bytes:
-    """The server's reply to a fit chunk."""
+def encode_ack(seq: int, *, n_samples: int, weights_version: int, reset: bool, regrouped: str | None = None) -> bytes:
+    """The server's reply to a fit chunk (regrouped: for a frame that carried a channel description)."""
     _check_seq(seq)
     _check_count(n_samples, "n_samples")
     _check_count(weights_version, "weights_version")
@@ -538,7 +608,7 @@ def encode_ack(seq: int, *, n_samples: int, weights_version: int, reset: bool) -
         "weights_version": weights_version,
         "reset": bool(reset),
     }
-    return _pack(message)
+    return _pack(_with_optional(message, regrouped=regrouped))
 
 
 def _pack(message: dict[str, Any]) -> bytes:

@@ -15,12 +15,21 @@ from typing import Any, Literal
 import numpy as np
 
 from lrr_service.core.apply import ApplyPlan
-from lrr_service.core.errors import ChannelCountError, ShapeError, SnapshotError, StatisticsError, WeightsError
-from lrr_service.core.groups import resolve_groups
+from lrr_service.core.channels import ChannelDescription, ChannelDescriptionError
+from lrr_service.core.errors import (
+    ChannelCountError,
+    ChannelsMismatchError,
+    ShapeError,
+    SnapshotError,
+    StatisticsError,
+    WeightsError,
+)
+from lrr_service.core.groups import Grouping, resolve_grouping
 from lrr_service.core.samples import MAX_FIT_MAGNITUDE, first_bad_sample
 from lrr_service.core.settings import LRRSettings
 from lrr_service.core.solver import default_weights, solve_weights
 from lrr_service.core.statistics import DEFAULT_STAGING_BYTES, CovarianceAccumulator, Statistics
+from lrr_service.core.vocabulary import Regrouped
 
 WeightsSource = Literal["none", "default", "fitted", "uploaded"]
 
@@ -42,6 +51,18 @@ class Solution:
     """Application plans prepared with the solve, so installing them costs nothing."""
 
 
+@dataclass(frozen=True)
+class ChannelsPlan:
+    """A new channel description and what it does to the engine, prepared by ``plan_channels`` (possibly in
+    a worker thread: it may hold a solve) and applied by ``install_channels``."""
+
+    channels: ChannelDescription | None
+    outcome: Regrouped
+    generation: int
+    grouping: Grouping | None = None
+    solution: Solution | None = None
+
+
 class LRR:
     """Self-supervised channel regression with LRR applied as X @ (I - W).
 
@@ -56,14 +77,17 @@ class LRR:
         *,
         staging_bytes: int = DEFAULT_STAGING_BYTES,
         weights_version: int = 0,
+        channels: ChannelDescription | None = None,
     ) -> None:
-        """``weights_version`` lets a replacement engine continue its predecessor's versions."""
+        """``weights_version`` lets a replacement engine continue its predecessor's versions; ``channels``
+        describes the channels (labels, fields such as ``bank`` that ``channel_groups`` may name)."""
         if isinstance(weights_version, bool) or not isinstance(weights_version, int) or weights_version < 0:
             raise ValueError(f"weights_version must be an integer >= 0, got {weights_version!r}")
         self._settings = settings if settings is not None else LRRSettings()
         self._staging_bytes = staging_bytes
         self._n_channels: int | None = None
-        self._groups: list[np.ndarray] = []
+        self._channels = channels
+        self._grouping: Grouping | None = None
         self._accumulator: CovarianceAccumulator | None = None
         self._weights: np.ndarray | None = None
         self._source: WeightsSource = "none"
@@ -109,7 +133,76 @@ class LRR:
     @property
     def groups(self) -> list[np.ndarray]:
         """The resolved channel groups (empty until a channel count is bound)."""
-        return list(self._groups)
+        return list(self._grouping.groups) if self._grouping is not None else []
+
+    @property
+    def grouping(self) -> Grouping | None:
+        """The resolved groups and where they came from (None until a channel count is bound)."""
+        return self._grouping
+
+    @property
+    def channels(self) -> ChannelDescription | None:
+        """The channel description (labels and per-channel fields), if one was given."""
+        return self._channels
+
+    # -- channel description ---------------------------------------------------
+
+    def plan_channels(self, channels: ChannelDescription | None, stats: Statistics | None = None) -> ChannelsPlan:
+        """What describing the channels by ``channels`` (None: no description) would do; safe in a worker thread.
+
+        When it changes the groups of fitted weights, they are solved again from ``stats`` (a copy from
+        ``statistics()``, which covers every grouping of the same channels). Raises ChannelsMismatchError
+        if ``channels`` describes another channel count than the bound one, changing nothing.
+        """
+        n = self._n_channels
+        if n is None or self._grouping is None:
+            return ChannelsPlan(channels, Regrouped.UNBOUND, self._generation)
+        if channels is not None and len(channels) != n:
+            raise ChannelsMismatchError(len(channels), n, what="the session")
+        grouping = resolve_grouping(self._settings, n, channels)
+        if grouping.same_groups(self._grouping):
+            return ChannelsPlan(channels, Regrouped.UNCHANGED, self._generation, grouping)
+        if self._source == "uploaded":
+            return ChannelsPlan(channels, Regrouped.UPLOADED_KEPT, self._generation, grouping)
+        if self._source != "fitted":
+            return ChannelsPlan(channels, Regrouped.DEFAULTS, self._generation, grouping)
+        if stats is None or stats.n_samples == 0:
+            return ChannelsPlan(channels, Regrouped.CLEARED, self._generation, grouping)
+        W = solve_weights(stats, grouping.groups, self._settings)
+        W.flags.writeable = False
+        plans = {dtype: ApplyPlan(W, n, dtype) for dtype in tuple(self._plans) or (np.dtype(np.float32),)}
+        return ChannelsPlan(
+            channels,
+            Regrouped.RESOLVED,
+            self._generation,
+            grouping,
+            Solution(W, stats.n_samples, stats.generation, plans),
+        )
+
+    def install_channels(self, plan: ChannelsPlan) -> Regrouped:
+        """Apply a ``plan_channels`` result; ValueError if the engine changed since it was made (plan again)."""
+        if plan.generation != self._generation:
+            raise ValueError("the engine changed since the channel plan was made; plan again")
+        self._channels = plan.channels
+        if plan.grouping is None:
+            return plan.outcome
+        self._grouping = plan.grouping
+        if plan.outcome is Regrouped.UNCHANGED:
+            return plan.outcome
+        self._generation += 1  # solutions of the old groups are stale
+        if plan.solution is not None:
+            self._set_weights(plan.solution.weights, "fitted")
+            self._plans = dict(plan.solution.plans)
+            self._n_samples_solved = plan.solution.n_samples
+        elif plan.outcome is not Regrouped.UPLOADED_KEPT:
+            self._apply_defaults()
+            self._n_samples_solved = 0
+        return plan.outcome
+
+    def set_channels(self, channels: ChannelDescription | None) -> Regrouped:
+        """Describe the channels and regroup at once (solving here when needed: O(n³) at most)."""
+        fitted = self._source == "fitted" and self._accumulator is not None and self.n_samples > 0
+        return self.install_channels(self.plan_channels(channels, self.statistics() if fitted else None))
 
     # -- fitting -------------------------------------------------------------
 
@@ -185,7 +278,7 @@ class LRR:
         the solution remembers the statistics' generation, so ``install`` refuses it if the
         engine was reset or given other weights in the meantime.
         """
-        groups, n_channels = self._groups, self._n_channels
+        groups, n_channels = self.groups, self._n_channels
         if n_channels != stats.n_channels:
             raise ChannelCountError(n_channels or 0, stats.n_channels, what="statistics")
         W = solve_weights(stats, groups, self._settings)
@@ -272,7 +365,7 @@ class LRR:
     def reset(self) -> None:
         """Forget statistics, weights and the channel count; keep the settings."""
         self._n_channels = None
-        self._groups = []
+        self._grouping = None
         self._accumulator = None
         self._generation += 1
         self._n_samples_solved = 0
@@ -293,6 +386,7 @@ class LRR:
             "weights_version": self._version,
             "weights_source": self._source,
             "n_samples_solved": self._n_samples_solved,
+            "channels": self._channels.to_dict() if self._channels is not None else None,
         }
         arrays: dict[str, np.ndarray] = {}
         if self._accumulator is not None:
@@ -323,7 +417,9 @@ class LRR:
         try:
             if meta.get("format") != SNAPSHOT_FORMAT:
                 raise SnapshotError(f"snapshot format {meta.get('format')!r}; expected {SNAPSHOT_FORMAT!r}")
-            engine = cls(LRRSettings.from_dict(dict(meta["settings"])), staging_bytes=staging_bytes)
+            described = meta.get("channels")
+            channels = ChannelDescription.from_dict(described) if described is not None else None
+            engine = cls(LRRSettings.from_dict(dict(meta["settings"])), staging_bytes=staging_bytes, channels=channels)
             n = _meta_count(
                 meta, "n_channels", minimum=1, maximum=2**31, required=True, nullable=True
             )  # callers cap it
@@ -351,7 +447,7 @@ class LRR:
             return engine
         except (SnapshotError, StatisticsError):
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ChannelDescriptionError) as exc:
             raise SnapshotError(f"snapshot is inconsistent: {exc}") from exc
 
     # -- internals -----------------------------------------------------------------
@@ -362,14 +458,24 @@ class LRR:
             if n_channels != self._n_channels:
                 raise ChannelCountError(self._n_channels, n_channels)
             return
-        groups = resolve_groups(self._settings, n_channels)  # raises before any state changes
+        if self._channels is not None and len(self._channels) != n_channels:
+            raise ChannelsMismatchError(len(self._channels), n_channels)
+        grouping = resolve_grouping(self._settings, n_channels, self._channels)  # raises before any state changes
         self._n_channels = n_channels
-        self._groups = groups
+        self._grouping = grouping
         self._accumulator = CovarianceAccumulator(n_channels, self._settings.half_life_samples, self._staging_bytes)
-        default = default_weights(groups, n_channels, self._settings)
+        self._apply_defaults()
+
+    def _apply_defaults(self) -> None:
+        """Install the cold-start weights of the current groups (identity: none)."""
+        assert self._n_channels is not None
+        default = default_weights(self.groups, self._n_channels, self._settings)
         if default is not None:
             default.flags.writeable = False
             self._set_weights(default, "default")
+        elif self._weights is not None or self._source != "none":
+            self._weights, self._source, self._plans = None, "none", {}
+            self._version += 1
 
     def _set_weights(self, W: np.ndarray, source: WeightsSource) -> None:
         self._weights = W

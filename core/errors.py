@@ -34,3 +34,15 @@ class SnapshotError(ValueError):
 
 class StatisticsError(ValueError):
     """Statistics holding NaN or infinity: no weights can be solved from them and they are not restored."""
+
+
+class ChannelsMismatchError(ShapeError):
+    """A channel description whose channel count differs from the data's or the engine's."""
+
+    def __init__(self, described: int, got: int, what: str = "the data") -> None:
+        self.described = described
+        self.got = got
+        super().__init__(
+            f"the channel description has {described} channels but {what} has {got}; describe the {got} channels "
+            "(or remove the description) before sending them"
+        )

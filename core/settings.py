@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from lrr_service.core.channels import FIELD_NAME_CHARS, MAX_NAME_CHARS
 from lrr_service.core.errors import SettingsError
 
 InitDefault = Literal["identity", "car"]
@@ -49,10 +50,11 @@ class LRRSettings:
     """
 
     ridge_lambda: float = _setting(0.0, "L2 penalty added to each group's covariance diagonal.", ge=0)
-    channel_groups: tuple[tuple[int, ...], ...] | None = _setting(
+    channel_groups: tuple[tuple[int, ...], ...] | str | tuple[str, ...] | None = _setting(
         None,
-        "Explicit disjoint groups of channel indices (any order, non-contiguous allowed); "
-        "null: block_size blocks, else one group of all channels.",
+        "Explicit disjoint groups of channel indices (any order, non-contiguous allowed), or the name of a "
+        "field of the channel description ('bank': regress within each bank), or a list of field names "
+        "(grouped by their tuple); null, or a field the description lacks: block_size blocks, else one group.",
     )
     block_size: int | None = _setting(
         None, "Without explicit groups: consecutive blocks of this many channels.", integer=True, ge=1
@@ -92,9 +94,19 @@ class LRRSettings:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; ``from_dict(to_dict())`` gives an equal instance."""
         d = asdict(self)
-        if self.channel_groups is not None:
-            d["channel_groups"] = [list(g) for g in self.channel_groups]
+        if self.channel_groups is not None and not isinstance(self.channel_groups, str):
+            d["channel_groups"] = [g if isinstance(g, str) else list(g) for g in self.channel_groups]
         return d
+
+    @property
+    def group_fields(self) -> tuple[str, ...] | None:
+        """The channel description fields `channel_groups` groups by, or None when it is not field names."""
+        groups = self.channel_groups
+        if isinstance(groups, str):
+            return (groups,)
+        if groups and isinstance(groups[0], str):
+            return groups
+        return None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LRRSettings:
@@ -126,14 +138,25 @@ def _checked_number(name: str, value: Any) -> Any:
     return value if integer else float(value)
 
 
-def _normalise_groups(groups: object) -> tuple[tuple[int, ...], ...]:
-    """Check what can be checked without a channel count: non-empty, integer, disjoint."""
-    if isinstance(groups, (str, bytes)) or not hasattr(groups, "__iter__"):
-        raise SettingsError(f"channel_groups must be a list of lists of channel indices, got {groups!r}")
+def _normalise_groups(groups: object) -> tuple[tuple[int, ...], ...] | str | tuple[str, ...]:
+    """Check what can be checked without a channel count: field names well formed; index groups non-empty,
+    integer, disjoint."""
+    if isinstance(groups, str) or (isinstance(groups, (list, tuple)) and groups and isinstance(groups[0], str)):
+        return _field_names(groups)
+    if isinstance(groups, bytes) or not hasattr(groups, "__iter__"):
+        raise SettingsError(
+            f"channel_groups must be a list of lists of channel indices, a field name or a list of field names, "
+            f"got {groups!r}"
+        )
     result: list[tuple[int, ...]] = []
     seen: dict[int, int] = {}
     for gi, group in enumerate(groups):
-        if isinstance(group, (str, bytes)) or not hasattr(group, "__iter__"):
+        if isinstance(group, str):
+            raise SettingsError(
+                f"channel_groups mixes index groups with the field name {group!r}; give either lists of channel "
+                "indices or field names"
+            )
+        if isinstance(group, bytes) or not hasattr(group, "__iter__"):
             raise SettingsError(f"channel_groups[{gi}] must be a list of channel indices, got {group!r}")
         members = tuple(group)
         if not members:
@@ -151,3 +174,21 @@ def _normalise_groups(groups: object) -> tuple[tuple[int, ...], ...]:
             seen[i] = gi
         result.append(tuple(int(i) for i in members))
     return tuple(result)
+
+
+def _field_names(groups: str | list[Any] | tuple[Any, ...]) -> str | tuple[str, ...]:
+    """A field name, or a non-empty list of distinct ones, each 1-64 characters of [A-Za-z0-9_.-]."""
+    names = (groups,) if isinstance(groups, str) else tuple(groups)
+    for name in names:
+        if not isinstance(name, str):
+            raise SettingsError(
+                f"channel_groups mixes field names with {name!r}; give either field names or lists of channel indices"
+            )
+        if not 1 <= len(name) <= MAX_NAME_CHARS or not set(name) <= FIELD_NAME_CHARS:
+            raise SettingsError(
+                f"channel_groups names the field {name!r}; expected field names of 1-{MAX_NAME_CHARS} characters "
+                "of [A-Za-z0-9_.-]"
+            )
+    if len(set(names)) != len(names):
+        raise SettingsError(f"channel_groups names a field twice in {list(names)}; name each field once")
+    return groups if isinstance(groups, str) else names

@@ -64,6 +64,13 @@ class ErrorCode(StrEnum):
     NON_FINITE = "non_finite", None, True, "a fit chunk holds NaN or Inf; skipped, nothing changed"
     OUT_OF_RANGE = "out_of_range", None, True, "a fit chunk holds a sample beyond ±1e100; skipped, nothing changed"
     SETTINGS_MISMATCH = "settings_mismatch", None, True, "the session's settings cannot take the chunk's channel count"
+    CHANNELS_MISMATCH = (
+        "channels_mismatch",
+        409,
+        True,
+        "the session's channel description has another channel count than the chunk (or, on REST, than the session)",
+    )
+    BAD_CHANNELS = "bad_channels", 422, True, "a channel description breaks its contract (types, lengths, limits)"
     # -- sessions and the server's limits -------------------------------------------------------------
     BAD_KEY = "bad_key", 400, True, "the stream key is not 1-128 characters of [A-Za-z0-9._-]"
     TOO_MANY_SESSIONS = "too_many_sessions", 429, True, "the server holds its maximum number of sessions"
@@ -105,6 +112,32 @@ class ErrorCode(StrEnum):
     REQUEST_TIMEOUT = "request_timeout", 408, False, "the request body stopped arriving"
     TOO_MANY_REQUESTS = "too_many_requests", 503, False, "the server answers its maximum of HTTP requests at once"
     TOO_MANY_CONNECTIONS = "too_many_connections", 503, False, "the server holds its maximum of websocket streams"
+
+
+class Regrouped(StrEnum):
+    """What a new channel description did to a session's groups and weights (`regrouped` in the reply)."""
+
+    meaning: str
+
+    def __new__(cls, value: str, meaning: str) -> Regrouped:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.meaning = meaning
+        return member
+
+    UNBOUND = "unbound", "no channel count yet: the groups are resolved when the first chunk binds one"
+    UNCHANGED = "unchanged", "the groups are the same as before; weights and statistics untouched"
+    RESOLVED = "resolved", "the groups changed; the weights were solved again from the statistics, which cover them"
+    DEFAULTS = "defaults", "the groups changed and nothing was fitted: the cold-start default of the new groups applies"
+    CLEARED = (
+        "cleared",
+        "the groups changed but the fitted weights' statistics are gone (restored without them): the weights were "
+        "dropped for the cold-start default of the new groups",
+    )
+    UPLOADED_KEPT = (
+        "uploaded_kept",
+        "the groups changed; uploaded weights stay pinned (they are a full matrix), the next solve uses the new groups",
+    )
 
 
 class CloseCode(IntEnum):

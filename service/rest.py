@@ -23,7 +23,7 @@ from lrr_service.service.context import ServiceContext, get_context
 from lrr_service.service.errors import ServiceError
 from lrr_service.service.keys import validate_key
 from lrr_service.service.metrics import PROMETHEUS_CONTENT_TYPE
-from lrr_service.service.schemas import SessionSettingsBody
+from lrr_service.service.schemas import ChannelsBody, SessionSettingsBody
 from lrr_service.service.session import Session
 from lrr_service.service.uploads import is_large_upload, read_csv_upload
 
@@ -172,6 +172,47 @@ async def solve_stream(session: Existing, context: Context) -> dict[str, Any]:
         "replaced_uploaded": replaced,
         "seconds": outcome.seconds,
     }
+
+
+# -- channels ----------------------------------------------------------------------------------
+
+
+@router.get("/streams/{key}/channels", tags=["channels"])
+async def get_channels(session: Existing) -> dict[str, Any]:
+    """The session's channel description (null if it has none) and the groups resolved from it."""
+    engine = session.engine
+    channels, grouping = engine.channels, engine.grouping
+    return {
+        "key": session.key,
+        "channels": channels.to_dict() if channels is not None else None,
+        "groups": [g.tolist() for g in grouping.groups] if grouping is not None else None,
+        "grouping": grouping.describe() if grouping is not None else None,
+    }
+
+
+@router.put("/streams/{key}/channels", tags=["channels"])
+async def put_channels(key: Key, body: ChannelsBody, context: Context) -> dict[str, Any]:
+    """Describe the session's channels (created if need be): labels and per-channel fields that `channel_groups`
+    may name. If the groups change, fitted weights are solved again from the statistics before the reply;
+    `regrouped` says what happened. A description of another channel count than the session's: 409."""
+    channels = body.to_description(context.settings.max_channels)
+    session, created = context.registry.get_or_create(key)
+    try:
+        regrouped = await session.describe_channels(channels)
+    except ServiceError:
+        if created:
+            context.registry.discard_if_unused(session)
+        raise
+    await persist(context, session, "channels_described")
+    return session.describe() | {"regrouped": regrouped}
+
+
+@router.delete("/streams/{key}/channels", tags=["channels"])
+async def delete_channels(session: Existing, context: Context) -> dict[str, Any]:
+    """Remove the description: groups named by a field fall back to block_size, then one group."""
+    regrouped = await session.describe_channels(None)
+    await persist(context, session, "channels_removed")
+    return session.describe() | {"regrouped": regrouped}
 
 
 # -- weights -----------------------------------------------------------------------------------

@@ -14,16 +14,20 @@ from typing import Annotated, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from lrr_service.core.channels import MAX_NAME_CHARS, ChannelDescription, ChannelDescriptionError
 from lrr_service.core.errors import SettingsError
 from lrr_service.core.groups import check_group_limit
 from lrr_service.core.settings import LRRSettings, Spec
 from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.service.errors import ServiceError
 
+_FIELD_NAME = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[A-Za-z0-9_.-]+$")]
 JSON_TYPES: dict[str, Any] = {
-    "channel_groups": list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]],
+    "channel_groups": list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]]
+    | _FIELD_NAME
+    | Annotated[list[_FIELD_NAME], Field(min_length=1)],
 }
-"""Settings whose JSON form differs from the engine's type (groups are lists, not tuples)."""
+"""Settings whose JSON form differs from the engine's type (index groups and field name lists are lists)."""
 
 
 def setting_fields(*, all_optional: bool) -> dict[str, Any]:
@@ -33,7 +37,7 @@ def setting_fields(*, all_optional: bool) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for setting in dataclasses.fields(LRRSettings):
         spec: Spec = setting.metadata["spec"]
-        value_type = JSON_TYPES.get(setting.name, _without_none(hints[setting.name]))
+        value_type = JSON_TYPES[setting.name] if setting.name in JSON_TYPES else _without_none(hints[setting.name])
         bounds: dict[str, Any] = {
             name: bound for name, bound in (("ge", spec.ge), ("gt", spec.gt)) if bound is not None
         }
@@ -87,3 +91,25 @@ class InvalidSettingsError(ServiceError):
         named = [name for name in fields if name in self.message]
         field = min(named, key=self.message.index) if named else "body"
         return {"detail": [{"loc": ["body", field], "msg": self.message, "type": "value_error"}]}
+
+
+ChannelValue = str | int | float | bool | None
+
+
+class ChannelsBody(BaseModel):
+    """PUT /streams/{key}/channels: labels and named per-channel fields, one entry per channel (docs/service.md)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    labels: list[str] | None = Field(None, description="One label per channel.")
+    fields: dict[str, list[ChannelValue]] | None = Field(
+        None,
+        description="Per-channel values by field name (e.g. bank, array, x, y); channel_groups may name a field.",
+    )
+
+    def to_description(self, max_channels: int) -> ChannelDescription:
+        """The description; raises ServiceError bad_channels (422) if it breaks its contract."""
+        try:
+            return ChannelDescription.from_dict(self.model_dump(exclude_unset=True), max_channels=max_channels)
+        except ChannelDescriptionError as exc:
+            raise ServiceError(str(exc), code=ErrorCode.BAD_CHANNELS) from None

@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from lrr_service.core import LRR, LRRSettings, validate_weights
-from lrr_service.core.errors import ChannelCountError, SettingsError, WeightsError
+from lrr_service.core.channels import ChannelDescription
+from lrr_service.core.errors import ChannelCountError, ChannelsMismatchError, SettingsError, WeightsError
 from lrr_service.core.groups import resolve_groups
 from lrr_service.core.samples import MAX_FIT_MAGNITUDE, BadSample, first_bad_sample
-from lrr_service.core.vocabulary import ErrorCode, Mode
+from lrr_service.core.vocabulary import ErrorCode, Mode, Regrouped
 from lrr_service.service.errors import ServiceError
 from lrr_service.service.lane import StatisticsLane
 from lrr_service.service.logs import log_event
@@ -86,6 +87,8 @@ class ChunkResult(NamedTuple):
     n_samples: int
     output: np.ndarray | None
     weights_source: str = "none"
+    regrouped: Regrouped | None = None
+    """What the channel description the chunk carried did (None: it carried none)."""
 
 
 @dataclass(frozen=True)
@@ -127,24 +130,29 @@ class Session:
 
     # -- chunks (service/stream.py) ---------------------------------------------------------------
 
-    async def transform(self, data: np.ndarray, route: Mode) -> ChunkResult:
+    async def transform(self, data: np.ndarray, route: Mode, channels: ChannelDescription | None = None) -> ChunkResult:
         """Apply the current weights; a chunk with a new channel count binds the session first (resetting
-        it if it was bound). Raises ServiceError (settings_mismatch, over_capacity), changing nothing."""
-        if self._engine.n_channels == data.shape[1]:  # the hot path: no lock, no await
+        it if it was bound), a new description of its `channels` regroups it. Raises ServiceError
+        (settings_mismatch, channels_mismatch, over_capacity), changing nothing."""
+        if channels is None and self._engine.n_channels == data.shape[1]:  # the hot path: no lock, no await
             return self._transformed(data, reset=False)
         async with self._lock:
-            reset = self._rebind(data, route)
-            result = self._transformed(data, reset)
+            reset = self._rebind(data, route, channels)
+            regrouped = await self._regroup(channels) if channels is not None else None
+            result = self._transformed(data, reset)._replace(regrouped=regrouped)
             self.dirty = True  # bound to a channel count (and perhaps given default weights)
             return result
 
-    async def fit(self, data: np.ndarray, route: Mode) -> ChunkResult:
+    async def fit(self, data: np.ndarray, route: Mode, channels: ChannelDescription | None = None) -> ChunkResult:
         """Add the chunk to the statistics (staged on the loop, folded in the lane), then transform it if
-        `route` does. Raises ServiceError (non_finite, out_of_range, settings_mismatch, over_capacity),
-        changing nothing."""
+        `route` does; a new description of its `channels` is applied first. Raises ServiceError (non_finite,
+        out_of_range, settings_mismatch, channels_mismatch, over_capacity), changing nothing."""
         n_samples = data.shape[0]
         async with self._lock:
-            reset = self._rebind(data, route)
+            reset = self._rebind(data, route, channels)
+            if channels is not None and (bad := first_bad_sample(data)) is not None:
+                raise _unfittable(bad)  # before the description changes anything
+            regrouped = await self._regroup(channels) if channels is not None else None
             engine, lane = self._engine, self._runtime.lane
             if engine.n_channels is None:
                 engine.bind(data.shape[1])  # allocation only, so the check below is exact for every chunk
@@ -162,8 +170,8 @@ class Session:
             self.dirty = True
             self._runtime.scheduler.note_fit(self)
             if route.transforms:
-                return self._transformed(data, reset)
-            return ChunkResult(reset, engine.weights_version, engine.n_samples, None)
+                return self._transformed(data, reset)._replace(regrouped=regrouped)
+            return ChunkResult(reset, engine.weights_version, engine.n_samples, None, regrouped=regrouped)
 
     def note_rejected(self) -> None:
         """Count a frame of this session's key that was refused."""
@@ -176,15 +184,24 @@ class Session:
         self.counters.transform_samples += data.shape[0]
         return ChunkResult(reset, engine.weights_version, engine.n_samples, output, engine.weights_source)
 
-    def _rebind(self, data: np.ndarray, route: Mode) -> bool:
+    def _rebind(self, data: np.ndarray, route: Mode, channels: ChannelDescription | None) -> bool:
         """With the lock held: refuse the chunk if it would be refused anyway, else reset a session bound
-        to another channel count. True if it reset; the engine is then unbound."""
+        to another channel count. True if it reset; the engine is then unbound. `channels`, if the chunk
+        carries a description (of its own channel count: the codec checked), replaces the held one."""
         engine = self._engine
         n_channels = data.shape[1]
         if engine.n_channels == n_channels:
             return False
+        described = channels or engine.channels
+        if described is not None and len(described) != n_channels:
+            raise ServiceError(
+                f"the session's channel description has {len(described)} channels but the chunk has {n_channels}; "
+                "send the chunk's description with it (field channels), or replace it (PUT "
+                f"/streams/{self.key}/channels) or remove it (DELETE /streams/{self.key}/channels)",
+                code=ErrorCode.CHANNELS_MISMATCH,
+            )
         try:
-            resolve_groups(engine.settings, n_channels)
+            resolve_groups(engine.settings, n_channels, described)
         except SettingsError as exc:
             raise ServiceError(
                 f"{exc}; change the session's settings (PUT /streams/{self.key}) or send chunks "
@@ -208,13 +225,55 @@ class Session:
         async with self._lock:
             self._reset(reason)
 
+    async def describe_channels(self, channels: ChannelDescription | None) -> Regrouped:
+        """Hold `channels` as the description of the session's channels (None: hold none) and regroup.
+        Raises ServiceError channels_mismatch, changing nothing, if it describes another channel count."""
+        async with self._lock:
+            return await self._regroup(channels)
+
+    async def _regroup(self, channels: ChannelDescription | None) -> Regrouped:
+        """With the lock held: apply a description; a regrouping of fitted weights is solved in the solve
+        thread and installed with the description at once, so no transform sees one without the other."""
+        engine = self._engine
+        if channels == engine.channels:
+            return Regrouped.UNCHANGED
+        stats = None
+        if engine.weights_source == "fitted" and engine.n_samples > 0:
+            stats = await self._runtime.lane.run(engine.statistics)
+        try:
+            plan = await asyncio.get_running_loop().run_in_executor(
+                self._runtime.solve_executor, engine.plan_channels, channels, stats
+            )
+        except ChannelsMismatchError as exc:
+            raise ServiceError(
+                f"the description has {exc.described} channels but session {self.key!r} is bound to {exc.got}; "
+                f"describe {exc.got} channels, or reset the session (POST /streams/{self.key}/reset) first",
+                code=ErrorCode.CHANNELS_MISMATCH,
+                n_channels=exc.got,
+                got=exc.described,
+            ) from None
+        outcome = engine.install_channels(plan)
+        if outcome in (Regrouped.UNCHANGED, Regrouped.UNBOUND):
+            self.dirty = True
+        else:
+            self.pending_samples = 0
+            self._changed()
+        log_event(
+            "channels_described",
+            key=self.key,
+            n_channels=len(channels) if channels is not None else None,
+            regrouped=outcome,
+            grouping=engine.grouping.describe() if engine.grouping is not None else None,
+        )
+        return outcome
+
     async def configure(self, settings: LRRSettings) -> bool:
         """Start over with `settings` (a fresh engine; weights_version continues); False if they are the
         session's already, which changes nothing."""
         if settings == self._engine.settings:
             return False
         async with self._lock:
-            self._engine = _engine_with_settings(settings, self._engine.weights_version)
+            self._engine = _engine_with_settings(settings, self._engine.weights_version, self._engine.channels)
             self.pending_samples = 0
             self._changed()
         log_event("session_configured", key=self.key, settings=settings.to_dict())
@@ -228,7 +287,16 @@ class Session:
         """
         n = weights.shape[0]
         async with self._lock:
-            bound = self._engine.n_channels
+            bound, described = self._engine.n_channels, self._engine.channels
+            if described is not None and len(described) != n:
+                raise ServiceError(
+                    f"the weights are {n}x{n} but session {self.key!r} describes {len(described)} channels; upload "
+                    f"a {len(described)}x{len(described)} matrix, or replace or remove the description "
+                    f"(/streams/{self.key}/channels) first",
+                    code=ErrorCode.CHANNELS_MISMATCH,
+                    n_channels=len(described),
+                    got=n,
+                )
             if bound is not None and bound != n and not replace:
                 raise ServiceError(
                     f"the weights are {n}x{n} but session {self.key!r} has {bound} channels; upload a {bound}x{bound} "
@@ -334,8 +402,11 @@ class Session:
     def describe(self) -> dict[str, Any]:
         """The JSON view of GET /streams/{key}: the summary with settings, solve state and counters."""
         engine = self._engine
+        grouping, channels = engine.grouping, engine.channels
         return self.summary() | {
             "settings": engine.settings.to_dict(),
+            "channels": channels.summary() if channels is not None else None,
+            "grouping": grouping.describe() if grouping is not None else None,
             "n_samples_solved": engine.n_samples_solved,
             "solve_in_flight": self._runtime.scheduler.is_solving(self),
             "created_at": self.created_at,
@@ -370,7 +441,7 @@ def _install_uploaded(engine: LRR, weights: np.ndarray, replacing: bool) -> None
     settings are checked before it) and build their apply plans, so the first transform does not."""
     if replacing:
         validate_weights(weights)
-        resolve_groups(engine.settings, weights.shape[0])
+        resolve_groups(engine.settings, weights.shape[0], engine.channels)
         engine.reset()
     engine.load_weights(weights)
     if engine.n_channels:
@@ -378,9 +449,12 @@ def _install_uploaded(engine: LRR, weights: np.ndarray, replacing: bool) -> None
             engine.transform(np.zeros((1, engine.n_channels), dtype=dtype))
 
 
-def _engine_with_settings(settings: LRRSettings, after_version: int = 0) -> LRR:
-    """A fresh engine whose weights_version continues after `after_version`, so versions never go back."""
-    return LRR(settings, weights_version=after_version + 1 if after_version > 0 else 0)
+def _engine_with_settings(
+    settings: LRRSettings, after_version: int = 0, channels: ChannelDescription | None = None
+) -> LRR:
+    """A fresh engine describing `channels`, whose weights_version continues after `after_version`, so versions
+    never go back."""
+    return LRR(settings, weights_version=after_version + 1 if after_version > 0 else 0, channels=channels)
 
 
 def _unfittable(bad: BadSample | None) -> ServiceError:

@@ -51,9 +51,9 @@ class StreamChannel:
                 self._session = session
             epoch = session.epoch
             if self.route.fits:
-                result = await session.fit(chunk.data, self.route)
+                result = await session.fit(chunk.data, self.route, chunk.channels)
             else:
-                result = await session.transform(chunk.data, self.route)
+                result = await session.transform(chunk.data, self.route, chunk.channels)
         except ServiceError as exc:
             if created:
                 self.registry.discard_if_unused(session)  # type: ignore[arg-type]
@@ -79,7 +79,11 @@ class StreamChannel:
         """The ack (fit) or the rereferenced chunk (transform, fit_transform) for a processed chunk."""
         if result.output is None:
             return encode_ack(
-                chunk.seq, n_samples=result.n_samples, weights_version=result.weights_version, reset=result.reset
+                chunk.seq,
+                n_samples=result.n_samples,
+                weights_version=result.weights_version,
+                reset=result.reset,
+                regrouped=result.regrouped,
             )
         return encode_chunk_reply(
             chunk.seq,
@@ -90,6 +94,7 @@ class StreamChannel:
             fs=chunk.fs,
             n_samples=result.n_samples if self.route.fits else None,
             weights_source=result.weights_source,
+            regrouped=result.regrouped,
         )
 
     def _internal_message(self, session_changed: bool) -> str:

@@ -80,9 +80,9 @@ def test_float_values_round_trip_bit_exactly() -> None:
 
 
 def test_optional_fields_absent_or_nil_decode_as_none() -> None:
-    assert decode_chunk(frame(), max_channels=MAX_CHANNELS)[2:] == (None, None)
-    chunk = decode_chunk(frame(t0=None, fs=None), max_channels=MAX_CHANNELS)
-    assert (chunk.t0, chunk.fs) == (None, None)
+    assert decode_chunk(frame(), max_channels=MAX_CHANNELS)[2:] == (None, None, None)
+    chunk = decode_chunk(frame(t0=None, fs=None, channels=None), max_channels=MAX_CHANNELS)
+    assert (chunk.t0, chunk.fs, chunk.channels) == (None, None, None)
 
 
 def test_t0_and_fs_keep_their_type() -> None:
