@@ -18,7 +18,7 @@ Definitions (numpy only, float64 whatever the input dtype):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,6 @@ import numpy as np
 
 from lrr_service.clients.errors import LRRClientError
 from lrr_service.clients.table import format_table
-from lrr_service.core.groups import resolve_groups
-from lrr_service.core.settings import LRRSettings
 
 MAX_CHANNEL_ROWS = 64
 """Up to this many channels the table has one row per channel; beyond, per group and the worst channels."""
@@ -198,22 +196,6 @@ def cleaning_report(x: np.ndarray, y: np.ndarray, groups: Sequence[Sequence[int]
     for start in range(0, x.shape[0], step):
         accumulator.add(x[start : start + step], y[start : start + step])
     return accumulator.report()
-
-
-def groups_for_settings(settings: Mapping[str, Any], n_channels: int) -> list[list[int]]:
-    """The channel groups a session with these settings (``GET /streams/{key}``'s "settings") forms
-    for `n_channels` channels: its `channel_groups`, else `block_size` blocks, else one group of all."""
-    engine_settings = LRRSettings(channel_groups=settings.get("channel_groups"), block_size=settings.get("block_size"))
-    return [[int(c) for c in group] for group in resolve_groups(engine_settings, n_channels)]
-
-
-def session_groups(session: Mapping[str, Any], n_channels: int | None = None) -> list[list[int]]:
-    """The groups of a session as ``GET /streams/{key}`` describes it (`LRRClient.info()`), for its
-    "n_channels", or `n_channels` when given (a session not yet bound has none); [] when neither is known."""
-    count = n_channels if n_channels is not None else session.get("n_channels")
-    if not count:
-        return []
-    return groups_for_settings(session.get("settings") or {}, int(count))
 
 
 def report_json(report: CleaningReport, *, quantity: str = "power") -> dict[str, Any]:

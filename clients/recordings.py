@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,10 @@ class RecordingError(ValueError):
 
 @dataclass(frozen=True)
 class Recording:
-    """Samples in rows, channels in columns; sample rate and labels when the format carries them."""
+    """Samples in rows, channels in columns; sample rate and labels when the format carries them.
+
+    `labels` holds one name per column (a CSV header row, EDF/BDF signal labels), or is empty.
+    """
 
     data: np.ndarray
     sample_rate: float | None = None
@@ -37,7 +41,8 @@ def read_recording(path: Path | str) -> Recording:
     if suffix == ".npy":
         return Recording(_as_samples_by_channels(path, _load_npy(path)))
     if suffix == ".csv":
-        return Recording(_as_samples_by_channels(path, _load_csv(path)))
+        data, labels = _load_csv(path)
+        return Recording(_as_samples_by_channels(path, data), labels=labels)
     return _load_edf(path)
 
 
@@ -62,14 +67,35 @@ def _load_npy(path: Path) -> np.ndarray:
         raise RecordingError(f"{path}: not a readable .npy array ({exc})") from None
 
 
-def _load_csv(path: Path) -> np.ndarray:
-    """Comma-separated numbers, one sample per line; a first line of channel names is skipped."""
+def _load_csv(path: Path) -> tuple[np.ndarray, list[str]]:
+    """Comma-separated numbers, one sample per line, and the channel names of a first line that is not numbers
+    (a header: one name per column; [] without one)."""
     for skip in (0, 1):
         try:
-            return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=skip, dtype=np.float64)
+            data = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=skip, dtype=np.float64)
         except ValueError as exc:
             error = exc
+            continue
+        return data, _csv_header(path, data.shape[1]) if skip else []
     raise RecordingError(f"{path}: not a comma-separated table of numbers ({error})")
+
+
+def _csv_header(path: Path, n_columns: int) -> list[str]:
+    """The names of a CSV header row (quotes and surrounding spaces removed; UTF-8, else Latin-1); [] when
+    every name is blank; RecordingError unless it names each of the `n_columns` columns."""
+    with path.open("rb") as file:
+        line = file.readline()
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = line.decode("latin-1")
+    names = [name.strip() for name in next(csv.reader([text.rstrip("\r\n")], skipinitialspace=True), [])]
+    if len(names) != n_columns:
+        raise RecordingError(
+            f"{path}: the header row names {len(names)} column(s) but the rows hold {n_columns}; expected one "
+            "name per column (or no header row)"
+        )
+    return names if any(names) else []
 
 
 def _as_samples_by_channels(path: Path, data: np.ndarray) -> np.ndarray:
@@ -100,6 +126,7 @@ def _load_edf(path: Path) -> Recording:
         if len(rates) > 1:
             raise RecordingError(f"{path}: channels have different sample rates {rates}; expected one rate for all")
         data = np.column_stack([reader.readSignal(i) for i in range(count)]) if count else np.zeros((0, 0))
-        return Recording(data, rates[0] if rates else None, list(reader.getSignalLabels()))
+        labels = [str(label).strip() for label in reader.getSignalLabels()]
+        return Recording(data, rates[0] if rates else None, labels)
     finally:
         reader.close()

@@ -22,12 +22,11 @@ from lrr_service.clients.cleaning import (
     ReportError,
     cleaning_report,
     decibels,
-    groups_for_settings,
     plot_report,
     report_json,
     report_text,
-    session_groups,
 )
+from lrr_service.clients.grouping import groups_for_settings, session_groups
 from lrr_service.clients.sync import LRRClientSync
 
 try:

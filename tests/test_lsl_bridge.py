@@ -18,6 +18,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pylsl
+from pylsl.info import XMLElement
+
+from lrr_service.clients import LRRClientSync
+from lrr_service.clients.lsl_bridge import stream_channels
+from lrr_service.core.channels import MAX_FIELDS, MAX_TEXT_CHARS
 
 try:
     from cli_runner import run_lrr
@@ -32,13 +37,42 @@ WAIT_S = 30.0
 """Bound on each wait for the bridge (discovery, connection, output): a hang fails instead of blocking."""
 
 
-def make_input_outlet(name: str) -> pylsl.StreamOutlet:
-    """A float32 EEG outlet with channel labels and a unique source_id."""
+def make_input_outlet(name: str, described: list[dict[str, str]] | None = None) -> pylsl.StreamOutlet:
+    """A float32 EEG outlet with a unique source_id whose desc/channels holds, per channel, the elements of
+    `described` (a dotted name is a nested element: `location.X` is <location><X>); default: labels only."""
     info = pylsl.StreamInfo(name, "EEG", CHANNELS, RATE, pylsl.cf_float32, f"{name}-source")
     channels = info.desc().append_child("channels")
-    for label in LABELS:
-        channels.append_child("channel").append_child_value("label", label)
+    for elements in described or [{"label": label} for label in LABELS]:
+        channel = channels.append_child("channel")
+        for path, value in elements.items():
+            *parents, leaf = path.split(".")
+            parent = channel
+            for tag in parents:
+                parent = parent.child(tag) if not parent.child(tag).empty() else parent.append_child(tag)
+            parent.append_child_value(leaf, value)
     return pylsl.StreamOutlet(info)
+
+
+def described_channels(info: pylsl.StreamInfo) -> list[dict[str, str]]:
+    """Every channel's elements under desc/channels, read with pylsl itself (nested ones by dotted path)."""
+
+    def elements(element: XMLElement, prefix: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        child = element.first_child()
+        while not child.empty():
+            inner = child.first_child()
+            if inner.empty() or inner.is_text():
+                found[prefix + child.name()] = child.child_value()
+            else:
+                found |= elements(child, prefix + child.name() + ".")
+            child = child.next_sibling()
+        return found
+
+    channels, channel = [], info.desc().child("channels").child("channel")
+    while not channel.empty():
+        channels.append(elements(channel, ""))
+        channel = channel.next_sibling("channel")
+    return channels
 
 
 def start_bridge(name: str, url: str, key: str, *extra: str) -> subprocess.Popen[str]:
@@ -110,14 +144,22 @@ class BridgeRun:
     output: np.ndarray
     stamps: np.ndarray
     summary: dict
+    stderr: str
 
 
 def bridge_recording(
-    url: str, key: str, data: np.ndarray, stamps: np.ndarray, expected: int, *options: str
+    url: str,
+    key: str,
+    data: np.ndarray,
+    stamps: np.ndarray,
+    expected: int,
+    *options: str,
+    described: list[dict[str, str]] | None = None,
 ) -> BridgeRun:
-    """Publish a unique input stream, run `lrr lsl` on it, push `data` and collect `expected` output samples."""
+    """Publish a unique input stream (channels `described`, make_input_outlet), run `lrr lsl` on it, push `data`
+    and collect `expected` output samples."""
     name = f"lrr-test-{uuid.uuid4().hex[:12]}"
-    outlet = make_input_outlet(name)
+    outlet = make_input_outlet(name, described)
     bridge = start_bridge(name, url, key, *options)
     try:
         inlet = connect_output(name, outlet)
@@ -127,7 +169,7 @@ def bridge_recording(
     finally:
         code, out, err = stop_bridge(bridge)
     assert code == 0, err
-    return BridgeRun(name, info, output, out_stamps, json.loads(out))
+    return BridgeRun(name, info, output, out_stamps, json.loads(out), err)
 
 
 def session(url: str, key: str) -> dict:
@@ -256,3 +298,112 @@ def test_max_in_flight_below_one_is_refused_before_looking_for_the_stream():
     done = run_lrr("lsl", "--input", "unused", "--key", "k", "--max-in-flight", "0")
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().count("\n") == 0 and "max_in_flight must be >= 1" in done.stderr
+
+
+BANKS = ["A", "B", "A", "B", "A", "B"]
+"""Two interleaved banks of three: grouping by bank is not any block_size grouping."""
+DESCRIBED = [
+    {"label": label, "bank": bank, "type": "EEG", "unit": "microvolts", "location.X": f"{i * 1.5:g}"}
+    for i, (label, bank) in enumerate(zip(LABELS, BANKS, strict=True))
+]
+
+
+def test_the_lsl_bridge_keeps_labels_and_groups_by_a_field_in_a_stream_description(shared_server):
+    url, key = shared_server.url, "lsl-banks"
+    data, stamps = recording(1000)  # the first second is fitted, the second transformed
+    run = bridge_recording(url, key, data, stamps, 500, "--fit-seconds", "1", "--group-by", "bank", described=DESCRIBED)
+    with LRRClientSync(url, key) as client:
+        description, info, weights = client.get_channels(), client.info(), client.get_weights()
+    assert description is not None and description.labels == tuple(LABELS)
+    assert description.fields["bank"] == tuple(BANKS)
+    assert description.fields["unit"] == ("microvolts",) * CHANNELS
+    assert description.fields["location.X"] == tuple(channel["location.X"] for channel in DESCRIBED)
+    assert info["settings"]["channel_groups"] == "bank"
+    assert info["grouping"]["source"] == "fields" and info["grouping"]["fallback"] is None
+    resolved = httpx.get(f"{url}/streams/{key}/channels").json()["groups"]
+    bank_a, bank_b = [0, 2, 4], [1, 3, 5]
+    assert sorted(resolved) == [bank_a, bank_b]
+    assert not weights[np.ix_(bank_a, bank_b)].any() and not weights[np.ix_(bank_b, bank_a)].any()
+    assert weights[np.ix_(bank_a, bank_a)].any() and weights[np.ix_(bank_b, bank_b)].any()
+    assert described_channels(run.info) == DESCRIBED  # the outlet: same labels, same per-channel fields
+    assert run.output.shape == (500, CHANNELS) and "warning" not in run.stderr
+
+
+def test_group_by_a_field_the_stream_does_not_describe_warns_and_keeps_the_other_settings(shared_server):
+    url, key = shared_server.url, "lsl-no-array"
+    created = httpx.put(f"{url}/streams/{key}", json={"ridge_lambda": 0.5, "block_size": 3})
+    assert created.status_code == 201, created.text
+    data, stamps = recording(300)
+    run = bridge_recording(url, key, data, stamps, 300, "--group-by", "array")  # the stream has labels only
+    settings = session(url, key)["settings"]
+    assert settings["channel_groups"] == "array" and settings["ridge_lambda"] == 0.5 and settings["block_size"] == 3
+    grouping = session(url, key)["grouping"]
+    assert grouping["source"] == "block_size" and grouping["sizes"] == [3, 3] and "'array'" in grouping["fallback"]
+    warnings = [line for line in run.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "'array'" in warnings[0] and "blocks of block_size" in warnings[0], run.stderr
+    assert any("'array'" in note for note in run.summary["notes"])
+
+
+def channels_xml(*channels: str, count_tag: str = "") -> str:
+    """An LSL info document whose desc/channels holds these <channel> bodies."""
+    body = "".join(f"<channel>{channel}</channel>" for channel in channels)
+    return f"<info>{count_tag}<desc><channels>{body}</channels><manufacturer>x</manufacturer></desc></info>"
+
+
+def test_stream_channels_reads_labels_and_every_field_as_stripped_strings():
+    xml = channels_xml(
+        "<label> Fp1 </label><bank>1</bank><location><X>0.5</X><Y>-1</Y></location>",
+        "<label>Fp2</label><bank>01</bank><unit>uV</unit>",
+        "<bank>1</bank>",
+    )
+    found = stream_channels(xml, 3)
+    assert found.notes == ()
+    assert found.description == {
+        "labels": ["Fp1", "Fp2", ""],
+        "fields": {
+            "bank": ["1", "01", "1"],  # strings, as written: "1" and "01" are different banks
+            "location.X": ["0.5", None, None],
+            "location.Y": ["-1", None, None],
+            "unit": [None, "uV", None],
+        },
+    }
+
+
+def test_stream_channels_without_labels_sends_fields_only_and_without_channels_nothing():
+    assert stream_channels(channels_xml("<bank>a</bank>", "<bank>b</bank>"), 2).description == {
+        "labels": None,
+        "fields": {"bank": ["a", "b"]},
+    }
+    assert stream_channels("<info><desc/></info>", 4) == stream_channels("<info/>", 4)
+    assert stream_channels("<info/>", 4).description is None and stream_channels("<info/>", 4).notes == ()
+
+
+def test_stream_channels_with_another_channel_count_sends_none_and_says_why():
+    found = stream_channels(channels_xml("<label>a</label>", "<label>b</label>"), 3)
+    assert found.description is None
+    assert found.notes == (
+        "the stream's description lists 2 channel(s) for its 3 channels; no channel description is sent",
+    )
+
+
+def test_stream_channels_leaves_out_what_the_service_cannot_hold_and_names_it():
+    too_long = "v" * (MAX_TEXT_CHARS + 1)
+    found = stream_channels(channels_xml(f"<label>a</label><größe>1</größe><note>{too_long}</note><bank>2</bank>"), 1)
+    assert found.description == {"labels": ["a"], "fields": {"bank": ["2"]}}
+    assert len(found.notes) == 2
+    assert "'größe' is left out" in found.notes[0] and "[A-Za-z0-9_.-]" in found.notes[0]
+    assert "'note' is left out" in found.notes[1] and f"at most {MAX_TEXT_CHARS}" in found.notes[1]
+
+
+def test_stream_channels_keeps_at_most_max_fields_fields():
+    many = "".join(f"<f{i}>{i}</f{i}>" for i in range(MAX_FIELDS + 2))
+    found = stream_channels(channels_xml(many), 1)
+    assert found.description is not None and list(found.description["fields"]) == [f"f{i}" for i in range(MAX_FIELDS)]
+    assert [note.split(" is left out")[0] for note in found.notes] == [
+        f"the channel field 'f{i}'" for i in (MAX_FIELDS, MAX_FIELDS + 1)
+    ]
+
+
+def test_stream_channels_of_unreadable_xml_sends_none_and_says_why():
+    found = stream_channels("<info><desc><channels><channel>", 1)
+    assert found.description is None and "not readable XML" in found.notes[0]

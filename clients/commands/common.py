@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -113,3 +113,33 @@ def with_rest(args: argparse.Namespace, action: Callable[[AsyncRestClient], Awai
             return await action(rest)
 
     return asyncio.run(call())
+
+
+def add_group_by_option(parser: argparse.ArgumentParser) -> None:
+    """--group-by FIELD[,FIELD...] (repeatable): group the session's channels by fields of their description."""
+    parser.add_argument(
+        "--group-by",
+        action="append",
+        default=None,
+        metavar="FIELD[,FIELD...]",
+        help="set the session's channel_groups to this field of the channel description (e.g. bank, or label): "
+        "channels with equal values form a group; several fields (comma-separated or the option repeated) group "
+        "by their combination. Other settings are kept; a change starts the session over",
+    )
+
+
+def group_by_setting(values: Sequence[str] | None) -> str | list[str] | None:
+    """The `channel_groups` setting the --group-by values ask for: a field name, a list of several (in order,
+    each once), or None without the option; ValueError for an empty name."""
+    if not values:
+        return None
+    names: list[str] = []
+    for value in values:
+        for name in (part.strip() for part in value.split(",")):
+            if not name:
+                raise ValueError(
+                    f"--group-by {value!r}: empty field name; expected FIELD or FIELD,FIELD (e.g. bank or bank,array)"
+                )
+            if name not in names:
+                names.append(name)
+    return names[0] if len(names) == 1 else names

@@ -15,10 +15,10 @@ from lrr_service.clients.cleaning import (
     report_json,
     report_text,
     require_plotting,
-    session_groups,
 )
 from lrr_service.clients.commands.common import CommandResult, add_output_option
 from lrr_service.clients.errors import ServerError
+from lrr_service.clients.grouping import session_groups
 from lrr_service.clients.local_server import private_server
 from lrr_service.clients.sync import LRRClientSync
 from lrr_service.clients.synthetic import artifact_part, make_rig

@@ -6,9 +6,16 @@ import argparse
 import asyncio
 import dataclasses
 import signal
+import sys
 from typing import TYPE_CHECKING
 
-from lrr_service.clients.commands.common import CommandResult, add_direct_option, add_server_options
+from lrr_service.clients.commands.common import (
+    CommandResult,
+    add_direct_option,
+    add_group_by_option,
+    add_server_options,
+    group_by_setting,
+)
 
 if TYPE_CHECKING:
     from lrr_service.clients.lsl_bridge import BridgeStats, LSLBridge
@@ -20,7 +27,9 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "lsl",
         help="bridge an LSL stream through the service to a new LSL stream NAME-lrr",
         description="Resolve the LSL stream NAME, send its chunks through the service and publish the result as "
-        "NAME-lrr (same channel count, rate and labels; input timestamps kept). With --fit-seconds S "
+        "NAME-lrr (same channel count, rate, labels and per-channel fields; input timestamps kept). The "
+        "labels and per-channel fields of the stream's description (desc/channels/channel) become the "
+        "session's channel description, which --group-by can group by. With --fit-seconds S "
         "the first S seconds are only fitted (nothing published), then the session is solved and the "
         "rest is transformed; without it every chunk goes through fit_transform. Needs pylsl "
         "(pip install 'lrr-service[lsl]').",
@@ -54,6 +63,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="S",
         help="how long to look for the input stream (default 10)",
     )
+    add_group_by_option(parser)
     add_server_options(parser)
     add_direct_option(parser)
     parser.set_defaults(run=run)
@@ -63,6 +73,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     """Run the bridge until --duration passes, Ctrl-C or SIGTERM; report what went through."""
     from lrr_service.clients.lsl_bridge import LSLBridge
 
+    channel_groups = group_by_setting(args.group_by)
     bridge = LSLBridge(
         args.input,
         args.url,
@@ -72,6 +83,8 @@ def run(args: argparse.Namespace) -> CommandResult:
         max_in_flight=args.max_in_flight,
         resolve_timeout=args.resolve_timeout,
         direct=args.direct,
+        channel_groups=channel_groups,
+        on_note=lambda note: print(f"lrr lsl: {note}", file=sys.stderr, flush=True),
     )
     stats = asyncio.run(_run_until_signalled(bridge, args.duration))
     data = dataclasses.asdict(stats)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -19,16 +20,24 @@ from lrr_service.clients.cleaning import (
     report_json,
     report_text,
     require_plotting,
-    session_groups,
 )
-from lrr_service.clients.commands.common import CommandResult, add_direct_option, add_server_options
+from lrr_service.clients.commands.common import (
+    CommandResult,
+    add_direct_option,
+    add_group_by_option,
+    add_server_options,
+    group_by_setting,
+)
 from lrr_service.clients.endpoints import checked_key
 from lrr_service.clients.errors import IdentityTransformError, UnknownSessionError
+from lrr_service.clients.grouping import grouping_fallback, session_groups, settings_with_channel_groups
 from lrr_service.clients.recordings import read_recording, write_recording
 from lrr_service.clients.sync import LRRClientSync
+from lrr_service.core.channels import ChannelDescription, ChannelDescriptionError
 from lrr_service.core.vocabulary import Mode
 
 DEFAULT_CHUNK = 256
+T = TypeVar("T")
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,7 +46,9 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "stream",
         help="replay a recording (.npy, .csv, .edf, .bdf) through the service",
         description="Send a recording through a session chunk by chunk and write the rereferenced output. "
-        "--fit-then-transform (the default) fits on the whole recording, solves, then transforms it.",
+        "--fit-then-transform (the default) fits on the whole recording, solves, then transforms it. The channel "
+        "names of a CSV header row or of an EDF/BDF file become the session's channel labels, which "
+        "--group-by label can group by.",
     )
     parser.add_argument("file", type=Path, help="recording: .npy or .csv (samples x channels), .edf or .bdf")
     mode = parser.add_mutually_exclusive_group()
@@ -110,6 +121,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="leave chunks holding NaN or infinity out (their output rows are NaN) instead of refusing the file",
     )
+    add_group_by_option(parser)
     add_server_options(parser)
     add_direct_option(parser)
     parser.set_defaults(run=run)
@@ -128,6 +140,7 @@ def run(args: argparse.Namespace) -> CommandResult:
         if args.mode == "fit" or args.report.suffix.lower() != ".png":
             raise ValueError(f"--report {args.report}: expected a .png file, and a mode that transforms")
         require_plotting()  # before the replay, not after it
+    args.channel_groups = group_by_setting(args.group_by)
     recording = read_recording(args.file)
     rate = args.sample_rate or recording.sample_rate
     if args.rate == "realtime" and not rate:
@@ -144,6 +157,7 @@ def run(args: argparse.Namespace) -> CommandResult:
             f"samples; {hint}"
         )
     skipped = _non_finite_chunks(data, args)
+    description = _channel_description(args, recording.labels, data.shape[1])
     started = time.monotonic()
     with LRRClientSync(
         args.url,
@@ -154,6 +168,8 @@ def run(args: argparse.Namespace) -> CommandResult:
         allow_identity=args.allow_identity,
     ) as client:
         before = _prepare_session(client, args, data)
+        if description is not None:
+            client.set_channels(description)  # carried by the first frame of each websocket
         try:
             output, applied, cleaning = _replay(client, args, data, rate, skipped)
         except BaseException as exc:
@@ -166,12 +182,32 @@ def run(args: argparse.Namespace) -> CommandResult:
     if output is not None:
         write_recording(args.output, output)
     seconds = time.monotonic() - started
-    result = _summary(args, data, seconds, output, before, after, applied, skipped)
+    result = _summary(args, data, seconds, output, before, after, applied, skipped, description)
     if cleaning is None:
         return result
     return CommandResult(
         result.data | {"cleaning": report_json(cleaning)}, result.text + "\n\n" + report_text(cleaning)
     )
+
+
+def _channel_description(args: argparse.Namespace, labels: list[str], n_channels: int) -> dict[str, Any] | None:
+    """The session's channel description from the file's channel names (None when it has none); with
+    --transpose the names name samples, so none is sent (and a line on stderr says so)."""
+    if not labels:
+        return None
+    if args.transpose:
+        print(
+            f"lrr stream: --transpose: the {len(labels)} names in {args.file.name} name its columns, now samples; "
+            "no channel labels are sent",
+            file=sys.stderr,
+        )
+        return None
+    if len(labels) != n_channels:  # a reader's promise broken; refuse rather than mislabel
+        raise ValueError(f"{args.file.name} names {len(labels)} channels but holds {n_channels}")
+    try:
+        return ChannelDescription.from_dict({"labels": labels}).to_dict()
+    except ChannelDescriptionError as exc:
+        raise ValueError(f"{args.file.name}: its channel names cannot be the session's labels: {exc}") from None
 
 
 def _non_finite_chunks(data: np.ndarray, args: argparse.Namespace) -> list[tuple[int, int]]:
@@ -211,6 +247,9 @@ def _prepare_session(client: LRRClientSync, args: argparse.Namespace, data: np.n
             f"session '{args.key}' already holds {session['n_samples']} fitted samples"  # type: ignore[index]
             f" ({_weights_text(session)}); pass --append to add {args.file.name} to them, or --reset to start clean"
         )
+    settings = settings_with_channel_groups(session, args.channel_groups)
+    if settings is not None:
+        _refuse_regrouping(args, session)
     if args.reset and session is not None:
         client.reset()
         print(f"lrr stream: --reset: session '{args.key}' cleared", file=sys.stderr)
@@ -219,7 +258,37 @@ def _prepare_session(client: LRRClientSync, args: argparse.Namespace, data: np.n
             f"session '{args.key}' has no weights (nothing fitted, uploaded or defaulted): the output would equal "
             f"the input; fit it first (lrr stream --fit), upload weights (lrr weights put), or pass --allow-identity"
         )
+    if settings is not None:
+        client.put_settings(settings)
+        dropped = session is not None and not args.reset and not _identity(session)
+        print(
+            f"lrr stream: --group-by: session '{args.key}' now groups its channels by "
+            f"{json.dumps(args.channel_groups)}" + ("; it starts over: its weights were dropped" if dropped else ""),
+            file=sys.stderr,
+        )
     return session
+
+
+def _refuse_regrouping(args: argparse.Namespace, session: dict[str, Any] | None) -> None:
+    """Refuse a --group-by that would start over a session whose statistics (--append) or weights
+    (--transform) the command means to use."""
+    if session is None or args.reset:
+        return
+    now = json.dumps(session.get("settings", {}).get("channel_groups"))
+    change = (
+        f"--group-by {','.join(args.group_by)} changes how session '{args.key}' groups its channels (now "
+        f"channel_groups={now}), which starts it over"
+    )
+    if args.append and session.get("n_samples"):
+        raise ValueError(
+            f"{change} and drops the {session['n_samples']} fitted samples --append would add to; pass --reset "
+            "instead of --append, or leave --group-by out"
+        )
+    if args.mode == "transform" and not _identity(session):
+        raise ValueError(
+            f"{change} and drops the weights --transform would apply; fit it with the new grouping (lrr stream "
+            f"--reset --group-by ...), or leave --group-by out"
+        )
 
 
 def _replay(
@@ -233,8 +302,9 @@ def _replay(
     and what the cleaning did (clients/cleaning.py)."""
     left_out = {start for start, _ in skipped}
     applied: set[tuple[int, str]] = set()
+    warn = _grouping_warning(client)
     if args.mode in ("fit", "fit-then-transform"):
-        for _ in client.fit_stream(_paced(data, args, rate, "fit", left_out)):
+        for _ in _after_first(client.fit_stream(_paced(data, args, rate, "fit", left_out)), warn):
             pass
         client.solve()
     if args.mode == "fit":
@@ -242,11 +312,11 @@ def _replay(
     output = np.full(data.shape, np.nan, dtype=np.float64 if data.dtype == np.float64 else np.float32)
     starts = [start for start in range(0, data.shape[0], args.chunk) if start not in left_out]
     described = _session_or_none(client) or {}  # none: a new key transformed with --allow-identity
-    groups = session_groups(described, data.shape[1])
+    groups = session_groups(described, data.shape[1], client.get_channels() if described else None)
     _refuse_pass_through(args, described, groups)
     cleaning = CleaningAccumulator(groups, data.shape[1])
     try:
-        replies = client.stream(Mode.TRANSFORM, _paced(data, args, rate, "transform", left_out))
+        replies = _after_first(client.stream(Mode.TRANSFORM, _paced(data, args, rate, "transform", left_out)), warn)
         for start, reply in zip(starts, replies, strict=True):
             cleaned = reply.data  # type: ignore[union-attr]
             output[start : start + cleaned.shape[0]] = cleaned
@@ -259,6 +329,33 @@ def _replay(
             "pass --allow-identity to write it anyway"
         ) from None
     return output, applied, cleaning.report()
+
+
+def _grouping_warning(client: LRRClientSync) -> Callable[[], None]:
+    """A check to run after the first reply (the session is bound then): one warning on stderr if the session's
+    channel_groups names fields it could not resolve; later calls do nothing."""
+    done = False
+
+    def warn() -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        session = _session_or_none(client)
+        if session is not None and (note := grouping_fallback(session)) is not None:
+            print(f"lrr stream: warning: {note}", file=sys.stderr)
+
+    return warn
+
+
+def _after_first(replies: Iterable[T], action: Callable[[], None]) -> Iterator[T]:
+    """`replies` unchanged, with `action` run once the first of them has arrived."""
+    iterator = iter(replies)
+    for first in iterator:
+        action()
+        yield first
+        break
+    yield from iterator
 
 
 def _refuse_pass_through(args: argparse.Namespace, session: dict[str, Any], groups: list[list[int]]) -> None:
@@ -327,8 +424,10 @@ def _summary(
     after: dict[str, Any] | None,
     applied: set[tuple[int, str]],
     skipped: list[tuple[int, int]],
+    description: dict[str, Any] | None,
 ) -> CommandResult:
-    """The command's result: what went through, which weights the output got, what was skipped."""
+    """The command's result: what went through, which weights the output got, what was skipped, the channel
+    labels sent and the session's grouping."""
     weights = [{"weights_version": version, "weights_source": source} for version, source in sorted(applied)]
     summary = {
         "file": str(args.file),
@@ -343,6 +442,8 @@ def _summary(
         "skipped_chunks": [{"start": start, "stop": stop} for start, stop in skipped],
         "n_samples_before": before["n_samples"] if before else 0,
         "n_samples_after": after["n_samples"] if after else 0,
+        "labels": description["labels"] if description is not None else None,
+        "grouping": after.get("grouping") if after else None,
     }
     text = (
         f"{args.mode}: {data.shape[0]} samples x {data.shape[1]} channels through '{args.key}' "
@@ -352,6 +453,11 @@ def _summary(
         text += "; applied " + ", ".join(
             f"weights version {w['weights_version']} ({w['weights_source']})" for w in weights
         )
+    if description is not None:
+        text += f"; sent {len(description['labels'])} channel labels"
+    grouping = summary["grouping"]
+    if isinstance(grouping, dict) and grouping.get("n_groups") is not None:
+        text += f"; {grouping['n_groups']} channel group(s) ({grouping.get('source')})"
     if skipped:
         shown = ", ".join(f"{start}-{stop - 1}" for start, stop in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
         text += f"; skipped {len(skipped)} chunk(s) holding NaN or infinity (samples {shown}; output rows NaN)"
