@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import report
 import uvloop
+from banked import CHUNK, N_CHANNELS, measure_banked
 from blas_policy import measure_blas
 from fit_traffic import measure_fit
 from memory import measure_memory
@@ -32,8 +33,9 @@ from processes import REPO_ROOT, EchoServer, ServerProcess
 from rest_load import run_rest_load
 from rigs import measure_rigs
 from threadpoolctl import threadpool_info, threadpool_limits
-from transform_grid import measure_grid
+from transform_grid import measure_grid, measure_row
 from transport_variants import measure_transports
+from workload import dense_weights, upload_weights
 
 SERVER_ENV = {"LRR_LOG_LEVEL": "WARNING"}
 QUICK_SCALE = 0.3
@@ -90,6 +92,10 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         channels = (64, 384) if args.quick else (64, 256, 384, 1024)
         pids = (server.pid or 0, echo.pid)
         results["grid"] = await measure_grid(server.url, server.ws_url, echo.ws_url, pids, 0.5 * scale, channels)
+        print("1024 channels in 8 banks (grouped by the channel description's bank field) vs dense:", flush=True)
+        dense = await dense_1024_row(results["grid"], server, echo.ws_url, pids, 0.5 * scale)
+        results["banked"] = await measure_banked(server.url, server.ws_url, echo.ws_url, pids, 0.5 * scale, dense)
+        print(report.banked_line(results["banked"]), flush=True)
         print("fit traffic:", flush=True)
         results["fit"] = await measure_fit(server.ws_url, server.url, 3.0 * scale)
         print("concurrent rigs:", flush=True)
@@ -103,6 +109,18 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     print("BLAS threads:", flush=True)
     results["blas"] = await measure_blas(SERVER_ENV, 2.0 * scale)
     return results
+
+
+async def dense_1024_row(
+    grid: list[Any], server: ServerProcess, echo_ws: str, pids: tuple[int, int], seconds: float
+) -> Any:
+    """The grid's dense 1024 x 30 float32 row; measured here when the grid left it out (--quick)."""
+    for row in grid:
+        if (row.n_channels, row.n_samples, row.dtype) == (N_CHANNELS, CHUNK, "float32"):
+            return row
+    weights = dense_weights(N_CHANNELS)
+    upload_weights(server.url, "bench-transform-1024", weights)
+    return await measure_row(server.ws_url, echo_ws, pids, weights, "bench-transform-1024", CHUNK, "float32", seconds)
 
 
 def load_plots() -> Any:
@@ -148,6 +166,7 @@ def main() -> int:
     summaries = {
         "meta": meta,
         "grid": [r.as_dict() for r in grid],
+        "banked": {k: v.as_dict() if hasattr(v, "as_dict") else v for k, v in results["banked"].items()},
         "rigs": results["rigs"],
         "memory": results["memory"],
         "blas": results["blas"],

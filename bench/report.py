@@ -152,7 +152,8 @@ def render(meta: dict[str, Any], results: dict[str, Any], plots: dict[str, Path]
     ]
     for t in targets(rows, fit, rig_rows, results["rest"]):
         lines.append(f"| {t.name} | {t.goal} | {t.measured} | {'**met**' if t.met else t.gap} |")
-    lines += _grid_section(rows, plots, out) + _fit_section(fit, plots, out) + _rigs_section(rig_rows, plots, out)
+    lines += _grid_section(rows, plots, out) + _banked_section(results["banked"])
+    lines += _fit_section(fit, plots, out) + _rigs_section(rig_rows, plots, out)
     lines += _rest_section(results["rest"], plots, out)
     lines += _transport_section(results["transports"])
     lines += _memory_section(results["memory"]) + _blas_section(results["blas"], plots, out)
@@ -206,6 +207,44 @@ def _grid_section(rows: list[GridRow], plots: dict[str, Path], out: Path) -> lis
     lines += [f"| {r.frame_bytes:,} B | {r.echo_pipelined_fps:,.0f} |" for r in rows]
     lines += _image(plots, "transform_latency", out, "transform round trip vs floors")
     lines += _image(plots, "overhead_breakdown", out, "where the round trip goes")
+    return lines
+
+
+def banked_line(banked: dict[str, Any]) -> str:
+    """One console line: the banked row against the dense one."""
+    row, dense = banked["banked"], banked["dense"]
+    paced = row.service_paced
+    return (
+        f"  banked p50 {paced.p50:8.1f} µs  p99 {paced.p99:8.1f} ({banked['p99_ratio']:.2f}x dense)"
+        f"  engine {row.engine_us:7.1f} ({banked['engine_ratio']:.2f}x)"
+        f"  pipelined {row.realtime_factor:6.1f}x real time (dense {dense.realtime_factor:.1f}x)"
+    )
+
+
+def _banked_section(banked: dict[str, Any]) -> list[str]:
+    row, dense = banked["banked"], banked["dense"]
+    lines = [
+        "",
+        "## 1024 channels in 8 banks",
+        "",
+        'A 1024-channel session grouped by the `bank` field of its channel description (`channel_groups: "bank"`,'
+        " 8 banks of 128, `PUT /streams/{key}/channels`), fitted over the websocket and solved, so its weights are"
+        " block diagonal; 30-sample float32 chunks paced at 30 kHz (one per ms) and pipelined, measured like the"
+        " grid rows, against the dense 1024 x 30 float32 row of the same run.",
+        "",
+        "| session | engine | service p50 | p99 | p99.9 | x real time (pipelined) | CPU/frame service |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in (("dense 1024", dense), ("8 banks of 128", row)):
+        lines.append(
+            f"| {name} | {fmt_us(r.engine_us)} | {fmt_us(r.service_paced.p50)} | {fmt_us(r.service_paced.p99)} | "
+            f"{fmt_us(r.service_paced.p999)} | {r.realtime_factor:.1f} | {fmt_us(r.service_cpu_us)} |"
+        )
+    lines += [
+        "",
+        f"Banked over dense: p99 {banked['p99_ratio']:.2f}x, p50 {banked['p50_ratio']:.2f}x, engine"
+        f" {banked['engine_ratio']:.2f}x, pipelined real-time factor {banked['realtime_ratio']:.2f}x. Times in µs.",
+    ]
     return lines
 
 
