@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := test,lsl,edf,report
+EXTRAS := test,lsl,edf,report,ezmsg
 
 .PHONY: run test lint bench-core clean
 
