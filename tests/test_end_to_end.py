@@ -90,6 +90,11 @@ async def test_every_route_answers_on_the_process_server(server: LiveServer, tmp
         owner = call("GET", f"/streams/{KEY}/owner", 200).json()
         assert owner == {"key": KEY, "owner": server.url, "cluster": False}
         assert call("GET", f"/streams/{KEY}", 200).json()["n_samples"] == 100
+        labels = [f"ch{i}" for i in range(N)]
+        described = call("PUT", f"/streams/{KEY}/channels", 200, json={"labels": labels}).json()
+        assert described["regrouped"] == "unchanged" and described["channels"]["labels"] is True
+        assert call("GET", f"/streams/{KEY}/channels", 200).json()["channels"]["labels"] == labels
+        assert call("DELETE", f"/streams/{KEY}/channels", 200).json()["channels"] is None
         assert call("POST", f"/streams/{KEY}/reset", 200).json()["n_channels"] is None
         call("DELETE", f"/streams/{KEY}", 204)
     http_routes_of_app, websocket_routes = app_routes()
