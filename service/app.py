@@ -29,6 +29,7 @@ from lrr_service.service.persistence import CheckpointStore, SetAside
 from lrr_service.service.registry import SessionRegistry
 from lrr_service.service.rest import router
 from lrr_service.service.solver import SolveScheduler
+from lrr_service.service.ui import router as ui_router
 from lrr_service.service.ws import router as ws_router
 
 SOLVE_DRAIN_SECONDS = 10.0
@@ -120,6 +121,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.add_middleware(Gate, context=context)
     app.include_router(router)
     app.include_router(ws_router)
+    app.include_router(ui_router)
     install_api_docs(app, token_required=context.auth.enabled, open_paths=[HEALTH_PATH])
     return app
 

@@ -30,6 +30,7 @@ from lrr_service.service.context import ServiceContext
 from lrr_service.service.errors import ServiceError
 from lrr_service.service.keys import KEY_PATTERN
 from lrr_service.service.sites import SitePolicy
+from lrr_service.service.ui import UI_PUBLIC_PATHS
 
 HEALTH_PATH = "/health"
 UNLIMITED_PATHS = frozenset({HEALTH_PATH, "/ready"})
@@ -98,7 +99,7 @@ class Gate:
                 code=ErrorCode.UNAUTHORIZED,
                 status=403,
             )
-        public = not websocket and scope["method"] in PUBLIC_METHODS and scope["path"] in PUBLIC_PATHS
+        public = not websocket and scope["method"] in PUBLIC_METHODS and scope["path"] in PUBLIC_PATHS | UI_PUBLIC_PATHS
         if not websocket and not public and not auth.accepts_rest(headers):
             return ServiceError(
                 "missing or wrong API token; send 'Authorization: Bearer <token>'",
