@@ -3,8 +3,8 @@
 The server runs in its own process on a free loopback port, the bare-echo transport floor in
 another, and this process is the client (websockets on uvloop, one BLAS thread). Sections:
 transform grid (paced and pipelined, with echo / engine / matmul floors), fit traffic, concurrent
-rigs, transform latency under REST load, memory per session, BLAS thread policy. `--quick` shortens
-every run (smoke test).
+rigs, transform latency under REST load, memory per session, BLAS thread policy, the cost of the
+quality measurement. `--quick` shortens every run (smoke test).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from blas_policy import measure_blas
 from fit_traffic import measure_fit
 from memory import measure_memory
 from processes import REPO_ROOT, EchoServer, ServerProcess
+from quality_cost import measure_quality_cost, summary_line
 from rest_load import run_rest_load
 from rigs import measure_rigs
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -108,6 +109,9 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     results["memory"] = await measure_memory(SERVER_ENV)
     print("BLAS threads:", flush=True)
     results["blas"] = await measure_blas(SERVER_ENV, 2.0 * scale)
+    print("quality measurement (384 x 30 float32, on every frame, at the default, off):", flush=True)
+    results["quality"] = await measure_quality_cost(SERVER_ENV, 10.0 * scale, 2 if args.quick else 4)
+    print(summary_line(results["quality"]), flush=True)
     return results
 
 
@@ -173,10 +177,12 @@ def main() -> int:
         "transports": results["transports"],
         "fit": {k: v for k, v in fit.items() if k != "latencies_us"},
         "rest": {k: v for k, v in rest.items() if k != "latencies_us"},
+        "quality": results["quality"],
     }
     (args.plots / "results.json").write_text(json.dumps(summaries, indent=1))
     print()
-    print(report.console_table(grid, report.targets(grid, fit, results["rigs"], rest)))
+    target_list = report.targets(grid, fit, results["rigs"], rest) + report.quality_targets(results["quality"])
+    print(report.console_table(grid, target_list))
     print(f"\nwrote {args.out} and {args.plots}/ in {meta['seconds']:.0f} s")
     return 0
 

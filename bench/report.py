@@ -150,13 +150,14 @@ def render(meta: dict[str, Any], results: dict[str, Any], plots: dict[str, Path]
         "| target | goal | measured | gap |",
         "|---|---|---:|---|",
     ]
-    for t in targets(rows, fit, rig_rows, results["rest"]):
+    for t in targets(rows, fit, rig_rows, results["rest"]) + quality_targets(results.get("quality")):
         lines.append(f"| {t.name} | {t.goal} | {t.measured} | {'**met**' if t.met else t.gap} |")
     lines += _grid_section(rows, plots, out) + _banked_section(results["banked"])
     lines += _fit_section(fit, plots, out) + _rigs_section(rig_rows, plots, out)
     lines += _rest_section(results["rest"], plots, out)
     lines += _transport_section(results["transports"])
     lines += _memory_section(results["memory"]) + _blas_section(results["blas"], plots, out)
+    lines += _quality_section(results.get("quality"))
     if NOTES.exists():
         lines += ["", NOTES.read_text().strip()]
     return "\n".join(lines) + "\n"
@@ -442,3 +443,68 @@ def console_table(rows: list[GridRow], target_list: list[Target]) -> str:
     for t in target_list:
         lines.append(f"{'MET ' if t.met else 'MISS'}  {t.name}: {t.measured} (goal {t.goal}; {t.gap})")
     return "\n".join(lines)
+
+
+def _configuration(cost: dict[str, Any]) -> str:
+    """The name of the default configuration in the quality cost results ("default", or "every" when it is 1)."""
+    return "default" if "default" in cost["configurations"] else "every"
+
+
+def quality_targets(cost: dict[str, Any] | None) -> list[Target]:
+    """Issue 15's goal: the quality measurement at its default costs at most 3 % more CPU per 384 x 30 frame."""
+    if not cost:
+        return []
+    name = _configuration(cost)
+    goal = cost["goal_ratio"]
+    ratios = [("in-process, the loop's CPU", cost[f"path_cpu_{name}_ratio"])]
+    if "server_cpu_off_us" in cost:
+        ratios.append(("server process, pipelined", cost[f"server_cpu_{name}_ratio"]))
+    return [
+        Target(
+            f"quality measurement ({_every(cost['default_every'])}): CPU per 384 x 30 float32 frame, {where}",
+            f"<= x{goal:.2f} of off",
+            f"x{ratio:.3f}",
+            ratio <= goal,
+            _gap((ratio - goal) * 100, "%"),
+        )
+        for where, ratio in ratios
+    ]
+
+
+def _quality_section(cost: dict[str, Any] | None) -> list[str]:
+    """The quality measurement's cost (bench/quality_cost.py): every frame, the default every-k, off."""
+    if not cost:
+        return []
+    lines = [
+        "",
+        f"## Quality measurement ({cost['frame']}, dense weights)",
+        "",
+        "`GET /streams/{key}/quality` needs the power of each transform frame's input and output per channel "
+        "(core/quality.py). Measured on every frame (`LRR_QUALITY_EVERY=1`), on every "
+        f"{cost['default_every']}th (the default) and off (`0`), in alternating blocks of the same run. "
+        "In-process: `StreamChannel.on_binary` on one BLAS thread, medians over the blocks (CPU: the loop's "
+        "thread). Servers: one process per setting, paced p50 round trip and CPU per frame under pipelined "
+        "load (noisier: the processes share the machine's cores).",
+        "",
+        "| setting | in-process µs/frame | in-process CPU µs/frame | ratio | server paced p50 µs "
+        "| server CPU µs/frame | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    servers = "server_cpu_off_us" in cost
+    for name, every in cost["configurations"].items():
+        server = (
+            f"{fmt_us(cost[f'server_p50_{name}_us'])} | {fmt_us(cost[f'server_cpu_{name}_us'])} | "
+            f"x{cost[f'server_cpu_{name}_ratio']:.3f}"
+            if servers
+            else "- | - | -"
+        )
+        lines.append(
+            f"| {_every(every)} | {fmt_us(cost[f'path_{name}_us'])} | "
+            f"{fmt_us(cost[f'path_cpu_{name}_us'])} | x{cost[f'path_cpu_{name}_ratio']:.3f} | {server} |"
+        )
+    return lines
+
+
+def _every(every: int) -> str:
+    """LRR_QUALITY_EVERY in words."""
+    return "off" if every == 0 else "every frame" if every == 1 else f"every {every}th frame"

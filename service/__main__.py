@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from lrr_service.service.app import create_app
 from lrr_service.service.config import SESSION_SETTING_FIELDS, ServiceSettings
+from lrr_service.service.context import ServiceContext
 from lrr_service.service.http_protocol import guarded_http_protocol
 from lrr_service.service.launcher import ClusterLauncher, LaunchError
 from lrr_service.service.logs import configure_logging
@@ -123,6 +124,32 @@ def uvicorn_config(app: Any, settings: ServiceSettings) -> uvicorn.Config:
     )
 
 
+class ServiceServer(uvicorn.Server):
+    """uvicorn's server that marks the app's context as stopping the moment it is asked to exit (a signal, or
+    `should_exit` set by whoever runs it), so long responses such as GET /events end at once instead of holding
+    the graceful shutdown up (service/events.py)."""
+
+    def __init__(self, config: uvicorn.Config, context: ServiceContext) -> None:
+        self._context = context
+        super().__init__(config)
+
+    @property
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value:
+            self._context.stopping = True
+
+
+def service_server(settings: ServiceSettings) -> ServiceServer:
+    """The app of `settings` served by uvicorn as configured by `uvicorn_config`."""
+    app = create_app(settings)
+    return ServiceServer(uvicorn_config(app, settings), app.state.context)
+
+
 def split_prog(argv: list[str]) -> tuple[str, list[str]]:
     """(program name, the rest of the command line): a leading `--prog NAME` (or `--prog=NAME`) taken off."""
     if argv[:1] == ["--prog"] and len(argv) > 1:
@@ -149,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.workers is not None:
         return run_cluster(settings, arguments)
     configure_logging(settings.log_level)
-    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server = service_server(settings)
     server.run()
     return 0 if server.started else STARTUP_FAILURE
 

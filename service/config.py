@@ -113,6 +113,18 @@ class ServiceSettings(_SessionDefaults):
     blas_threads: int = Field(
         1, ge=1, description="BLAS threads numpy may use (threadpoolctl); 1 keeps a core free for the event loop."
     )
+    quality_window_seconds: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Time constant of the exponential window (wall-clock seconds) over which each session's "
+        "transform input and output power are averaged for GET /streams/{key}/quality.",
+    )
+    quality_every: int = Field(
+        16,
+        ge=0,
+        description="Measure the quality (power in and out) on every k-th transforming frame of a session; 0 = never.",
+    )
     shutdown_timeout_seconds: int = Field(
         5, ge=1, description="On SIGTERM/SIGINT, how long open connections get before being closed."
     )

@@ -38,6 +38,20 @@ class ServiceContext:
     """Websocket streams open now, bounded by LRR_MAX_CONNECTIONS (service/ws.py)."""
     upload_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     """Held while a large weights upload is read and parsed, so concurrent uploads cannot pile up in memory."""
+    stopping: bool = False
+    """Set when the server begins to shut down, before uvicorn waits for open responses: event streams end on it
+    (service/events.py). Nothing sets it yet but tests; the events stream also watches uvicorn itself."""
+    event_streams: int = 0
+    """GET /events responses open now, bounded by `max_event_streams` (service/events.py)."""
+
+    def __post_init__(self) -> None:
+        self.registry.set_quality(self.settings.quality_window_seconds, self.settings.quality_every)
+
+    @property
+    def max_event_streams(self) -> int:
+        """Most GET /events streams at once: a quarter of LRR_MAX_HTTP_REQUESTS (at least 1), since each holds one
+        of those slots for as long as it is open, and REST must keep the rest."""
+        return max(1, self.settings.max_http_requests // 4)
 
 
 async def get_context(connection: HTTPConnection) -> ServiceContext:

@@ -1,22 +1,35 @@
 """Prometheus metrics with one CollectorRegistry per app, so several apps can live in one process.
 
 Children for fixed labels (routes) are bound once, so the per-frame cost is one counter
-increment, one sample-counter increment and one histogram observe.
+increment, one sample-counter increment and one histogram observe. The per-session quality gauge
+`lrr_session_reduction_db{key, stat}` is computed when /metrics is scraped, never per frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from lrr_service.core.vocabulary import Mode
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 SOLVE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "RouteMetrics", "ServiceMetrics"]
+REDUCTION_METRIC = "lrr_session_reduction_db"
+REDUCTION_HELP = (
+    "Reduction of power by the rereferencing, 10 log10(P_in / P_out) in dB over the quality window, per session: "
+    "stat=median (median channel) or stat=worst (the channel reduced least); sessions not measured yet export none."
+)
+
+QualitySource = Callable[[], Iterable[tuple[str, float, float]]]
+"""(key, median dB, worst dB) of every measured session."""
+
+__all__ = ["PROMETHEUS_CONTENT_TYPE", "REDUCTION_METRIC", "RouteMetrics", "ServiceMetrics"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,24 @@ class RouteMetrics:
     frames: Counter
     samples: Counter
     latency: Histogram
+
+
+class _ReductionCollector(Collector):
+    """`lrr_session_reduction_db{key, stat}`, read from the sessions when the registry is collected."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(REDUCTION_METRIC, REDUCTION_HELP, labels=["key", "stat"])
+        source = self.metrics.quality_source
+        for key, median, worst in source() if source is not None else ():
+            family.add_metric([key, "median"], median)
+            family.add_metric([key, "worst"], worst)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(REDUCTION_METRIC, REDUCTION_HELP, labels=["key", "stat"])
 
 
 class ServiceMetrics:
@@ -62,6 +93,9 @@ class ServiceMetrics:
             "lrr_checkpoints", "Session checkpoints by outcome (ok, failed).", ["outcome"], registry=r
         )
         self.uploads = Counter("lrr_weights_uploads", "Weight matrices uploaded and applied.", registry=r)
+        self.quality_source: QualitySource | None = None
+        """Set by the session registry: the sessions' quality summaries, read at scrape time."""
+        r.register(_ReductionCollector(self))
         self.routes = {
             route: RouteMetrics(self._frames.labels(route), self._samples.labels(route), self._latency.labels(route))
             for route in Mode

@@ -2,18 +2,24 @@
 
 It creates, restores and removes sessions, and keeps the limits no single session can check:
 their number (LRR_MAX_SESSIONS) and the memory their statistics and weights take together
-(LRR_MAX_STATE_BYTES). What happens inside a session is service/session.py's business.
+(LRR_MAX_STATE_BYTES). What happens inside a session is service/session.py's business. It also
+counts the open websocket streams of each key by mode (a socket may outlive the session it fed,
+and connect before its key has one), which the sessions' status reports, and feeds the
+sessions' quality summaries to the metrics at scrape time.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lrr_service.core import LRR, LRRSettings
 from lrr_service.core.errors import SnapshotError, StatisticsError
+from lrr_service.core.vocabulary import Mode
 from lrr_service.service.capacity import check_budget, session_state_bytes
 from lrr_service.service.errors import SessionLimitError, UnknownSessionError
 from lrr_service.service.keys import validate_key
@@ -21,7 +27,7 @@ from lrr_service.service.lane import StatisticsLane
 from lrr_service.service.logs import log_event
 from lrr_service.service.metrics import ServiceMetrics
 from lrr_service.service.persistence import SessionRecord
-from lrr_service.service.session import Session, SessionCounters, SessionRuntime
+from lrr_service.service.session import Session, SessionCounters, SessionRuntime, no_connections
 from lrr_service.service.solver import SolveScheduler
 
 
@@ -43,8 +49,46 @@ class SessionRegistry:
         self.max_state_bytes = max_state_bytes
         """Budget for the bound sessions' statistics and weights (service/capacity.py); None: no budget."""
         self.metrics = metrics
-        self.runtime = SessionRuntime(lane, solve_executor, metrics, scheduler, self.check_capacity)
+        self.runtime = SessionRuntime(
+            lane, solve_executor, metrics, scheduler, self.check_capacity, connections=self.connections
+        )
         self._sessions: dict[str, Session] = {}
+        self._connections: dict[str, dict[str, int]] = {}
+        metrics.quality_source = self.reduction_summaries
+
+    def set_quality(self, window_seconds: float, every: int) -> None:
+        """Measure every `every`-th transforming frame of each session (0: none) over an exponential window of
+        `window_seconds` (LRR_QUALITY_WINDOW_SECONDS, LRR_QUALITY_EVERY)."""
+        self.runtime.quality_window_seconds = window_seconds
+        self.runtime.quality_every = every
+
+    # -- connections --------------------------------------------------------------------------
+
+    def connected(self, key: str, mode: Mode) -> None:
+        """A websocket stream of `key` in `mode` opened."""
+        counts = self._connections.setdefault(key, no_connections())
+        counts[mode.value] += 1
+
+    def disconnected(self, key: str, mode: Mode) -> None:
+        """A websocket stream of `key` in `mode` closed."""
+        counts = self._connections.get(key)
+        if counts is None:
+            return
+        counts[mode.value] = max(0, counts[mode.value] - 1)
+        if not any(counts.values()):
+            del self._connections[key]
+
+    def connections(self, key: str) -> dict[str, int]:
+        """Open websocket streams of `key` by mode (fit, transform, fit_transform)."""
+        counts = self._connections.get(key)
+        return dict(counts) if counts is not None else no_connections()
+
+    def reduction_summaries(self) -> Iterator[tuple[str, float, float]]:
+        """(key, median channel dB, worst channel dB) of every session whose quality was measured."""
+        for session in self.all():
+            summary = session.reduction_summary()
+            if summary is not None:
+                yield session.key, summary[0], summary[1]
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -119,6 +163,9 @@ class SessionRegistry:
         )
         created_at = float(record.service_meta.get("created_at") or time.time())
         session = Session(validate_key(record.key), engine, self.runtime, counters, created_at, dirty=changed)
+        changed_at = record.service_meta.get("weights_changed_at")
+        if isinstance(changed_at, (int, float)) and not isinstance(changed_at, bool) and math.isfinite(changed_at):
+            session.status.weights_changed_at = float(changed_at)
         return self._add(session, "restored")
 
     def discard_if_unused(self, session: Session) -> None:

@@ -1,4 +1,4 @@
-"""REST routes: health, readiness, sessions, weights as CSV, explicit solves and metrics.
+"""REST routes: health, readiness, sessions, their live status and quality, events, weights as CSV, solves, metrics.
 
 Handlers are thin: validate, call the registry / scheduler / checkpointer, answer. Errors are
 `{"detail": {"code", "message", ...}}` (pydantic body errors keep FastAPI's 422 field list).
@@ -21,6 +21,7 @@ from lrr_service.core.vocabulary import ErrorCode
 from lrr_service.core.weights_form import WeightsForm, weights_from_upload
 from lrr_service.service.context import ServiceContext, get_context
 from lrr_service.service.errors import ServiceError
+from lrr_service.service.events import EventStreamResponse, open_event_stream
 from lrr_service.service.keys import validate_key
 from lrr_service.service.metrics import PROMETHEUS_CONTENT_TYPE
 from lrr_service.service.schemas import ChannelsBody, SessionSettingsBody
@@ -80,14 +81,33 @@ async def metrics(context: Context) -> Response:
 
 @router.get("/streams", tags=["streams"])
 async def list_streams(context: Context) -> dict[str, Any]:
-    """Every session, in key order, with its channel count, samples and weights state.
+    """Every session, in key order, with its channel count, samples, weights state and live `status`.
 
     In a cluster: every session in the store, as of its last checkpoint, with its `owner`; those this
-    worker holds are shown live."""
+    worker holds are shown live, the others with `status` null."""
+    return await streams_body(context)
+
+
+@router.get(
+    "/events",
+    tags=["streams"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "`streams` events, about one a second"}},
+)
+async def events(context: Context) -> EventStreamResponse:
+    """Server-sent events (text/event-stream): `event: streams` about once a second, its `data` the JSON of
+    GET /streams on one line. At most a quarter of LRR_MAX_HTTP_REQUESTS streams at once (503 beyond); each
+    ends when the client leaves or the server shuts down."""
+    return open_event_stream(context, lambda: streams_body(context))
+
+
+async def streams_body(context: ServiceContext) -> dict[str, Any]:
+    """The body of GET /streams (and of each `streams` event)."""
     summaries = {s.key: s.summary() for s in context.registry.all()}
     if context.cluster is not None:
         own_url = context.settings.own_url()
-        summaries = await context.cluster.stored_sessions() | {k: v | {"owner": own_url} for k, v in summaries.items()}
+        stored = {k: v | {"status": None} for k, v in (await context.cluster.stored_sessions()).items()}
+        summaries = stored | {k: v | {"owner": own_url} for k, v in summaries.items()}
     return {
         "streams": [summaries[key] for key in sorted(summaries)],
         "count": len(summaries),
@@ -106,8 +126,16 @@ async def stream_owner(key: Key, context: Context) -> dict[str, Any]:
 
 @router.get("/streams/{key}", tags=["streams"])
 async def get_stream(session: Existing) -> dict[str, Any]:
-    """Settings, channel count, samples, weights version and source, and counters of one session."""
+    """Settings, channel count, samples, weights version and source, counters and live `status` of one session."""
     return session.describe()
+
+
+@router.get("/streams/{key}/quality", tags=["streams"])
+async def get_quality(session: Existing) -> dict[str, Any]:
+    """What the rereferencing takes out: per channel, per group and overall, the mean power of the transform
+    input and output over the quality window (LRR_QUALITY_WINDOW_SECONDS) and its reduction in dB,
+    10 log10(P_in / P_out); null where nothing was measured yet or the value is not finite."""
+    return session.quality()
 
 
 @router.put("/streams/{key}", tags=["streams"], responses={201: {"description": "session created"}})

@@ -20,6 +20,12 @@ the solve scheduler (`solve`) and the checkpointer (`checkpoint_record`). The ru
   at another; nothing else decides.
 - **Refusals change nothing.** Every check of a chunk or request runs before its first change,
   and a refusal is a ServiceError carrying its code.
+- **Live status and quality.** `status` (service/status.py: rates, latency, weights age, last solve
+  and error) and the quality meter (core/quality.py: power in and out per channel, measured on
+  every `quality_every`-th transforming frame) are the session's own bookkeeping, updated on the
+  loop without the lock. The meter starts over when the session is reset, rebound to another
+  channel count or given new settings; it keeps measuring across weight changes (it is a moving
+  window, so new weights show within `quality_window_seconds`).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from lrr_service.core import LRR, LRRSettings, validate_weights
 from lrr_service.core.channels import ChannelDescription
 from lrr_service.core.errors import ChannelCountError, ChannelsMismatchError, SettingsError, WeightsError
 from lrr_service.core.groups import resolve_groups
+from lrr_service.core.quality import QualityMeter, quality_report, reduction_summary
 from lrr_service.core.samples import MAX_FIT_MAGNITUDE, BadSample, first_bad_sample
 from lrr_service.core.vocabulary import ErrorCode, Mode, Regrouped
 from lrr_service.service.errors import ServiceError
@@ -45,6 +52,7 @@ from lrr_service.service.lane import StatisticsLane
 from lrr_service.service.logs import log_event
 from lrr_service.service.metrics import ServiceMetrics
 from lrr_service.service.persistence import SessionRecord
+from lrr_service.service.status import SessionStatus
 
 if TYPE_CHECKING:
     from lrr_service.service.solver import SolveScheduler
@@ -77,6 +85,17 @@ class SessionRuntime:
     metrics: ServiceMetrics
     scheduler: SolveScheduler
     check_capacity: Callable[[str, int], None]
+    connections: Callable[[str], dict[str, int]] = field(default=lambda key: no_connections())
+    """Open websocket streams of a key by mode (kept by the registry: a socket may outlive its session)."""
+    quality_window_seconds: float = 10.0
+    """LRR_QUALITY_WINDOW_SECONDS: the time constant of the quality meters' exponential window."""
+    quality_every: int = 1
+    """LRR_QUALITY_EVERY: measure every k-th transforming frame of a session (0: never)."""
+
+
+def no_connections() -> dict[str, int]:
+    """The connection counts of a key nobody is connected to."""
+    return {mode.value: 0 for mode in Mode}
 
 
 class ChunkResult(NamedTuple):
@@ -122,6 +141,13 @@ class Session:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _solving: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pending_fold: asyncio.Future[object] | None = None
+    status: SessionStatus = field(init=False)
+    """Live status (service/status.py), reported under `status` by GET /streams and GET /streams/{key}."""
+    _quality: QualityMeter | None = None
+    _quality_countdown: int = 0
+
+    def __post_init__(self) -> None:
+        self.status = SessionStatus(self._engine.weights_version)
 
     @property
     def engine(self) -> LRR:
@@ -141,6 +167,7 @@ class Session:
             regrouped = await self._regroup(channels) if channels is not None else None
             result = self._transformed(data, reset)._replace(regrouped=regrouped)
             self.dirty = True  # bound to a channel count (and perhaps given default weights)
+            self.status.weights_seen(self._engine.weights_version)
             return result
 
     async def fit(self, data: np.ndarray, route: Mode, channels: ChannelDescription | None = None) -> ChunkResult:
@@ -168,21 +195,44 @@ class Session:
             self.counters.fit_samples += n_samples
             self.pending_samples += n_samples
             self.dirty = True
+            self.status.weights_seen(engine.weights_version)
             self._runtime.scheduler.note_fit(self)
             if route.transforms:
                 return self._transformed(data, reset)._replace(regrouped=regrouped)
             return ChunkResult(reset, engine.weights_version, engine.n_samples, None, regrouped=regrouped)
 
-    def note_rejected(self) -> None:
-        """Count a frame of this session's key that was refused."""
+    def note_rejected(self, code: str, message: str) -> None:
+        """Count a frame of this session's key that was refused with `code` (the status's last error)."""
         self.counters.rejected_frames += 1
+        self.status.failed(code, message)
+
+    def note_served(self, started: float, samples_in: int, samples_out: int, fs: float | None) -> None:
+        """A frame of `samples_in` samples that arrived at `started` (time.perf_counter) was answered just now with
+        `samples_out` samples (0: an ack); `fs` is the nominal rate it carried, if any. For the live status."""
+        now = time.perf_counter()
+        if fs is not None:
+            self.status.fs = float(fs)
+        self.status.served(now, samples_in, samples_out, now - started if samples_out else None)
 
     def _transformed(self, data: np.ndarray, reset: bool) -> ChunkResult:
         engine = self._engine
         output = engine.transform(data)
         self.counters.transform_frames += 1
         self.counters.transform_samples += data.shape[0]
+        every = self._runtime.quality_every
+        if every:
+            self._quality_countdown -= 1
+            if self._quality_countdown <= 0:
+                self._quality_countdown = every
+                self._measure(data, output)
         return ChunkResult(reset, engine.weights_version, engine.n_samples, output, engine.weights_source)
+
+    def _measure(self, data: np.ndarray, output: np.ndarray) -> None:
+        """Add one transformed chunk to the quality meter (a new meter for a new channel count)."""
+        meter = self._quality
+        if meter is None or meter.n_channels != data.shape[1]:
+            meter = self._quality = QualityMeter(data.shape[1], self._runtime.quality_window_seconds)
+        meter.add(data, output, time.perf_counter())
 
     def _rebind(self, data: np.ndarray, route: Mode, channels: ChannelDescription | None) -> bool:
         """With the lock held: refuse the chunk if it would be refused anyway, else reset a session bound
@@ -275,6 +325,7 @@ class Session:
         async with self._lock:
             self._engine = _engine_with_settings(settings, self._engine.weights_version, self._engine.channels)
             self.pending_samples = 0
+            self._quality = None
             self._changed()
         log_event("session_configured", key=self.key, settings=settings.to_dict())
         return True
@@ -343,6 +394,7 @@ class Session:
                 runtime.metrics.solves.labels(reason).inc()
                 if reason == "failed":
                     log_event("solve_failed", logging.ERROR, key=self.key, error=str(exc))
+                    self.status.failed(ErrorCode.SOLVE_FAILED, f"the solve failed ({type(exc).__name__}: {exc})")
                 return SolveOutcome(False, reason, engine.n_samples, engine.weights_version)
             seconds = time.perf_counter() - started
             runtime.metrics.solve_seconds.observe(seconds)
@@ -353,6 +405,8 @@ class Session:
                 return SolveOutcome(False, "stale", engine.n_samples, engine.weights_version, seconds)
             self.counters.solves += 1
             self.dirty = True
+            self.status.weights_seen(engine.weights_version)
+            self.status.solved(seconds)
         runtime.metrics.solves.labels("installed").inc()
         log_event(
             "solve",
@@ -389,7 +443,7 @@ class Session:
     # -- views ------------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """The short JSON view of GET /streams."""
+        """The short JSON view of GET /streams, with the live `status`."""
         engine = self._engine
         return {
             "key": self.key,
@@ -397,7 +451,40 @@ class Session:
             "n_samples": engine.n_samples,
             "weights_version": engine.weights_version,
             "weights_source": engine.weights_source,
+            "status": self.status_view(),
         }
+
+    def status_view(self) -> dict[str, Any]:
+        """The `status` object: connections by mode, rates, fs, transform latency, weights, last solve and error."""
+        engine = self._engine
+        self.status.weights_seen(engine.weights_version)  # a change no event dated: dated when first seen
+        return self.status.view(self._runtime.connections(self.key), engine.weights_source, engine.n_samples)
+
+    def quality(self) -> dict[str, Any]:
+        """The JSON of GET /streams/{key}/quality: the power in and out and its reduction in dB per channel, per
+        group and overall, over the quality window (null where nothing was measured yet)."""
+        engine, meter = self._engine, self._quality
+        n_channels = engine.n_channels
+        if meter is not None and meter.n_channels != n_channels:
+            meter = None
+        report = quality_report(meter, n_channels or 0, engine.groups)
+        channels = engine.channels
+        labels = channels.labels if channels is not None and len(channels) == n_channels else None
+        for entry in report["channels"]:
+            entry["label"] = labels[entry["index"]] if labels is not None else None
+        return {
+            "key": self.key,
+            "window_seconds": self._runtime.quality_window_seconds,
+            "every": self._runtime.quality_every,
+            "n_channels": n_channels,
+        } | report
+
+    def reduction_summary(self) -> tuple[float, float] | None:
+        """(median channel reduction, worst channel reduction) in dB for the metrics, or None if not measured."""
+        meter = self._quality
+        if meter is None or meter.n_channels != self._engine.n_channels:
+            return None
+        return reduction_summary(meter)
 
     def describe(self) -> dict[str, Any]:
         """The JSON view of GET /streams/{key}: the summary with settings, solve state and counters."""
@@ -417,7 +504,10 @@ class Session:
 
     def _record(self) -> SessionRecord:
         meta, arrays = self._engine.snapshot()
-        return SessionRecord(self.key, meta, arrays, {"created_at": self.created_at, "counters": asdict(self.counters)})
+        service = {"created_at": self.created_at, "counters": asdict(self.counters)}
+        if self.status.weights_changed_at is not None:
+            service["weights_changed_at"] = self.status.weights_changed_at
+        return SessionRecord(self.key, meta, arrays, service)
 
     def _reset(self, reason: str, **details: Any) -> None:
         previous = self._engine.n_channels
@@ -426,6 +516,7 @@ class Session:
 
     def _note_reset(self, reason: str, previous: int | None, **details: Any) -> None:
         self.pending_samples = 0
+        self._quality = None
         self.counters.resets += 1
         self._changed()
         self._runtime.metrics.resets.labels(reason).inc()
@@ -434,6 +525,7 @@ class Session:
     def _changed(self) -> None:
         self.epoch += 1
         self.dirty = True
+        self.status.weights_seen(self._engine.weights_version)
 
 
 def _install_uploaded(engine: LRR, weights: np.ndarray, replacing: bool) -> None:

@@ -2,14 +2,16 @@
 
 `StreamChannel.on_binary` is the hot path: decode (a zero-copy view), look up the session once
 per connection, hand the chunk to the session (service/session.py: transforms of a bound engine
-run on the loop without a lock), encode the reply. A refused frame gets an error reply with its
-code and changes nothing; a fault of the server gets `internal`, saying whether the session
-changed before it struck.
+run on the loop without a lock), encode the reply, and tell the session's live status what was
+served (rates, the time from decode to the encoded reply, the chunk's `fs`). A refused frame
+gets an error reply with its code and changes nothing; a fault of the server gets `internal`,
+saying whether the session changed before it struck.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from lrr_service.core.codec import Chunk, FrameError, decode_chunk, encode_ack, encode_chunk_reply, encode_error
 from lrr_service.core.vocabulary import ErrorCode, Mode
@@ -39,6 +41,7 @@ class StreamChannel:
 
     async def on_binary(self, payload: bytes) -> bytes:
         """Process one chunk frame and return the reply frame (chunk, ack or error)."""
+        started = time.perf_counter()
         try:
             chunk = decode_chunk(payload, max_channels=self.max_channels)
         except FrameError as exc:
@@ -71,9 +74,12 @@ class StreamChannel:
             changed = session is not None and session.epoch != epoch
             return self._reject(ErrorCode.INTERNAL, self._internal_message(changed), chunk.seq)
         metrics = self.route_metrics
+        n_samples = chunk.data.shape[0]
         metrics.frames.inc()
-        metrics.samples.inc(chunk.data.shape[0])
-        return self._reply(chunk, result)
+        metrics.samples.inc(n_samples)
+        reply = self._reply(chunk, result)
+        session.note_served(started, n_samples, n_samples if result.output is not None else 0, chunk.fs)
+        return reply
 
     def _reply(self, chunk: Chunk, result: ChunkResult) -> bytes:
         """The ack (fit) or the rereferenced chunk (transform, fit_transform) for a processed chunk."""
@@ -114,5 +120,5 @@ class StreamChannel:
         session = self._session if self._session is not None and not self._session.closed else None
         session = session or self.registry.get(self.key)
         if session is not None:
-            session.note_rejected()
+            session.note_rejected(code, message)
         return encode_error(code, message, seq)

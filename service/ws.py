@@ -61,6 +61,7 @@ async def serve_accepted(websocket: WebSocket, context: ServiceContext, key: str
     latency = channel.route_metrics.latency
     connections = context.metrics.connections.labels(route)
     connections.inc()
+    context.registry.connected(key, route)
     receive, send = websocket.receive, websocket.send
     cluster = context.cluster
     lease = cluster.ownership.held(key) if cluster is not None else None
@@ -86,6 +87,7 @@ async def serve_accepted(websocket: WebSocket, context: ServiceContext, key: str
             raise
     finally:
         connections.dec()
+        context.registry.disconnected(key, route)
         if cluster is not None:
             cluster.closed(key, websocket)
 

@@ -25,8 +25,7 @@ from types import TracebackType
 import uvicorn
 
 from lrr_service.clients.local_server import ServerAddress
-from lrr_service.service.__main__ import build_parser, settings_from_args, uvicorn_config
-from lrr_service.service.app import create_app
+from lrr_service.service.__main__ import build_parser, service_server, settings_from_args
 from lrr_service.service.logs import LOGGER_NAME, JsonLineFormatter, RedactTokens
 
 START_TIMEOUT_S = 20.0
@@ -91,7 +90,7 @@ class InProcessServer(ServerAddress):
             logger = logging.getLogger(name)
             logger.setLevel(settings.log_level)
             logger.addHandler(self._handler)
-        server = self._server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+        server = self._server = service_server(settings)
         self._thread = threading.Thread(target=self._serve, args=(server,), name=f"lrr-test-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout

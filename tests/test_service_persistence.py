@@ -44,12 +44,13 @@ async def transform(server: LiveServer, key: str, X: np.ndarray) -> ChunkReply:
 
 
 def snapshot(server: LiveServer, key: str) -> tuple[dict, bytes | None]:
-    """(GET /streams/{key} without counters, the weights CSV or None)."""
+    """(GET /streams/{key} without counters and the live status, the weights CSV or None)."""
     with server.http() as http:
         body = http.get(f"/streams/{key}").json()
         csv = http.get(f"/streams/{key}/weights")
     body.pop("counters")
     body.pop("solve_in_flight")
+    body.pop("status")
     return body, csv.content if csv.status_code == 200 else None
 
 

@@ -49,9 +49,10 @@ def describe(server: LiveServer, key: str) -> dict:
 
 
 def state_of(server: LiveServer, key: str) -> dict:
-    """The session's state without the counters that count rejected frames."""
+    """The session's state without the counters that count rejected frames and the live status."""
     body = describe(server, key)
     body["counters"].pop("rejected_frames")
+    body.pop("status")
     return body
 
 

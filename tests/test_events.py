@@ -1,0 +1,119 @@
+"""GET /events: server-sent `streams` events about once a second, behind the API token, ending at shutdown."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+
+from lrr_service.service.events import event
+
+
+def read_events(client: httpx.Client, count: int, timeout: float = 10.0) -> list[tuple[str, dict]]:
+    """The first `count` events (name, data) of GET /events."""
+    events: list[tuple[str, dict]] = []
+    name = None
+    with client.stream("GET", "/events", timeout=timeout) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name or "message", json.loads(line.removeprefix("data: "))))
+                if len(events) == count:
+                    break
+    return events
+
+
+def test_events_push_the_streams_body_every_second(shared_server, stream_key: str) -> None:
+    with shared_server.http() as http:
+        assert http.put(f"/streams/{stream_key}", json={}).status_code == 201
+        started = time.monotonic()
+        events = read_events(http, 3)
+        elapsed = time.monotonic() - started
+    assert [name for name, _ in events] == ["streams"] * 3
+    assert 1.5 < elapsed < 6  # the first at once, then about one a second
+    for _, body in events:
+        assert set(body) == {"streams", "count", "max_sessions", "cluster"}
+        entry = next(s for s in body["streams"] if s["key"] == stream_key)
+        assert entry["status"]["connections"] == {"fit": 0, "transform": 0, "fit_transform": 0}
+    with shared_server.http() as http:
+        assert http.get("/streams").json()["count"] == events[-1][1]["count"]
+
+
+def test_events_need_the_token_when_one_is_set(server_factory) -> None:
+    server = server_factory(env={"LRR_API_TOKEN": "sesame"})
+    with server.http(token="wrong") as http:
+        refused = http.get("/events")
+        assert refused.status_code == 401 and refused.json()["detail"]["code"] == "unauthorized"
+    with httpx.Client(base_url=server.url) as anonymous:
+        assert anonymous.get("/events").status_code == 401
+    with server.http() as http:
+        assert [name for name, _ in read_events(http, 2)] == ["streams", "streams"]
+
+
+def test_event_streams_are_limited_to_a_quarter_of_the_http_requests(server_factory) -> None:
+    server = server_factory(env={"LRR_MAX_HTTP_REQUESTS": "4"})
+    opened = threading.Event()
+    done = threading.Event()
+
+    def hold_one() -> None:
+        with server.http() as http, http.stream("GET", "/events") as response:
+            assert response.status_code == 200
+            opened.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold_one)
+    holder.start()
+    try:
+        assert opened.wait(10)
+        with server.http() as http:
+            refused = http.get("/events")
+            assert refused.status_code == 503 and refused.json()["detail"]["code"] == "too_many_requests"
+            assert http.get("/streams").status_code == 200  # REST still answers
+    finally:
+        done.set()
+        holder.join(10)
+    deadline = time.monotonic() + 5
+    while status_of_events(server) == 503:  # the slot comes back when the stream ends
+        assert time.monotonic() < deadline, "the event stream's slot was not given back"
+        time.sleep(0.05)
+    assert status_of_events(server) == 200
+
+
+def status_of_events(server: object) -> int:
+    """The status of GET /events (the stream is closed after its head)."""
+    with server.http() as http, http.stream("GET", "/events") as response:  # type: ignore[attr-defined]
+        return response.status_code
+
+
+def test_an_open_event_stream_does_not_hold_up_shutdown(server_factory) -> None:
+    server = server_factory()
+    received = threading.Event()
+    ended = threading.Event()
+
+    def listen() -> None:
+        try:
+            with server.http() as http, http.stream("GET", "/events", timeout=30) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        received.set()
+        except httpx.HTTPError:
+            pass
+        ended.set()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert received.wait(10)
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 3  # not the 5 s graceful timeout
+    assert ended.wait(5)  # the response ended (completed), the client saw its end
+
+
+def test_event_frames_are_one_line_of_json() -> None:
+    frame = event("streams", {"a": [1, 2], "b": None})
+    assert frame == b'event: streams\ndata: {"a":[1,2],"b":null}\n\n'
