@@ -8,27 +8,16 @@ downloads a browser here. The HTTP side of the same pages: tests/test_docs_acces
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from browser import chromium_context
 from in_process import InProcessServer
-from playwright.sync_api import BrowserContext, Page, Request, Route, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Request, Route, expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",  # Chromium's sandbox refuses to run as root, and needs user namespaces containers often lack
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LOOPBACK = frozenset({"127.0.0.1", "localhost"})
 UI_TIMEOUT_MS = 30_000
 """How long the page may take to render or answer: generous, the test machine's cores are shared."""
@@ -58,22 +47,8 @@ class OfflinePage:
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
     """The distribution's Chromium with a fresh profile, shared by the module's tests (one tab each)."""
-    if not CHROMIUM.is_file() or not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: install the Debian package chromium (`apt install chromium`; "
-            "make test installs it when run as root)"
-        )
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            tmp_path_factory.mktemp("chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=LAUNCH_ARGS,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture

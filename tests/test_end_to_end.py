@@ -74,6 +74,9 @@ async def test_every_route_answers_on_the_process_server(server: LiveServer, tmp
 
         for path in ("/health", "/ready", "/metrics", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"):
             call("GET", path, 200)
+        for path in ("/ui", "/ui/app.js", "/ui/style.css"):
+            call("GET", path, 200)
+        assert call("GET", "/", 307).headers["location"].endswith("/ui")
         call("PUT", f"/streams/{KEY}", 201, json={"ridge_lambda": 0.1})
         call("PUT", f"/streams/{KEY}/weights", 200, content=format_weights_csv(W))
         assert (
@@ -86,6 +89,10 @@ async def test_every_route_answers_on_the_process_server(server: LiveServer, tmp
                 replies.append(await exchange(ws, encode_chunk(0, rng.standard_normal((50, N)))))
         assert [type(reply) for reply in replies] == [AckReply, ChunkReply, ChunkReply]
         assert call("POST", f"/streams/{KEY}/solve", 200).json()["replaced_uploaded"] is True
+        assert call("GET", f"/streams/{KEY}/quality", 200).json()["measured_frames"] >= 1
+        with http.stream("GET", "/events") as events:
+            assert events.status_code == 200 and next(events.iter_lines()).startswith("retry:")
+            called.add(("GET", "/events"))
         assert call("GET", "/streams", 200).json()["count"] == 1
         owner = call("GET", f"/streams/{KEY}/owner", 200).json()
         assert owner == {"key": KEY, "owner": server.url, "cluster": False}

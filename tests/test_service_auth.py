@@ -16,6 +16,7 @@ from lrr_service.core.codec import AckReply, encode_chunk
 from lrr_service.service.api_docs import PUBLIC_PATHS
 from lrr_service.service.app import create_app
 from lrr_service.service.config import ServiceSettings
+from lrr_service.service.ui import UI_PUBLIC_PATHS
 
 TOKEN = "s3cret-token"
 
@@ -51,7 +52,9 @@ def rest_calls() -> list[tuple[str, str]]:
 
 REST_CALLS = rest_calls()
 DOCS_CALLS = [(method, path) for method, path in REST_CALLS if method == "GET" and path in PUBLIC_PATHS]
-PROTECTED_CALLS = [call for call in REST_CALLS if call[1] != "/health" and call not in DOCS_CALLS]
+PAGE_CALLS = [(method, path) for method, path in REST_CALLS if method == "GET" and path in UI_PUBLIC_PATHS]
+"""The live view's page and its files (service/ui.py): no data, so no token (the page asks for it itself)."""
+PROTECTED_CALLS = [call for call in REST_CALLS if call[1] != "/health" and call not in DOCS_CALLS + PAGE_CALLS]
 
 
 def test_the_route_list_covers_the_documentation_and_every_stream_route() -> None:
@@ -59,6 +62,7 @@ def test_the_route_list_covers_the_documentation_and_every_stream_route() -> Non
     assert {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics", "/ready"} <= paths
     assert ("PUT", "/streams/k/weights") in REST_CALLS and ("DELETE", "/streams/k") in REST_CALLS
     assert {path for _, path in DOCS_CALLS} == {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    assert {path for _, path in PAGE_CALLS} == {"/", "/ui", "/ui/app.js", "/ui/style.css"}
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED_CALLS)
@@ -85,12 +89,12 @@ def test_rest_accepts_the_token_and_health_needs_none(secured: LiveServer) -> No
         assert http.get("/docs").status_code == 200 and http.get("/redoc").status_code == 200
 
 
-@pytest.mark.parametrize(("method", "path"), DOCS_CALLS)
+@pytest.mark.parametrize(("method", "path"), DOCS_CALLS + PAGE_CALLS)
 @pytest.mark.parametrize("token", [None, "wrong"])
 def test_the_documentation_needs_no_token(secured: LiveServer, method: str, path: str, token: str | None) -> None:
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     with secured.http(token="") as http:
-        assert http.request(method, path, headers=headers).status_code == 200
+        assert http.request(method, path, headers=headers, follow_redirects=True).status_code == 200  # / -> /ui
 
 
 @pytest.mark.parametrize("query", ["", "?token=wrong", "?token="])
