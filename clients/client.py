@@ -242,6 +242,7 @@ class LRRClient:
     put_channels = _for_key(AsyncRestClient.put_channels)
     get_channels = _for_key(AsyncRestClient.get_channels)
     delete_channels = _for_key(AsyncRestClient.delete_channels)
+    quality = _for_key(AsyncRestClient.quality)
 
     async def sessions(self) -> list[dict[str, Any]]:
         """Every session on the server (GET /streams)."""

@@ -1,4 +1,4 @@
-"""REST helpers (httpx, async): sessions, settings, weights upload/download, reset, solve, delete.
+"""REST helpers (httpx, async): sessions, settings, weights upload/download, reset, solve, delete, quality.
 
 Weights travel as CSV text produced and parsed by core.weights_csv, so an array or file round-trips bit for bit.
 """
@@ -88,6 +88,11 @@ class AsyncRestClient:
     async def solve(self, key: str) -> dict[str, Any]:
         """POST /streams/{key}/solve: solve the weights from the current statistics now."""
         return await self._json("POST", stream_path(key, "solve"))
+
+    async def quality(self, key: str) -> dict[str, Any]:
+        """GET /streams/{key}/quality: what the cleaning of the session's transform traffic removes, per channel
+        and overall (`overall.median_channel_db`, the median channel's reduction in dB, among others)."""
+        return await self._json("GET", stream_path(key, "quality"))
 
     # -- channels ---------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Session management commands: `lrr sessions`, `reset`, `solve`, `delete`, `settings get|put`, `weights get|put`."""
+"""Session management commands: `lrr sessions` (`--watch`, `lrr top`), `reset`, `solve`, `delete`,
+`settings get|put`, `weights get|put`."""
 
 from __future__ import annotations
 
@@ -9,22 +10,40 @@ from typing import Any
 
 import numpy as np
 
-from lrr_service.clients.commands.common import CommandResult, add_server_options, with_rest
+from lrr_service.clients.commands.common import CommandResult, add_server_options, in_cli_terms, with_rest
 from lrr_service.clients.errors import UnknownSessionError
 from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.clients.table import format_table
+from lrr_service.clients.watch import MIN_INTERVAL_S, watch
 from lrr_service.core.weights_form import WeightsForm
 
 SESSION_COLUMNS = ("key", "n_channels", "n_samples", "weights_version", "weights_source")
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `sessions`, `reset`, `solve` and `weights {get,put}`."""
+    """Add `sessions` (and `top`, its --watch), `reset`, `solve`, `delete`, `settings` and `weights`."""
     sessions = subcommands.add_parser(
-        "sessions", help="list the server's sessions as a table", description="List every session the server holds."
+        "sessions",
+        help="list the server's sessions as a table (--watch: live, refreshed in place)",
+        description="List every session the server holds; with --watch, a live table refreshed every --interval "
+        "seconds until Ctrl-C (or q): connections, frame and sample rates, weights, transform latency and the "
+        "median channel's reduction in dB.",
     )
+    sessions.add_argument(
+        "--watch", action="store_true", help="keep the table on screen, refreshed every --interval seconds"
+    )
+    add_watch_options(sessions)
     add_server_options(sessions, key=False)
     sessions.set_defaults(run=run_sessions)
+
+    top = subcommands.add_parser(
+        "top",
+        help="the live sessions table: lrr sessions --watch",
+        description="The live sessions table, refreshed in place until Ctrl-C (or q): lrr sessions --watch.",
+    )
+    add_watch_options(top)
+    add_server_options(top, key=False)
+    top.set_defaults(run=run_sessions, watch=True)
 
     reset = subcommands.add_parser(
         "reset",
@@ -99,12 +118,66 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     put.set_defaults(run=run_weights_put)
 
 
+def add_watch_options(parser: argparse.ArgumentParser) -> None:
+    """--interval and --count of the live table."""
+    parser.add_argument(
+        "--interval",
+        type=_interval,
+        default=1.0,
+        metavar="S",
+        help=f"seconds between two refreshes with --watch (default 1, at least {MIN_INTERVAL_S:g})",
+    )
+    parser.add_argument(
+        "--count",
+        type=_positive_count,
+        default=None,
+        metavar="N",
+        help="with --watch, stop after N refreshes (default: until Ctrl-C); exit status 1 if the last one failed",
+    )
+
+
 def run_sessions(args: argparse.Namespace) -> CommandResult:
-    """GET /streams, shown as a table."""
+    """GET /streams, shown as a table; with --watch, the live table until Ctrl-C (run_watch)."""
+    if args.watch:
+        return run_watch(args)
     sessions = with_rest(args, lambda rest: rest.sessions())
     rows = [[_cell(session.get(column)) for column in SESSION_COLUMNS] for session in sessions]
     text = format_table(SESSION_COLUMNS, rows) if sessions else "no sessions"
     return CommandResult(sessions, text)
+
+
+def run_watch(args: argparse.Namespace) -> CommandResult:
+    """The live table (clients/watch.py) until Ctrl-C, q or --count refreshes. Each refresh is printed as it
+    comes; the result is an empty line (text) or a last JSON line saying how the watch ended. A watch whose
+    last counted refresh failed raises its error (exit status 1); Ctrl-C ends it with status 0."""
+    outcome = watch(
+        args.url, args.token, interval=args.interval, count=args.count, as_json=args.json, describe_error=in_cli_terms
+    )
+    if outcome.stopped == "count" and outcome.error is not None:
+        raise ConnectionError(outcome.error)
+    return CommandResult({"watch": {"refreshes": outcome.refreshes, "stopped": outcome.stopped}}, "")
+
+
+def _interval(text: str) -> float:
+    """--interval: seconds, at least MIN_INTERVAL_S."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= MIN_INTERVAL_S or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: expected at least {MIN_INTERVAL_S:g} seconds")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    """--count: a whole number of refreshes, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected at least 1 refresh")
+    return value
 
 
 def run_reset(args: argparse.Namespace) -> CommandResult:
