@@ -242,7 +242,7 @@ class Session:
         n_channels = data.shape[1]
         if engine.n_channels == n_channels:
             return False
-        described = channels or engine.channels
+        described = channels if channels is not None else engine.channels
         if described is not None and len(described) != n_channels:
             raise ServiceError(
                 f"the session's channel description has {len(described)} channels but the chunk has {n_channels}; "
