@@ -5,6 +5,7 @@ Weights travel as CSV text produced and parsed by core.weights_csv, so an array 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -174,19 +175,39 @@ class AsyncRestClient:
     # -- transport --------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request; refusals become ServerError, network failures ConnectionLost."""
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise ConnectionLost(
+        """Send one request; refusals become ServerError, network failures ConnectionLost.
+
+        A request that is safe to repeat (`_repeatable`) is sent again, after RETRY_DELAYS_S, when the network
+        failed or a proxy answered that no worker could take it: in a cluster the worker that held the key may
+        have died mid-request, and the proxy routes the retry to the key's next owner (docs/scale.md).
+        """
+        delays = iter(RETRY_DELAYS_S if _repeatable(method, path) else ())
+        while True:
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise self._lost(method, path, exc) from None
+                await asyncio.sleep(delay)
+                continue
+            if response.status_code in PROXY_UNAVAILABLE and not _from_service(response):
+                delay = next(delays, None)
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                    continue
+            if response.status_code >= 400:
+                raise _refusal(response)
+            return response
+
+    def _lost(self, method: str, path: str, exc: httpx.TransportError) -> ConnectionLost:
+        """The ConnectionLost of a request that could not be completed."""
+        if isinstance(exc, httpx.ConnectError):
+            return ConnectionLost(
                 f"cannot connect to the server at {self.base_url} ({exc or type(exc).__name__}): is it running there? "
                 "Start one with `lrr serve` (or `make run`), or give the client the server's URL"
-            ) from None
-        except httpx.TransportError as exc:
-            raise ConnectionLost(f"{method} {self.base_url}{path} failed: {exc or type(exc).__name__}") from None
-        if response.status_code >= 400:
-            raise _refusal(response)
-        return response
+            )
+        return ConnectionLost(f"{method} {self.base_url}{path} failed: {exc or type(exc).__name__}")
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """Send one request and return its JSON body, an object (every success of the API answers one)."""
@@ -198,6 +219,28 @@ class AsyncRestClient:
         if not isinstance(body, dict):
             raise ProtocolError(f"{method} {path} answered {response.content[:80]!r}; expected a JSON object")
         return body
+
+
+RETRY_DELAYS_S = (0.25, 0.5, 1.0)
+"""Pauses before each repeat of a request that is safe to repeat: together longer than a proxy takes to drop a
+dead worker (HAProxy checks every 250 ms and drops it after two failures, docs/scale.md)."""
+PROXY_UNAVAILABLE = frozenset({502, 503, 504})
+"""Statuses a proxy answers when no worker could take the request."""
+
+
+def _repeatable(method: str, path: str) -> bool:
+    """Whether sending the request twice does what sending it once does: GET, HEAD, PUT and DELETE (HTTP's
+    idempotent methods; a PUT states the whole new value), and the POSTs that solve or reset a session."""
+    return method in ("GET", "HEAD", "PUT", "DELETE") or (method == "POST" and path.endswith(("/solve", "/reset")))
+
+
+def _from_service(response: httpx.Response) -> bool:
+    """Whether an error answer is the service's own (its JSON error body), not a proxy's."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "detail" in body
 
 
 def _refusal(response: httpx.Response) -> ServerError:

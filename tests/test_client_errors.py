@@ -163,3 +163,28 @@ async def test_a_full_server_refuses_the_handshake_and_connection_lost_quotes_wh
             await second.transform(np.ones((2, 3)))
     assert "HTTP 503" in str(refused.value) and "too_many_connections" in str(refused.value)
     assert refused.value.unanswered == (0,)
+
+
+async def test_a_request_safe_to_repeat_is_sent_again_when_the_server_comes_back(tmp_path):
+    """A request whose server is down for a moment (a cluster worker dying, the proxy moving the key) is sent
+    again and answered; the service's own refusal is not repeated."""
+    import asyncio
+    import socket
+    import threading
+
+    from in_process import InProcessServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = InProcessServer(tmp_path / "state", port=port)
+    starter = threading.Timer(0.3, server.start)
+    starter.start()
+    try:
+        async with AsyncRestClient(f"http://127.0.0.1:{port}") as rest:
+            assert await rest.sessions() == []  # refused at first, answered once the server is up
+            with pytest.raises(errors.UnknownSessionError):
+                await rest.solve("nobody")  # repeated while refused; then the service's own 404, not repeated
+    finally:
+        starter.join()
+        await asyncio.get_running_loop().run_in_executor(None, server.stop)
