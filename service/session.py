@@ -455,10 +455,14 @@ class Session:
         }
 
     def status_view(self) -> dict[str, Any]:
-        """The `status` object: connections by mode, rates, fs, transform latency, weights, last solve and error."""
+        """The `status` object: connections by mode, rates, fs, transform latency, weights, last solve and error,
+        and the quality's median and worst channel reduction (so a table of sessions needs no request each)."""
         engine = self._engine
         self.status.weights_seen(engine.weights_version)  # a change no event dated: dated when first seen
-        return self.status.view(self._runtime.connections(self.key), engine.weights_source, engine.n_samples)
+        view = self.status.view(self._runtime.connections(self.key), engine.weights_source, engine.n_samples)
+        reductions = self.reduction_summary()
+        median, worst = reductions if reductions is not None else (None, None)
+        return view | {"quality": {"median_channel_db": median, "worst_channel_db": worst}}
 
     def quality(self) -> dict[str, Any]:
         """The JSON of GET /streams/{key}/quality: the power in and out and its reduction in dB per channel, per

@@ -13,7 +13,17 @@ try:
 except ImportError:
     from tests.live_server import exchange
 
-STATUS_KEYS = {"connections", "rates", "fs", "transform_latency_us", "weights", "last_solve", "n_samples", "last_error"}
+STATUS_KEYS = {
+    "connections",
+    "rates",
+    "fs",
+    "transform_latency_us",
+    "weights",
+    "last_solve",
+    "n_samples",
+    "last_error",
+    "quality",
+}
 
 
 def status_of(server: object, key: str) -> dict:
@@ -46,6 +56,13 @@ async def test_status_counts_connections_rates_latency_and_fs(shared_server, str
         latency = status["transform_latency_us"]
         assert latency["count"] == 50 and 0 < latency["p50"] <= latency["p99"]
         assert status["n_samples"] == 600 and status["last_error"] is None
+        with shared_server.http() as http:
+            overall = http.get(f"/streams/{stream_key}/quality").json()["overall"]
+        assert status["quality"] == {
+            "median_channel_db": overall["median_channel_db"],
+            "worst_channel_db": overall["worst_channel"]["reduction_db"],
+        }
+        assert status["quality"]["median_channel_db"] == 0.0  # no weights yet: output = input
         await other.close()
     deadline = time.monotonic() + 5
     while status_of(shared_server, stream_key)["connections"] != {"fit": 0, "transform": 0, "fit_transform": 0}:

@@ -11,7 +11,7 @@
   const STALL_MS = 5000; // an event stream silent this long is given up (the server sends one a second)
   const DETAIL_MS = 1000; // the selected session's status and quality
   const WEIGHTS_MIN_MS = 3000; // weights CSV fetched at most this often (automatic solves change them often)
-  const TABLE_QUALITY_MS = 3000; // per-session quality for the table, when GET /streams does not carry it
+  const TABLE_QUALITY_MS = 3000; // per-session quality for the table, from a server whose GET /streams does not carry it
   const TABLE_QUALITY_MAX = 32; // ... for at most this many sessions
   const DASH = "—";
 
