@@ -16,14 +16,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
-from lrr_service.core.channels import (
-    FIELD_NAME_CHARS,
-    LABEL_FIELD,
-    MAX_FIELDS,
-    MAX_NAME_CHARS,
-    MAX_TEXT_CHARS,
-    ChannelDescription,
-)
+from lrr_service.core.channels import LABEL_FIELD, MAX_FIELDS, MAX_TEXT_CHARS, ChannelDescription, is_field_name
 
 MAX_PIECE_BYTES: Final = 4 << 20
 """Samples sent in one frame at most (4 MiB, a quarter of the server's default frame limit)."""
@@ -219,7 +212,7 @@ def describe_axis(
             labels = _text(column)
             if labels is not None:
                 continue
-        values = _scalars(column) if _sendable_name(name) else None
+        values = _scalars(column) if is_field_name(name) else None
         if values is None and name in group_fields:
             values = _classes(column)
         if values is not None and len(fields) < MAX_FIELDS:
@@ -227,10 +220,6 @@ def describe_axis(
     if labels is None and not fields:
         return None
     return ChannelDescription.from_dict({"labels": labels, "fields": fields})
-
-
-def _sendable_name(name: str) -> bool:
-    return 1 <= len(name) <= MAX_NAME_CHARS and set(name) <= FIELD_NAME_CHARS
 
 
 def _text(values: np.ndarray) -> list[str] | None:

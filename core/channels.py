@@ -27,6 +27,11 @@ MAX_TEXT_CHARS: Final = 256
 FIELD_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
+def is_field_name(name: object) -> bool:
+    """Whether `name` may name a per-channel field: 1-MAX_NAME_CHARS characters of [A-Za-z0-9_.-]."""
+    return isinstance(name, str) and 1 <= len(name) <= MAX_NAME_CHARS and set(name) <= FIELD_NAME_CHARS
+
+
 class ChannelDescriptionError(ValueError):
     """A channel description breaks its contract; the message says what was wrong and what is expected."""
 
@@ -127,7 +132,7 @@ def _fields(value: object) -> dict[str, tuple[Value, ...]]:
         raise ChannelDescriptionError(f"fields has {len(value)} entries; expected at most {MAX_FIELDS}")
     result: dict[str, tuple[Value, ...]] = {}
     for name, values in value.items():
-        if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS or not set(name) <= FIELD_NAME_CHARS:
+        if not is_field_name(name):
             raise ChannelDescriptionError(
                 f"field name {name!r} is not allowed; expected 1-{MAX_NAME_CHARS} characters of [A-Za-z0-9_.-]"
             )

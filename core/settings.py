@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from lrr_service.core.channels import FIELD_NAME_CHARS, MAX_NAME_CHARS
+from lrr_service.core.channels import MAX_NAME_CHARS, is_field_name
 from lrr_service.core.errors import SettingsError
 
 InitDefault = Literal["identity", "car"]
@@ -184,7 +184,7 @@ def _field_names(groups: str | list[Any] | tuple[Any, ...]) -> str | tuple[str, 
             raise SettingsError(
                 f"channel_groups mixes field names with {name!r}; give either field names or lists of channel indices"
             )
-        if not 1 <= len(name) <= MAX_NAME_CHARS or not set(name) <= FIELD_NAME_CHARS:
+        if not is_field_name(name):
             raise SettingsError(
                 f"channel_groups names the field {name!r}; expected field names of 1-{MAX_NAME_CHARS} characters "
                 "of [A-Za-z0-9_.-]"
