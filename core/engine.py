@@ -168,16 +168,8 @@ class LRR:
             return ChannelsPlan(channels, Regrouped.DEFAULTS, self._generation, grouping)
         if stats is None or stats.n_samples == 0:
             return ChannelsPlan(channels, Regrouped.CLEARED, self._generation, grouping)
-        W = solve_weights(stats, grouping.groups, self._settings)
-        W.flags.writeable = False
-        plans = {dtype: ApplyPlan(W, n, dtype) for dtype in tuple(self._plans) or (np.dtype(np.float32),)}
-        return ChannelsPlan(
-            channels,
-            Regrouped.RESOLVED,
-            self._generation,
-            grouping,
-            Solution(W, stats.n_samples, stats.generation, plans),
-        )
+        solution = self._solved(stats, grouping.groups)
+        return ChannelsPlan(channels, Regrouped.RESOLVED, self._generation, grouping, solution)
 
     def install_channels(self, plan: ChannelsPlan) -> Regrouped:
         """Apply a ``plan_channels`` result; ValueError if the engine changed since it was made (plan again)."""
@@ -278,9 +270,13 @@ class LRR:
         the solution remembers the statistics' generation, so ``install`` refuses it if the
         engine was reset or given other weights in the meantime.
         """
-        groups, n_channels = self.groups, self._n_channels
+        n_channels = self._n_channels
         if n_channels != stats.n_channels:
             raise ChannelCountError(n_channels or 0, stats.n_channels, what="statistics")
+        return self._solved(stats, self.groups)
+
+    def _solved(self, stats: Statistics, groups: list[np.ndarray]) -> Solution:
+        """W of `groups` from `stats`, read-only, with apply plans for the dtypes in use (float32 at first)."""
         W = solve_weights(stats, groups, self._settings)
         W.flags.writeable = False
         dtypes = tuple(self._plans) or (np.dtype(np.float32),)
