@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 
 KEYS = ("url", "token")
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 class ConfigFileError(ValueError):
@@ -58,3 +59,12 @@ def read_config(path: Path | None = None) -> dict[str, str]:
             f"make it private: chmod 600 {path}"
         )
     return values
+
+
+def server_address(url: str | None, token: str | None) -> tuple[str, str | None]:
+    """The server's URL and token: those given, else $LRR_URL / $LRR_API_TOKEN, else the file's (read only when
+    one of them is still missing), else DEFAULT_URL and no token."""
+    url = url or os.environ.get("LRR_URL")
+    token = token or os.environ.get("LRR_API_TOKEN")
+    config = read_config() if url is None or token is None else {}
+    return url or config.get("url") or DEFAULT_URL, token or config.get("token") or None

@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from lrr_service.clients.client import DEFAULT_MAX_IN_FLIGHT, LRRClient
-from lrr_service.clients.config_file import read_config
+from lrr_service.clients.config_file import server_address
 from lrr_service.clients.endpoints import http_base
 from lrr_service.clients.errors import ChunkNotFittedError, NoFitDataError, UnknownSessionError
 from lrr_service.clients.ezmsg_frames import (
@@ -59,7 +59,6 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 KERNELS: Final = ("auto", "dense", "blocks")
-DEFAULT_URL: Final = "http://127.0.0.1:8000"
 DEFAULT_KEY: Final = "ezmsg-lrr"
 
 # ezmsg ships no type information: its decorators, typed here as what they are (they return the function).
@@ -172,17 +171,6 @@ def check_settings(settings: LRRServiceSettings) -> GroupSpec:
     return spec
 
 
-def service_address(settings: LRRServiceSettings) -> tuple[str, str | None]:
-    """The service's URL and token: the settings', else $LRR_URL / $LRR_API_TOKEN, else the `lrr` configuration
-    file's (clients/config_file.py), else http://127.0.0.1:8000 and no token."""
-    file: dict[str, str] = {}
-    if settings.url is None or settings.token is None:
-        file = read_config()
-    url = settings.url or os.environ.get("LRR_URL") or file.get("url") or DEFAULT_URL
-    token = settings.token if settings.token is not None else os.environ.get("LRR_API_TOKEN") or file.get("token")
-    return url, token or None
-
-
 _UNSET: Final[Any] = object()
 
 
@@ -193,7 +181,7 @@ class _Link:
         self.settings = settings
         self.spec = spec
         self.loop = asyncio.get_running_loop()
-        url, token = service_address(settings)
+        url, token = server_address(settings.url, settings.token)
         self.client = LRRClient(
             url,
             settings.key,

@@ -5,18 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from lrr_service.clients.config_file import read_config
+from lrr_service.clients.config_file import DEFAULT_URL, server_address
 from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.core.weights_form import Interface, restate
 
 T = TypeVar("T")
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 @dataclass(frozen=True)
@@ -98,11 +95,7 @@ def resolve_server_options(args: argparse.Namespace) -> None:
     file (clients/config_file.py, read only when needed), then the default URL."""
     if not getattr(args, "resolve_server", False):
         return
-    url = args.url or os.environ.get("LRR_URL")
-    token = args.token or os.environ.get("LRR_API_TOKEN")
-    config = read_config() if url is None or token is None else {}
-    args.url = url or config.get("url") or DEFAULT_URL
-    args.token = token or config.get("token")
+    args.url, args.token = server_address(args.url, args.token)
 
 
 def with_rest(args: argparse.Namespace, action: Callable[[AsyncRestClient], Awaitable[T]]) -> T:
