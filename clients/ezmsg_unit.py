@@ -46,7 +46,7 @@ from lrr_service.clients.ezmsg_frames import (
     pieces,
 )
 from lrr_service.clients.loop_thread import LoopThread
-from lrr_service.core import codec
+from lrr_service.core import codec, validate_weights
 from lrr_service.core.channels import ChannelDescription
 from lrr_service.core.keys import key_problem
 from lrr_service.core.samples import first_bad_sample
@@ -142,14 +142,11 @@ def _init_default(value: object) -> str:
 
 
 def load_weights(weights: np.ndarray | str | Path) -> np.ndarray:
-    """W from an array or a CSV path (~ expanded); ValueError unless it is a finite square matrix."""
+    """W from an array or a CSV path (~ expanded); WeightsError (a ValueError) unless it is a finite square matrix
+    (core's validate_weights, which the service applies too)."""
     if isinstance(weights, (str, Path)):
-        matrix = np.loadtxt(Path(os.path.expanduser(weights)), delimiter=",", ndmin=2)
-    else:
-        matrix = np.asarray(weights, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.all(np.isfinite(matrix)):
-        raise ValueError(f"weights must be a finite square matrix (channels x channels), got shape {matrix.shape}")
-    return matrix
+        return validate_weights(np.loadtxt(Path(os.path.expanduser(weights)), delimiter=",", ndmin=2))
+    return validate_weights(weights)
 
 
 def check_settings(settings: LRRServiceSettings) -> GroupSpec:
