@@ -1,5 +1,5 @@
-"""The live sessions table of `lrr sessions --watch` (and `lrr top`): one `GET /streams` per refresh, plus one
-`GET /streams/{key}/quality` per session shown whose listing does not already carry its median reduction.
+"""The live sessions table of `lrr sessions --watch` (and `lrr top`): one `GET /streams` per refresh (each
+session's status carries its median channel reduction).
 
 On a terminal the table is redrawn in place (cursor home, lines erased, cursor hidden while it runs and shown
 again at the end); anywhere else each refresh prints a table of its own, separated by a blank line, or one
@@ -21,13 +21,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
-from lrr_service.clients.errors import LRRClientError, NoSuchEndpointError
+from lrr_service.clients.errors import LRRClientError
 from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.clients.table import format_table
 
 MIN_INTERVAL_S = 0.1
-QUALITY_CONCURRENCY = 8
-"""Quality requests of one refresh in flight at once."""
 REQUEST_TIMEOUT_S = 5.0
 """A refresh waits at most this long for any one request (or the interval, when that is longer)."""
 
@@ -61,60 +59,22 @@ HOME, CLEAR_SCREEN, ERASE_LINE, ERASE_BELOW = "\x1b[H", "\x1b[2J", "\x1b[K", "\x
 @dataclass
 class Snapshot:
     """One refresh: when it was taken and the sessions of `GET /streams`, each with `median_channel_db` added
-    (None when the session has no quality measure, or the server offers none)."""
+    (None when the session has no quality measure yet)."""
 
     at: float
     sessions: list[dict[str, Any]]
 
 
-@dataclass
-class QualityReader:
-    """Reads sessions' median channel reduction; stops asking a server that has no quality endpoint."""
-
-    available: bool = True
-
-    async def median_db(self, rest: AsyncRestClient, key: str) -> float | None:
-        """`overall.median_channel_db` of GET /streams/{key}/quality, None if missing or refused."""
-        if not self.available:
-            return None
-        try:
-            reply = await rest.quality(key)
-        except NoSuchEndpointError:  # an older server: no route at all, not an unknown session
-            self.available = False
-            return None
-        except LRRClientError:  # the session went away, or has no quality yet: one cell shows "-"
-            return None
-        overall = reply.get("overall")
-        return _number(overall.get("median_channel_db")) if isinstance(overall, dict) else None
-
-
-def listed_median_db(session: dict[str, Any]) -> tuple[bool, float | None]:
-    """The median channel reduction when the `GET /streams` entry carries one (then no quality request is
-    needed): (found, value)."""
+def listed_median_db(session: dict[str, Any]) -> float | None:
+    """The median channel reduction the `GET /streams` entry's status carries (None: not measured, or not said)."""
     status = session.get("status")
-    for place in (status.get("quality") if isinstance(status, dict) else None, status, session):
-        if isinstance(place, dict) and "median_channel_db" in place:
-            return True, _number(place["median_channel_db"])
-    return False, None
+    quality = status.get("quality") if isinstance(status, dict) else None
+    return _number(quality.get("median_channel_db")) if isinstance(quality, dict) else None
 
 
-async def take_snapshot(rest: AsyncRestClient, quality: QualityReader, *, shown: int | None = None) -> Snapshot:
-    """GET /streams, then the quality of the first `shown` sessions (all when None) whose entry lacks it, at
-    most QUALITY_CONCURRENCY requests at once. Raises LRRClientError when GET /streams fails."""
-    sessions = [dict(session) for session in await rest.sessions()]
-    gate = asyncio.Semaphore(QUALITY_CONCURRENCY)
-
-    async def fill(session: dict[str, Any]) -> None:
-        found, value = listed_median_db(session)
-        if not found:
-            async with gate:
-                value = await quality.median_db(rest, str(session.get("key")))
-        session["median_channel_db"] = value
-
-    visible = sessions if shown is None else sessions[: max(0, shown)]
-    await asyncio.gather(*(fill(session) for session in visible))
-    for session in sessions[len(visible) :]:
-        session.setdefault("median_channel_db", None)
+async def take_snapshot(rest: AsyncRestClient) -> Snapshot:
+    """GET /streams, each session with its `median_channel_db`. Raises LRRClientError when GET /streams fails."""
+    sessions = [dict(session) | {"median_channel_db": listed_median_db(session)} for session in await rest.sessions()]
     return Snapshot(time.time(), sessions)
 
 
@@ -333,14 +293,13 @@ async def _refresh_loop(
     loop = asyncio.get_running_loop()
     if key_fd is not None:
         loop.add_reader(key_fd, _on_key, key_fd, quit_typed)
-    quality = QualityReader()
     last: Snapshot | None = None
     try:
         async with AsyncRestClient(url, token, timeout=max(REQUEST_TIMEOUT_S, interval)) as rest:
             while True:
                 started = loop.time()
                 try:
-                    last = await take_snapshot(rest, quality, shown=screen.rows_for_sessions())
+                    last = await take_snapshot(rest)
                     outcome.error = None
                 except LRRClientError as exc:
                     outcome.error = describe_error(" ".join(str(exc).split()) or type(exc).__name__)

@@ -11,8 +11,6 @@
   const STALL_MS = 5000; // an event stream silent this long is given up (the server sends one a second)
   const DETAIL_MS = 1000; // the selected session's status and quality
   const WEIGHTS_MIN_MS = 3000; // weights CSV fetched at most this often (automatic solves change them often)
-  const TABLE_QUALITY_MS = 3000; // per-session quality for the table, from a server whose GET /streams does not carry it
-  const TABLE_QUALITY_MAX = 32; // ... for at most this many sessions
   const DASH = "—";
 
   const $ = (id) => document.getElementById(id);
@@ -29,8 +27,6 @@
     weightsAt: 0,
     weightsLoading: false,
     groups: null,
-    quality: new Map(), // key -> median channel reduction (dB) for the table
-    qualityAt: 0,
     lastQuality: null,
     running: false,
   };
@@ -167,7 +163,6 @@
     state.selected = null;
     state.weights = null;
     state.lastQuality = null;
-    state.quality.clear();
   }
 
   // -- live updates: GET /events (server-sent events read with fetch), else polling GET /streams ----------
@@ -318,8 +313,7 @@
   // -- the table of sessions ------------------------------------------------------------------------------
 
   function medianOf(stream) {
-    const given = get(stream, "quality", "median_channel_db") ?? get(stream, "status", "quality", "median_channel_db");
-    return given !== undefined ? given : state.quality.get(stream.key);
+    return get(stream, "status", "quality", "median_channel_db");
   }
 
   function render(body) {
@@ -359,25 +353,6 @@
       rows.append(row);
     }
     $("rows").replaceChildren(rows);
-    refreshTableQuality();
-  }
-
-  // GET /streams does not say how much each session's noise went down: ask the sessions' quality, now and then.
-  async function refreshTableQuality() {
-    const now = Date.now();
-    if (now - state.qualityAt < TABLE_QUALITY_MS) return;
-    state.qualityAt = now;
-    const wanted = state.streams.filter((s) => get(s, "quality") === undefined && get(s, "status", "quality") === undefined);
-    await Promise.all(
-      wanted.slice(0, TABLE_QUALITY_MAX).map(async (stream) => {
-        try {
-          const quality = await json(streamPath(stream.key, "quality"));
-          state.quality.set(stream.key, get(quality, "overall", "median_channel_db") ?? null);
-        } catch (_) {
-          state.quality.set(stream.key, null); // not measured (or not offered by this server)
-        }
-      })
-    );
   }
 
   function onRowClick(event) {
