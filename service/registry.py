@@ -15,13 +15,14 @@ import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from lrr_service.core import LRR, LRRSettings
 from lrr_service.core.errors import SnapshotError, StatisticsError
 from lrr_service.core.vocabulary import Mode
 from lrr_service.service.capacity import check_budget, session_state_bytes
-from lrr_service.service.errors import SessionLimitError, UnknownSessionError
+from lrr_service.service.errors import ServiceError, SessionLimitError, UnknownSessionError
 from lrr_service.service.keys import validate_key
 from lrr_service.service.lane import StatisticsLane
 from lrr_service.service.logs import log_event
@@ -167,6 +168,18 @@ class SessionRegistry:
         if isinstance(changed_at, (int, float)) and not isinstance(changed_at, bool) and math.isfinite(changed_at):
             session.status.weights_changed_at = float(changed_at)
         return self._add(session, "restored")
+
+    @contextmanager
+    def session_for_change(self, key: str) -> Iterator[Session]:
+        """The session of `key`, created if need be, for a change that may be refused: a session created here is
+        dropped again if the change raises ServiceError while it holds no data, so a refusal creates nothing."""
+        session, created = self.get_or_create(key)
+        try:
+            yield session
+        except ServiceError:
+            if created:
+                self.discard_if_unused(session)
+            raise
 
     def discard_if_unused(self, session: Session) -> None:
         """Drop a session that was created for a frame or upload that was then refused (it never held data)."""

@@ -224,13 +224,8 @@ async def put_channels(key: Key, body: ChannelsBody, context: Context) -> dict[s
     may name. If the groups change, fitted weights are solved again from the statistics before the reply;
     `regrouped` says what happened. A description of another channel count than the session's: 409."""
     channels = body.to_description(context.settings.max_channels)
-    session, created = context.registry.get_or_create(key)
-    try:
+    with context.registry.session_for_change(key) as session:
         regrouped = await session.describe_channels(channels)
-    except ServiceError:
-        if created:
-            context.registry.discard_if_unused(session)
-        raise
     await persist(context, session, "channels_described")
     return session.describe() | {"regrouped": regrouped}
 
@@ -307,12 +302,7 @@ async def put_weights(
     """Upload W, or I - W with `?form=i_minus_w`, as CSV (`text/csv` body or multipart field `file`); W's
     diagonal must be zero (|W[i, i]| <= 1e-12). Pinned and durable before the reply."""
     weights = await read_weights_upload(request, context, form)
-    session, created = context.registry.get_or_create(key)
-    try:
+    with context.registry.session_for_change(key) as session:
         await session.load_weights(weights, replace)
-    except ServiceError:
-        if created:
-            context.registry.discard_if_unused(session)
-        raise
     await persist(context, session, "weights_uploaded")
     return session.describe()
