@@ -179,9 +179,20 @@ def test_a_replay_stopped_by_bad_data_says_what_the_session_holds_and_how_to_und
     ]
 
 
+def wait_until_fitted(url: str, key: str, process: subprocess.Popen) -> None:
+    """Return once session `key` holds fitted samples, while `process` (which fits it) is still running."""
+    for _ in range(600):
+        assert process.poll() is None, process.communicate()
+        reply = httpx.get(f"{url}/streams/{key}")
+        if reply.status_code == 200 and reply.json()["n_samples"] > 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"session {key!r} held no fitted samples after 30 s")
+
+
 def test_ctrl_c_mid_replay_says_what_the_session_holds_and_how_to_undo(process_factory, tmp_path):
     server = process_factory()
-    path = save(tmp_path, "slow.npy", recording(3000))
+    path = save(tmp_path, "slow.npy", recording(20000))  # 20 s at 1 kHz: still replaying when interrupted
     process = subprocess.Popen(
         [
             LRR,
@@ -204,12 +215,12 @@ def test_ctrl_c_mid_replay_says_what_the_session_holds_and_how_to_undo(process_f
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    wait_until_fitted(server.url, "ctrl-c", process)  # mid-replay, whatever the start-up took
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     held = httpx.get(f"{server.url}/streams/ctrl-c").json()["n_samples"]
-    assert process.returncode == 130
-    assert 0 < held < 3000
+    assert process.returncode == 130, stderr
+    assert 0 < held < 20000
     assert f"lrr stream: interrupted: session 'ctrl-c' now holds {held} fitted samples" in stderr
     assert "to undo: lrr reset --key ctrl-c" in stderr and "Traceback" not in stderr
 
