@@ -10,9 +10,17 @@ EXTRAS := test,lsl,edf,report,ezmsg
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The venv's own pip (22.3 or newer with Python 3.11) does editable installs; upgrading it costs 3 s a clone.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+# uv installs the packages: about 10 s on a fresh clone, where pip took 80 s (it resolves more slowly and
+# compiles every module's bytecode up front; Python compiles what is imported on first use). The venv's own
+# pip installs uv, and stays for the packaging test, which builds the wheel as pip does.
+UV := $(BIN)/uv
+INSTALL := $(UV) pip install --quiet --python $(BIN)/python
+
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet 'uv>=0.13'
+
+$(STAMP): pyproject.toml | $(UV)
+	$(INSTALL) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -44,7 +52,7 @@ test-tools:
 LINT_STAMP := $(VENV)/.installed-lint
 
 $(LINT_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),lint]'
+	$(INSTALL) -e '.[$(EXTRAS),lint]'
 	touch $(LINT_STAMP)
 
 # ruff (format and rules) on every Python file; mypy (strict) on the three packages. mypy cannot follow
@@ -68,7 +76,7 @@ container-test: $(STAMP)
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),bench]'
+	$(INSTALL) -e '.[$(EXTRAS),bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
