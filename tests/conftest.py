@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,13 @@ except ImportError:  # tests imported as a package
     from tests.live_server import LiveServer
 
 ServerFactory = Callable[..., InProcessServer]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Take SIGINT back if this run inherited it ignored (a shell without job control starts background jobs
+    so): every process the tests start would inherit that too, and the tests of Ctrl-C could not interrupt."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
