@@ -53,12 +53,15 @@ from lrr_service.core.samples import first_bad_sample
 from lrr_service.core.settings import LRRSettings
 from lrr_service.core.vocabulary import Mode
 
-__all__ = ["LRRServiceProcessor", "LRRServiceSettings", "LRRServiceUnit"]
+__all__ = ["PASSTHROUGH_ATTR", "LRRServiceProcessor", "LRRServiceSettings", "LRRServiceUnit"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 KERNELS: Final = ("auto", "dense", "blocks")
+PASSTHROUGH_ATTR: Final = "lrr_passthrough"
+"""Set to True in the `attrs` of an output message that no weights were applied to (the session has none yet):
+its data is the input's, unchanged, as `LRRUnit` passes data through before its first fit."""
 DEFAULT_KEY: Final = "ezmsg-lrr"
 
 # ezmsg ships no type information: its decorators, typed here as what they are (they return the function).
@@ -200,6 +203,7 @@ class _Link:
         self._resolved: list[list[int]] | None = None
         self._description: ChannelDescription | None = None
         self._reconnects = 0
+        self._passing_through = False
         self._axis_copy: tuple[Hashable, Any] | None = None
 
     async def aclose(self) -> None:
@@ -283,7 +287,37 @@ class _Link:
         channel = self.client.channel(Mode.TRANSFORM)
         replies = [channel.submit(piece) for piece in pieces(samples.array)]
         template = self._detached(message, name) if detach else message
-        return _retrieved(asyncio.ensure_future(_assembled(template, samples, replies)))
+        return _retrieved(asyncio.ensure_future(self._assembled(template, samples, replies)))
+
+    async def _assembled(self, template: Any, samples: Samples, replies: list[asyncio.Future[codec.Reply]]) -> Any:
+        """The output message: the replies' rows in the message's layout, every other field of `template` kept;
+        marked with PASSTHROUGH_ATTR when any of its frames was passed through for want of weights."""
+        outputs: list[np.ndarray] = []
+        passed_through = False
+        for reply in replies:
+            answer = await reply
+            assert isinstance(answer, codec.ChunkReply)
+            outputs.append(answer.data)
+            passed_through |= answer.weights_source == "none"
+        self._say_whether_passing_through(passed_through)
+        data = samples.restore(outputs[0] if len(outputs) == 1 else np.concatenate(outputs))
+        if passed_through:
+            return replace(template, data=data, attrs={**template.attrs, PASSTHROUGH_ATTR: True})
+        return replace(template, data=data)
+
+    def _say_whether_passing_through(self, passed_through: bool) -> None:
+        """On ezmsg's logger, once per change: outputs start being the input unchanged (no weights), or weights
+        now apply. The data alone cannot tell raw from rereferenced."""
+        if passed_through == self._passing_through:
+            return
+        self._passing_through = passed_through
+        if passed_through:
+            ez.logger.warning(
+                f"lrr-service session '{self.settings.key}' has no weights: output messages are the input "
+                f"unchanged (attrs['{PASSTHROUGH_ATTR}'] = True) until it is fitted and solved or weights are set"
+            )
+        else:
+            ez.logger.info(f"lrr-service session '{self.settings.key}' has weights: output messages are rereferenced")
 
     def _detached(self, message: Any, name: str) -> Any:
         """The message with a placeholder for its data and its own copies of every coordinate array and attr
@@ -367,17 +401,6 @@ def _retrieved(future: asyncio.Future[T]) -> asyncio.Future[T]:
     """`future`, whose exception is not reported as never retrieved if nobody awaits it (a unit shutting down)."""
     future.add_done_callback(lambda done: done.cancelled() or done.exception())
     return future
-
-
-async def _assembled(template: Any, samples: Samples, replies: list[asyncio.Future[codec.Reply]]) -> Any:
-    """The output message: the replies' rows in the message's layout, every other field of `template` kept."""
-    outputs: list[np.ndarray] = []
-    for reply in replies:
-        answer = await reply
-        assert isinstance(answer, codec.ChunkReply)
-        outputs.append(answer.data)
-    data = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
-    return replace(template, data=samples.restore(data))
 
 
 class LRRServiceProcessor:

@@ -26,7 +26,7 @@ from ezmsg.util.messages.axisarray import AxisArray, CoordinateAxis
 
 from lrr_service.clients.errors import UnknownSessionError
 from lrr_service.clients.ezmsg_frames import GroupSpec, as_samples, check_groups, describe_axis, pieces
-from lrr_service.clients.ezmsg_unit import LRRServiceProcessor, LRRServiceSettings, LRRServiceUnit
+from lrr_service.clients.ezmsg_unit import PASSTHROUGH_ATTR, LRRServiceProcessor, LRRServiceSettings, LRRServiceUnit
 from lrr_service.clients.rest import AsyncRestClient
 from lrr_service.core.vocabulary import Mode
 
@@ -96,11 +96,14 @@ def rereferenced(message: Any, W: np.ndarray, axis: str = "ch") -> np.ndarray:
     )
 
 
-def assert_same_message(output: Any, message: Any, expected: np.ndarray, *, rtol: float, atol: float) -> None:
-    """`output` is `message` with data `expected`: same dims, axes, key and attrs."""
+def assert_same_message(
+    output: Any, message: Any, expected: np.ndarray, *, rtol: float, atol: float, passed_through: bool = False
+) -> None:
+    """`output` is `message` with data `expected`: same dims, axes, key and attrs (plus the pass-through marker
+    when `passed_through`, and only then)."""
     assert output.dims == message.dims
     assert output.key == message.key
-    assert output.attrs == message.attrs
+    assert output.attrs == (message.attrs | {PASSTHROUGH_ATTR: True} if passed_through else message.attrs)
     assert output.axes.keys() == message.axes.keys()
     for name, axis in message.axes.items():
         assert output.axes[name] == axis, name
@@ -324,7 +327,7 @@ async def test_unit_publishes_in_order_drops_a_refused_message_and_takes_new_set
     finally:
         await unit.shutdown()
     for output, message in zip(outputs[:3], messages[:3]):
-        assert_same_message(output, message, message.data, rtol=0, atol=0)  # identity cold start
+        assert_same_message(output, message, message.data, rtol=0, atol=0, passed_through=True)  # identity cold start
     for output, message in zip(outputs[3:], messages[3:]):
         x = rows(message)
         car = x - (x.sum(axis=1, keepdims=True) - x) / 11
@@ -353,6 +356,32 @@ def test_processor_without_runtime_blocking_and_async_agree(shared_server, strea
     for output, message in zip(blocking, messages[4:]):
         assert_same_message(output, message, rereferenced(message, W), rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(output.data[:, 4:], message.data[:, 4:])  # channels in no group pass through
+
+
+def test_outputs_without_weights_are_marked_and_logged_until_weights_apply(shared_server, stream_key, caplog):
+    """Before any weights the output is the input, as LRRUnit's; it says so in its attrs, and ezmsg's logger says
+    so once, and once more when weights take over."""
+    messages = signal_messages(6, 8)
+    with (
+        caplog.at_level("INFO", logger=ez.logger.name),
+        LRRServiceProcessor(url=shared_server.url, key=stream_key, axis="ch") as processor,
+    ):
+        raw = [processor(message) for message in messages[:2]]
+        for message in messages[2:6]:
+            processor.partial_fit(message)
+        processor.solve()
+        cleaned = [processor(message) for message in messages[6:]]
+    for output, message in zip(raw, messages[:2]):
+        assert_same_message(output, message, message.data, rtol=0, atol=0, passed_through=True)
+    W = ridge_weights(np.concatenate([rows(m) for m in messages[2:6]]), [list(range(12))])
+    for output, message in zip(cleaned, messages[6:]):
+        assert_same_message(output, message, rereferenced(message, W), rtol=1e-6, atol=1e-6)
+    said = [record.getMessage() for record in caplog.records if record.name == ez.logger.name]
+    assert said == [
+        f"lrr-service session '{stream_key}' has no weights: output messages are the input unchanged "
+        f"(attrs['{PASSTHROUGH_ATTR}'] = True) until it is fitted and solved or weights are set",
+        f"lrr-service session '{stream_key}' has weights: output messages are rereferenced",
+    ]
 
 
 async def test_asubmit_returns_before_the_reply_and_outputs_come_in_order(shared_server, stream_key):
