@@ -84,6 +84,11 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_service.py
 	$(BIN)/python bench/bench_cluster.py
 
+# The live view's screenshots in the README (docs/ui-*.png), taken again by its browser test.
+.PHONY: screenshots
+screenshots: $(STAMP) test-tools
+	LRR_SCREENSHOTS_DIR=docs $(BIN)/python -m pytest -q tests/test_ui_browser.py
+
 .PHONY: bench-cluster
 bench-cluster: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_cluster.py

@@ -8,14 +8,17 @@ The session table lists both rigs with non-zero rates; a session's detail draws 
 and its per-channel reduction as bars (read back from the canvases); the solve button gives new weights;
 the weights CSV goes down and back up through the page; a refusal shows the server's message.
 
-The test writes the screenshots the README shows (docs/ui-login.png, docs/ui-sessions.png,
-docs/ui-session.png), so they are those of the page as it is. Chromium is the Debian package `chromium`
+The test takes the screenshots the README shows (docs/ui-login.png, docs/ui-sessions.png, docs/ui-session.png)
+into LRR_SCREENSHOTS_DIR when set (`make screenshots` sets it to docs/), else into its temporary directory, so
+a test run leaves the checkout as it was. Chromium is the Debian package `chromium`
 (make test installs it when run as root); Playwright never downloads a browser here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +39,6 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost"})
 UI_TIMEOUT_MS = 20_000
 """How long the page may take to show what it is waited for: generous, the test machine's cores are shared."""
 TOKEN = "ui-browser-token"
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 VIEWPORT = {"width": 1400, "height": 900}
 
 RIGS = {"rig-a": 64, "rig-b": 32}
@@ -205,12 +207,15 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = UI_TIME
         time.sleep(0.1)
 
 
-def screenshot(page: Page, name: str, height: float | None = None) -> None:
-    """Save docs/<name> (the page down to `height`, else all of it): the README shows those of this run."""
+def screenshot(page: Page, into: Path, name: str, height: float | None = None) -> None:
+    """Save into/<name> (the page down to `height`, else all of it), a PNG as wide as the viewport."""
+    path = into / name
     if height is None:
-        page.screenshot(path=str(DOCS / name), full_page=True)
+        page.screenshot(path=str(path), full_page=True)
     else:
-        page.screenshot(path=str(DOCS / name), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
+        page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">I", header[16:20])[0] == VIEWPORT["width"], name
 
 
 def weights_version(server: InProcessServer, key: str) -> int:
@@ -238,9 +243,10 @@ def streaming(server_factory: Callable[..., InProcessServer]) -> Iterator[InProc
 
 
 def test_the_live_view_with_a_token_shows_sessions_weights_and_quality_and_solves(
-    tab: Tab, streaming: InProcessServer
+    tab: Tab, streaming: InProcessServer, tmp_path: Path
 ) -> None:
     server, page = streaming, tab.page
+    shots = Path(os.environ.get("LRR_SCREENSHOTS_DIR") or tmp_path)
 
     # the login, and nothing else, until the right token
     page.goto(server.url + "/")
@@ -257,7 +263,7 @@ def test_the_live_view_with_a_token_shows_sessions_weights_and_quality_and_solve
     expect(page.locator("#login-message")).to_contain_text("wrong API token")
     expect(page.locator("#main")).to_be_hidden()
     assert "rig-a" not in page.content()
-    screenshot(page, "ui-login.png", height=280)
+    screenshot(page, shots, "ui-login.png", height=280)
 
     page.fill("#token", TOKEN)
     page.press("#token", "Enter")
@@ -282,7 +288,7 @@ def test_the_live_view_with_a_token_shows_sessions_weights_and_quality_and_solve
     expect(page.locator("#feed")).to_have_text("live")  # GET /events, not the polling fallback
     box = page.locator("#sessions").bounding_box()
     assert box is not None
-    screenshot(page, "ui-sessions.png", height=box["y"] + box["height"] + 16)
+    screenshot(page, shots, "ui-sessions.png", height=box["y"] + box["height"] + 16)
 
     # a session's detail: the heatmap and the bars are drawn
     page.locator("#rows tr", has_text="rig-a").click()
@@ -300,7 +306,7 @@ def test_the_live_view_with_a_token_shows_sessions_weights_and_quality_and_solve
     expect(status).to_contain_text("1,000 Hz")
     page.locator("#bars").hover()
     expect(page.locator("#bars-hover")).to_contain_text("dB")
-    screenshot(page, "ui-session.png")
+    screenshot(page, shots, "ui-session.png")
 
     # solve: new weights, shown
     before = weights_version(server, "rig-a")
