@@ -12,6 +12,7 @@ from lrr_service.service.checkpoints import Checkpointer
 from lrr_service.service.cluster import Cluster
 from lrr_service.service.config import ServiceSettings
 from lrr_service.service.csv_process import CsvProcess
+from lrr_service.service.events import SharedBody
 from lrr_service.service.lane import StatisticsLane
 from lrr_service.service.metrics import ServiceMetrics
 from lrr_service.service.registry import SessionRegistry
@@ -39,10 +40,12 @@ class ServiceContext:
     upload_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     """Held while a large weights upload is read and parsed, so concurrent uploads cannot pile up in memory."""
     stopping: bool = False
-    """Set when the server begins to shut down, before uvicorn waits for open responses: event streams end on it
-    (service/events.py). Nothing sets it yet but tests; the events stream also watches uvicorn itself."""
+    """Set when the server begins to shut down, before uvicorn waits for open responses (by ServiceServer in
+    service/__main__.py): event streams end on it (service/events.py)."""
     event_streams: int = 0
     """GET /events responses open now, bounded by `max_event_streams` (service/events.py)."""
+    streams_feed: SharedBody | None = None
+    """The GET /streams body shared by every open event stream (service/events.py), made by the first."""
 
     def __post_init__(self) -> None:
         self.registry.set_quality(self.settings.quality_window_seconds, self.settings.quality_every)

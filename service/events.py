@@ -4,6 +4,10 @@ Each event is `event: streams` with `data:` the JSON of GET /streams on one line
 build it (in a cluster: the store unreachable) is sent as `event: error` with `{"code", "message"}`
 and the stream goes on. The first event is sent at once.
 
+Sharing: every stream sends the same body (`SharedBody`): a build less than half an interval old, or still
+under way, serves whoever asks. However many viewers, the listing is built at most twice a second (in a
+cluster, the store's summaries read twice), not once per viewer per second.
+
 Limits: an open event stream is an HTTP request in progress, so it holds one of the
 LRR_MAX_HTTP_REQUESTS slots of the gate (service/gate.py) for as long as it is open. To keep REST
 answering, at most a quarter of those slots (`ServiceContext.max_event_streams`, 16 by default)
@@ -21,15 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from lrr_service.core.vocabulary import ErrorCode
-from lrr_service.service.context import ServiceContext
 from lrr_service.service.errors import ServiceError
+
+if TYPE_CHECKING:
+    from lrr_service.service.context import ServiceContext
 
 EVENT_INTERVAL_SECONDS = 1.0
 """Time between two `streams` events of one stream."""
@@ -37,6 +44,30 @@ STOP_POLL_SECONDS = 0.1
 """How often a stream checks whether the server is stopping."""
 RETRY_MILLISECONDS = 2000
 """The reconnection delay browsers (EventSource) are told to use when the stream ends."""
+
+
+Body = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class SharedBody:
+    """One build of `build()` shared by every caller while it is under way or less than `fresh_seconds` old.
+    A caller that leaves does not cancel it for the others; a failed build is shared like a good one."""
+
+    def __init__(self, build: Body, fresh_seconds: float = EVENT_INTERVAL_SECONDS / 2) -> None:
+        self._build = build
+        self._fresh_seconds = fresh_seconds
+        self._latest: asyncio.Future[dict[str, Any]] | None = None
+        self._started = -math.inf
+
+    async def get(self) -> dict[str, Any]:
+        """The latest build's body (or its exception), a new build when the latest is done and stale."""
+        loop = asyncio.get_running_loop()
+        latest = self._latest
+        if latest is None or (latest.done() and loop.time() - self._started >= self._fresh_seconds):
+            self._started = loop.time()
+            latest = self._latest = asyncio.ensure_future(self._build())
+            latest.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved if none waits
+        return await asyncio.shield(latest)
 
 
 def event(name: str, data: Any) -> bytes:
@@ -62,9 +93,10 @@ class EventStreamResponse(StreamingResponse):
             self.context.event_streams -= 1
 
 
-def open_event_stream(context: ServiceContext, body: Callable[[], Awaitable[dict[str, Any]]]) -> EventStreamResponse:
-    """Take one of the context's event-stream slots and answer with a stream of `body()` as `streams` events.
-    Raises ServiceError too_many_requests (503) when every slot is taken."""
+def open_event_stream(context: ServiceContext, body: Body) -> EventStreamResponse:
+    """Take one of the context's event-stream slots and answer with a stream of `body()` as `streams` events,
+    the body shared by every stream of the context. Raises ServiceError too_many_requests (503) when every slot
+    is taken."""
     limit = context.max_event_streams
     if context.event_streams >= limit:
         raise ServiceError(
@@ -74,10 +106,12 @@ def open_event_stream(context: ServiceContext, body: Callable[[], Awaitable[dict
             headers={"Retry-After": "5"},
         )
     context.event_streams += 1
-    return EventStreamResponse(context, _events(context, body))
+    if context.streams_feed is None:
+        context.streams_feed = SharedBody(body)
+    return EventStreamResponse(context, _events(context, context.streams_feed.get))
 
 
-async def _events(context: ServiceContext, body: Callable[[], Awaitable[dict[str, Any]]]) -> AsyncIterator[bytes]:
+async def _events(context: ServiceContext, body: Body) -> AsyncIterator[bytes]:
     """`streams` events every EVENT_INTERVAL_SECONDS until the client leaves or the server stops."""
 
     def stopping() -> bool:

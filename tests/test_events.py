@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 
 import httpx
 
-from lrr_service.service.events import event
+from lrr_service.core.vocabulary import ErrorCode
+from lrr_service.service.errors import ServiceError
+from lrr_service.service.events import SharedBody, event
 
 
 def read_events(client: httpx.Client, count: int, timeout: float = 10.0) -> list[tuple[str, dict]]:
@@ -117,3 +120,56 @@ def test_an_open_event_stream_does_not_hold_up_shutdown(server_factory) -> None:
 def test_event_frames_are_one_line_of_json() -> None:
     frame = event("streams", {"a": [1, 2], "b": None})
     assert frame == b'event: streams\ndata: {"a":[1,2],"b":null}\n\n'
+
+
+# -- one body for every stream -----------------------------------------------------------------
+
+
+class CountedBuild:
+    """A body builder that counts its builds and takes `seconds` each; raises while `failing`."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+        self.builds = 0
+        self.failing = False
+
+    async def __call__(self) -> dict:
+        self.builds += 1
+        number = self.builds
+        await asyncio.sleep(self.seconds)
+        if self.failing:
+            raise ServiceError("the store is unreachable", code=ErrorCode.STORE_UNAVAILABLE)
+        return {"build": number}
+
+
+async def test_streams_asking_together_share_one_build_and_a_fresh_one_follows() -> None:
+    build = CountedBuild()
+    shared = SharedBody(build, fresh_seconds=0.2)
+    bodies = await asyncio.gather(*(shared.get() for _ in range(16)))
+    assert build.builds == 1 and bodies == [{"build": 1}] * 16
+    assert await shared.get() == {"build": 1}  # done, but not stale yet
+    await asyncio.sleep(0.25)
+    assert await shared.get() == {"build": 2}
+    assert build.builds == 2
+
+
+async def test_a_stream_that_leaves_does_not_cancel_the_build_of_the_others() -> None:
+    build = CountedBuild(seconds=0.2)
+    shared = SharedBody(build, fresh_seconds=0.5)
+    leaving = asyncio.ensure_future(shared.get())
+    staying = asyncio.ensure_future(shared.get())
+    await asyncio.sleep(0.05)
+    leaving.cancel()
+    assert await staying == {"build": 1}
+    assert leaving.cancelled() and build.builds == 1
+
+
+async def test_a_failed_build_is_shared_and_the_next_one_is_tried_again() -> None:
+    build = CountedBuild()
+    build.failing = True
+    shared = SharedBody(build, fresh_seconds=0.1)
+    failures = await asyncio.gather(shared.get(), shared.get(), return_exceptions=True)
+    assert [type(failure) for failure in failures] == [ServiceError, ServiceError] and build.builds == 1
+    build.failing = False
+    await asyncio.sleep(0.15)
+    assert await shared.get() == {"build": 2}
