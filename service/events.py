@@ -94,9 +94,9 @@ class EventStreamResponse(StreamingResponse):
 
 
 def open_event_stream(context: ServiceContext, body: Body) -> EventStreamResponse:
-    """Take one of the context's event-stream slots and answer with a stream of `body()` as `streams` events,
-    the body shared by every stream of the context. Raises ServiceError too_many_requests (503) when every slot
-    is taken."""
+    """Take one of the context's event-stream slots and answer with a stream of `body()` as `streams` events.
+    Every stream of the context shares the SharedBody of the first one's `body` (one route, one body). Raises
+    ServiceError too_many_requests (503) when every slot is taken."""
     limit = context.max_event_streams
     if context.event_streams >= limit:
         raise ServiceError(
