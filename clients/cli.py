@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from lrr_service.clients.commands import admin, demo, lsl, serve, stream
+from lrr_service.clients.commands import admin, channels, demo, lsl, serve, stream
 from lrr_service.clients.commands.common import (
     OneLineErrorParser,
     in_cli_terms,
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=OneLineErrorParser
     )
-    for module in (serve, stream, admin, demo, lsl):
+    for module in (serve, stream, admin, channels, demo, lsl):
         module.register(subcommands)
     return parser
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -77,12 +78,16 @@ _CLI_TERMS = (
 """What the server and the library say in HTTP or Python terms, and what the command line calls it."""
 
 
+_REST_RESET = re.compile(r"POST /streams/(\S+?)/reset\b")
+"""A hint to reset a session over REST, which the command line does with `lrr reset --key K`."""
+
+
 def in_cli_terms(message: str) -> str:
-    """`message` with its hints in the command line's terms (flags, not query parameters or arguments),
-    the weights upload's own ones (core/weights_form.py) included."""
+    """`message` with its hints in the command line's terms (flags and commands, not query parameters,
+    arguments or routes), the weights upload's own ones (core/weights_form.py) included."""
     for phrase, flag in _CLI_TERMS:
         message = message.replace(phrase, flag)
-    return restate(message, Interface.CLI)
+    return restate(_REST_RESET.sub(r"lrr reset --key \1", message), Interface.CLI)
 
 
 def render(result: CommandResult, as_json: bool) -> str:
