@@ -7,6 +7,7 @@ package, the token from the environment of a new process) runs `lrr` as a subpro
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -17,6 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
+from lrr_service.clients.cli import build_parser
+
 try:
     from cli_runner import Done
     from cli_runner import run_lrr as lrr
@@ -25,7 +28,20 @@ except ImportError:
     from tests.cli_runner import run_lrr as lrr
 
 LRR = str(Path(sys.executable).with_name("lrr"))
-COMMANDS = ["serve", "stream", "sessions", "reset", "solve", "weights", "weights get", "weights put", "demo", "lsl"]
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser's subcommands (or actions) by name; none for a parser without."""
+    found = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return dict(found[0].choices) if found else {}
+
+
+COMMANDS = [
+    f"{name} {action}".strip()
+    for name, command in subcommands(build_parser()).items()
+    for action in ["", *subcommands(command)]
+]
+"""Every command and action `lrr` has, from its own parser: each must answer --help."""
 
 
 def lrr_process(*args: str, url: str | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -72,7 +88,7 @@ def test_every_command_has_help(command):
     run = lrr_process if command == "serve" else lrr  # `serve` replaces the process with the service's
     done = run(*command.split(), "--help")
     assert done.returncode == 0
-    assert "usage:" in done.stdout
+    assert f"usage: lrr {command}" in done.stdout
     if command == "serve":
         assert "--state-dir" in done.stdout  # the service's own parser answered
 
