@@ -3,7 +3,9 @@
 With `fit_seconds` the first S seconds of input (by the input's own timestamps) are only fitted
 (no output), the session is solved, and everything after is transformed and published. Without
 it every chunk goes through fit_transform (the model keeps adapting) and is published; its first
-chunks, before the first solve, come back unchanged, as fit_transform's do. After a fitting period
+chunks, before the first solve, come back unchanged, as fit_transform's do: the bridge counts them
+(`samples_passed_through`) and notes when its output starts being its input and when weights take over,
+since nothing in the LSL stream can say so. After a fitting period
 the session must hold weights: a transform that would apply none stops the bridge
 (IdentityTransformError) rather than publish raw data as cleaned. Chunks the server will not fit
 (NaN, Inf) are published transformed, not fitted, and counted. The outlet copies the input's
@@ -71,10 +73,13 @@ class BridgeStats:
     samples_out: int = 0
     samples_not_fitted: int = 0
     """Samples of chunks the server would not fit (NaN, Inf or beyond ±1e100); published transformed, unfitted."""
+    samples_passed_through: int = 0
+    """Samples published unchanged because the session had no weights yet (fit_transform before its first solve)."""
     reconnects: int = 0
     notes: list[str] = field(default_factory=list)
     """What the operator should know: parts of the stream's channel description left out, a grouping change,
-    a grouping by fields the session could not resolve."""
+    a grouping by fields the session could not resolve, the output being the input unchanged (no weights) and
+    weights taking over."""
 
 
 LIBLSL_QUIET_CONFIG = "[log]\nlevel = -1\n"
@@ -248,6 +253,7 @@ class LSLBridge:
         """Called with each note as it is made (they are also kept in `stats.notes`)."""
         self.stats = BridgeStats(input_name, input_name + OUTPUT_SUFFIX)
         self._grouping_check: asyncio.Task[None] | None = None
+        self._passing_through = False
 
     async def run(self, duration: float | None = None, stop: asyncio.Event | None = None) -> BridgeStats:
         """Bridge until `duration` seconds have passed or `stop` is set (else forever); returns what went through.
@@ -419,8 +425,29 @@ class LSLBridge:
             except ChunkNotFittedError:
                 self.stats.samples_not_fitted += len(sent.stamps)
                 reply = await client.request(Mode.TRANSFORM, sent.data)
+            self._account_for_weights(reply.weights_source == "none", sent.stamps)
             outlet.push_chunk(np.ascontiguousarray(reply.data), sent.stamps)
             self.stats.samples_out += len(sent.stamps)
+
+    def _account_for_weights(self, passed_through: bool, stamps: list[float]) -> None:
+        """Count a chunk published unchanged for want of weights, and tell the operator each time the output starts
+        being the input unchanged and each time weights take over: an LSL consumer cannot tell them apart."""
+        if passed_through:
+            self.stats.samples_passed_through += len(stamps)
+        if passed_through == self._passing_through:
+            return
+        self._passing_through = passed_through
+        if passed_through:
+            self._note(
+                f"session '{self.key}' has no weights: from the sample stamped {stamps[0]:.6f} on, "
+                f"{self.stats.output_name} publishes the input unchanged until the session is solved "
+                "(lrr solve, or the server's solve schedule)"
+            )
+        else:
+            self._note(
+                f"weights apply from the sample stamped {stamps[0]:.6f} on: {self.stats.output_name} is rereferenced "
+                f"({self.stats.samples_passed_through} samples were published unchanged before)"
+            )
 
 
 @dataclass(frozen=True)

@@ -198,12 +198,55 @@ def test_fit_seconds_then_transform_keeps_labels_rate_and_timestamps(shared_serv
 
 
 def test_without_fit_seconds_every_sample_goes_through_fit_transform(shared_server):
+    """600 samples, fewer than the server's solve schedule (3000): never solved, so every published sample is
+    its input unchanged, and the bridge says so."""
     data, stamps = recording(600)
     run = bridge_recording(shared_server.url, "lsl-ft", data, stamps, 600)
     np.testing.assert_array_equal(run.stamps, stamps)
     assert run.output.shape == (600, CHANNELS) and np.isfinite(run.output).all()
     assert session(shared_server.url, "lsl-ft")["n_samples"] == 600
     assert run.summary["samples_out"] == 600 and run.summary["samples_fitted"] == 600
+    np.testing.assert_array_equal(run.output, data)
+    assert run.summary["samples_passed_through"] == 600
+    assert run.summary["notes"] == [
+        f"session 'lsl-ft' has no weights: from the sample stamped {stamps[0]:.6f} on, {run.name}-lrr publishes "
+        "the input unchanged until the session is solved (lrr solve, or the server's solve schedule)"
+    ]
+    assert f"lrr lsl: {run.summary['notes'][0]}" in run.stderr
+
+
+def test_the_output_is_said_to_be_unchanged_until_the_first_solve_and_rereferenced_after(server_factory):
+    """A server solving every 200 fitted samples; half the recording is pushed, then (once the session holds
+    weights) the other half: a prefix of the output is the input unchanged, counted and noted, and from the
+    first chunk with weights on the output is rereferenced, which is noted too."""
+    server = server_factory(env={"LRR_SOLVE_EVERY_SAMPLES": "200", "LRR_SOLVE_MIN_INTERVAL_SECONDS": "0"})
+    key, (data, stamps) = "lsl-first-solve", recording(1000)
+    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
+    outlet = make_input_outlet(name, None)
+    bridge = start_bridge(name, server.url, key)
+    try:
+        inlet = connect_output(name, outlet)
+        push_recording(outlet, data[:500], stamps[:500])
+        deadline = time.monotonic() + WAIT_S
+        while session(server.url, key).get("weights_source") != "fitted":
+            assert time.monotonic() < deadline, "the session was never solved"
+            time.sleep(0.05)
+        push_recording(outlet, data[500:], stamps[500:])
+        output, _ = pull_samples(inlet, 1000)
+    finally:
+        code, out, err = stop_bridge(bridge)
+    assert code == 0, err
+    summary = json.loads(out)
+    unchanged = summary["samples_passed_through"]
+    assert 0 < unchanged <= 500 and summary["samples_out"] == 1000 and output.shape == data.shape
+    np.testing.assert_array_equal(output[:unchanged], data[:unchanged])
+    assert not np.any(np.all(output[unchanged:] == data[unchanged:], axis=1))  # every later row rereferenced
+    assert summary["notes"] == [
+        f"session '{key}' has no weights: from the sample stamped {stamps[0]:.6f} on, {name}-lrr publishes the "
+        "input unchanged until the session is solved (lrr solve, or the server's solve schedule)",
+        f"weights apply from the sample stamped {stamps[unchanged]:.6f} on: {name}-lrr is rereferenced "
+        f"({unchanged} samples were published unchanged before)",
+    ]
 
 
 def test_a_non_finite_sample_is_published_unfitted_and_the_bridge_goes_on(shared_server):

@@ -92,6 +92,11 @@ def run(args: argparse.Namespace) -> CommandResult:
         f"{stats.input_name} -> {stats.output_name}: {stats.samples_in} samples in, "
         f"{stats.samples_fitted} fitted, {stats.samples_not_fitted} not fitted (non-finite), "
         f"{stats.samples_out} published"
+        + (
+            f", {stats.samples_passed_through} of them unchanged (no weights yet)"
+            if stats.samples_passed_through
+            else ""
+        )
     )
     return CommandResult(data, text)
 
