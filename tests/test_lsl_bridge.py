@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,22 +222,13 @@ def test_the_output_is_said_to_be_unchanged_until_the_first_solve_and_rereferenc
     first chunk with weights on the output is rereferenced, which is noted too."""
     server = server_factory(env={"LRR_SOLVE_EVERY_SAMPLES": "200", "LRR_SOLVE_MIN_INTERVAL_SECONDS": "0"})
     key, (data, stamps) = "lsl-first-solve", recording(1000)
-    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
-    outlet = make_input_outlet(name, None)
-    bridge = start_bridge(name, server.url, key)
-    try:
-        inlet = connect_output(name, outlet)
-        push_recording(outlet, data[:500], stamps[:500])
-        deadline = time.monotonic() + WAIT_S
-        while session(server.url, key).get("weights_source") != "fitted":
-            assert time.monotonic() < deadline, "the session was never solved"
-            time.sleep(0.05)
-        push_recording(outlet, data[500:], stamps[500:])
-        output, _ = pull_samples(inlet, 1000)
-    finally:
-        code, out, err = stop_bridge(bridge)
-    assert code == 0, err
-    summary = json.loads(out)
+
+    def solved(held: dict) -> bool:
+        return held["weights_source"] == "fitted"
+
+    name, output, _, summary = bridge_in_two_parts(
+        server.url, key, data, stamps, 500, lambda: wait_for_session(server.url, key, solved, "was solved"), 1000
+    )
     unchanged = summary["samples_passed_through"]
     assert 0 < unchanged <= 500 and summary["samples_out"] == 1000 and output.shape == data.shape
     np.testing.assert_array_equal(output[:unchanged], data[:unchanged])
@@ -269,32 +261,55 @@ def test_missing_input_stream_fails_with_one_line():
 
 def wait_for_fitted(url: str, key: str, n_samples: int) -> None:
     """Wait (bounded by WAIT_S) until the server's session holds `n_samples` fitted samples."""
+    wait_for_session(url, key, lambda held: held["n_samples"] >= n_samples, f"held {n_samples} samples")
+
+
+def wait_for_session(url: str, key: str, condition: Callable[[dict], bool], what: str) -> None:
+    """Wait (bounded by WAIT_S) until GET /streams/{key} answers with a session meeting `condition`."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         reply = httpx.get(f"{url}/streams/{key}")
-        if reply.status_code == 200 and reply.json()["n_samples"] >= n_samples:
+        if reply.status_code == 200 and condition(reply.json()):
             return
         time.sleep(0.05)
-    raise AssertionError(f"the session never held {n_samples} samples: {reply.text}")
+    raise AssertionError(f"the session never {what}: {reply.text}")
+
+
+def bridge_in_two_parts(
+    url: str,
+    key: str,
+    data: np.ndarray,
+    stamps: np.ndarray,
+    split: int,
+    between: Callable[[], None],
+    expected: int,
+    *options: str,
+) -> tuple[str, np.ndarray, np.ndarray, dict]:
+    """Run `lrr lsl` on a new input stream: push data[:split], call `between`, push the rest and collect
+    `expected` output samples; returns (the input's name, the output, its timestamps, the summary)."""
+    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
+    outlet = make_input_outlet(name)
+    bridge = start_bridge(name, url, key, *options)
+    try:
+        inlet = connect_output(name, outlet)
+        push_recording(outlet, data[:split], stamps[:split])
+        between()
+        push_recording(outlet, data[split:], stamps[split:])
+        output, out_stamps = pull_samples(inlet, expected)
+    finally:
+        code, out, err = stop_bridge(bridge)
+    assert code == 0, err
+    return name, output, out_stamps, json.loads(out)
 
 
 def test_a_non_finite_chunk_in_the_fitting_period_is_counted_once_and_not_fitted(shared_server):
     url, key = shared_server.url, "lsl-fit-nan"
     data, stamps = recording(1000)  # the first second (500 samples) is the fitting period
     data[300, 2] = np.nan
-    name = f"lrr-test-{uuid.uuid4().hex[:12]}"
-    outlet = make_input_outlet(name)
-    bridge = start_bridge(name, url, key, "--fit-seconds", "1")
-    try:
-        inlet = connect_output(name, outlet)
-        push_recording(outlet, data[:200], stamps[:200])
-        wait_for_fitted(url, key, 200)  # the finite start is fitted apart from the chunk holding the NaN
-        push_recording(outlet, data[200:], stamps[200:])
-        output, out_stamps = pull_samples(inlet, 500)
-    finally:
-        code, out, err = stop_bridge(bridge)
-    assert code == 0, err
-    summary = json.loads(out)
+    # the finite start is fitted apart from the chunk holding the NaN
+    _, output, out_stamps, summary = bridge_in_two_parts(
+        url, key, data, stamps, 200, lambda: wait_for_fitted(url, key, 200), 500, "--fit-seconds", "1"
+    )
     fitted, skipped = summary["samples_fitted"], summary["samples_not_fitted"]
     assert skipped >= 1 and fitted >= 200 and fitted + skipped == 500  # each sample counted exactly once
     assert session(url, key)["n_samples"] == fitted
