@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 import websockets
 
+from lrr_service.clients.tls import shared_tls_context
+
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
@@ -67,13 +69,14 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: floa
     Shared by everything that starts a server process and must know when it serves.
     """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url + "/health", timeout=1.0).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
+    with httpx.Client(timeout=1.0, verify=shared_tls_context()) as http:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if http.get(url + "/health").status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
     return False
 
 
@@ -106,7 +109,7 @@ class ServerAddress:
         """An httpx client on the base URL, sending the server's token (or `token`) as a Bearer header."""
         chosen = token if token is not None else self.token
         headers = {"Authorization": f"Bearer {chosen}"} if chosen else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, verify=shared_tls_context())
 
     def connect(self, key: str, route: str, token: str | None = None, **kwargs: object) -> websockets.connect:
         """`async with server.connect("rig1", "fit") as ws:` -- a websocket on /ws/{key}/{route} (token via ?token=)."""
@@ -242,12 +245,13 @@ class ClusterProcess(ServerProcess):
         """Start and return once every worker is ready and the proxy answers."""
         super().start(timeout)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (self.state_dir / "cluster.json").exists() and all(
-                _ready(self.worker_url(i)) for i in range(self.workers)
-            ):
-                return self
-            time.sleep(0.05)
+        with self.http() as http:
+            while time.monotonic() < deadline:
+                if (self.state_dir / "cluster.json").exists() and all(
+                    _ready(http, self.worker_url(i)) for i in range(self.workers)
+                ):
+                    return self
+                time.sleep(0.05)
         self.kill()
         raise LocalServerError(f"the cluster's workers did not become ready:\n{self.log_text()[-4000:]}")
 
@@ -284,16 +288,16 @@ class ClusterProcess(ServerProcess):
 
     def owner_index(self, key: str) -> int:
         """The worker that owns `key`, asked through the proxy (which makes its ring's worker the owner)."""
-        if self._lookups is None:  # one client: making an httpx client costs tens of ms (its TLS context)
+        if self._lookups is None:
             self._lookups = self.http()
         reply = self._lookups.get(f"/streams/{key}/owner")
         reply.raise_for_status()
         return int(reply.json()["owner"].rsplit(":", 1)[1]) - self.port - 1
 
 
-def _ready(url: str) -> bool:
+def _ready(http: httpx.Client, url: str) -> bool:
     try:
-        return httpx.get(url + "/ready", timeout=1.0).status_code in (200, 401)
+        return http.get(url + "/ready", timeout=1.0).status_code in (200, 401)
     except httpx.HTTPError:
         return False
 

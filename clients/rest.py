@@ -23,6 +23,7 @@ from lrr_service.clients.errors import (
     ServerError,
     error_for,
 )
+from lrr_service.clients.tls import shared_tls_context
 from lrr_service.core import weights_csv
 from lrr_service.core.channels import ChannelDescription
 from lrr_service.core.weights_form import Interface, WeightsForm, check_form, restate
@@ -35,7 +36,9 @@ class AsyncRestClient:
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.base_url = http_base(url)
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=auth_headers(token), timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=auth_headers(token), timeout=timeout, verify=shared_tls_context()
+        )
 
     async def __aenter__(self) -> AsyncRestClient:
         return self
