@@ -10,15 +10,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 from websockets.asyncio.client import ClientConnection
 
 from lrr_service.clients.local_server import ServerProcess as LiveServer
 from lrr_service.clients.local_server import clean_environment, free_loopback_port, wait_until_healthy
+from lrr_service.clients.tls import shared_tls_context
 from lrr_service.core.codec import Reply, decode_reply
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["REPO_ROOT", "LiveServer", "clean_environment", "exchange", "free_loopback_port", "wait_until_healthy"]
+HTTP = httpx.Client(timeout=30.0, verify=shared_tls_context(), limits=httpx.Limits(max_keepalive_connections=0))
+"""For a test's one-off requests by absolute URL (`HTTP.get(url)`): one client per test process, since
+making one costs about 50 ms of CPU; no connection is kept, as servers come and go between requests."""
+
+__all__ = [
+    "HTTP",
+    "REPO_ROOT",
+    "LiveServer",
+    "clean_environment",
+    "exchange",
+    "free_loopback_port",
+    "wait_until_healthy",
+]
 
 
 async def exchange(ws: ClientConnection, frame: bytes | str) -> Reply:

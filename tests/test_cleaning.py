@@ -12,7 +12,6 @@ import math
 import statistics
 import sys
 
-import httpx
 import numpy as np
 import pytest
 
@@ -31,8 +30,10 @@ from lrr_service.clients.sync import LRRClientSync
 
 try:
     from cli_runner import run_lrr as lrr
+    from live_server import HTTP
 except ImportError:
     from tests.cli_runner import run_lrr as lrr
+    from tests.live_server import HTTP
 
 GROUPS = [[0, 1, 2, 3], [4, 5, 6, 7]]  # channel 8 is in no group
 
@@ -228,7 +229,7 @@ def test_groups_follow_the_sessions_settings():
 
 
 def test_groups_of_a_real_session(shared_server):
-    httpx.put(f"{shared_server.url}/streams/cleaning-groups", json={"channel_groups": [[4, 5, 6], [0, 1, 2]]})
+    HTTP.put(f"{shared_server.url}/streams/cleaning-groups", json={"channel_groups": [[4, 5, 6], [0, 1, 2]]})
     with LRRClientSync(shared_server.url, "cleaning-groups") as client:
         client.fit(np.random.default_rng(0).standard_normal((20, 7)))
         assert session_groups(client.info()) == [[4, 5, 6], [0, 1, 2]]

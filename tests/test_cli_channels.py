@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -23,8 +22,10 @@ from lrr_service.core.vocabulary import Regrouped
 
 try:
     from cli_runner import Done, run_lrr
+    from live_server import HTTP
 except ImportError:
     from tests.cli_runner import Done, run_lrr
+    from tests.live_server import HTTP
 
 NAMES = ["Fp1", "Fp2", "C3", "C4", "O1", "O2"]
 
@@ -107,7 +108,7 @@ def test_with_transpose_the_header_names_samples_and_no_labels_are_sent(shared_s
     assert "--transpose: the 8 names in wide.csv name its columns, now samples; no channel labels are sent" in (
         done.stderr
     )
-    assert httpx.get(f"{shared_server.url}/streams/{stream_key}/channels").json()["channels"] is None
+    assert HTTP.get(f"{shared_server.url}/streams/{stream_key}/channels").json()["channels"] is None
 
 
 # -- --group-by ----------------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def test_with_transpose_the_header_names_samples_and_no_labels_are_sent(shared_s
 
 def test_group_by_a_field_the_file_does_not_describe_warns_once_and_falls_back(shared_server, tmp_path, stream_key):
     url = shared_server.url
-    assert httpx.put(f"{url}/streams/{stream_key}", json={"ridge_lambda": 0.25, "block_size": 3}).status_code == 201
+    assert HTTP.put(f"{url}/streams/{stream_key}", json={"ridge_lambda": 0.25, "block_size": 3}).status_code == 201
     done = stream(write_csv(tmp_path / "rec.csv", signals(), ",".join(NAMES)), url, stream_key, "--group-by", "bank")
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if line.startswith("lrr stream: warning:")]
@@ -123,7 +124,7 @@ def test_group_by_a_field_the_file_does_not_describe_warns_once_and_falls_back(s
         "lrr stream: warning: the channel description has no field 'bank' (it has ['label']); it groups the "
         "channels in blocks of block_size channels instead"
     ]
-    info = httpx.get(f"{url}/streams/{stream_key}").json()
+    info = HTTP.get(f"{url}/streams/{stream_key}").json()
     assert info["settings"]["channel_groups"] == "bank"
     assert info["settings"]["ridge_lambda"] == 0.25 and info["settings"]["block_size"] == 3  # kept
     assert info["grouping"]["source"] == "block_size" and info["grouping"]["sizes"] == [3, 3]
@@ -138,7 +139,7 @@ def test_group_by_a_field_of_a_description_put_by_rest_groups_by_it(shared_serve
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr
     assert json.loads(done.stdout)["grouping"]["source"] == "fields"
-    assert sorted(httpx.get(f"{url}/streams/{stream_key}/channels").json()["groups"]) == [[0, 2, 4], [1, 3, 5]]
+    assert sorted(HTTP.get(f"{url}/streams/{stream_key}/channels").json()["groups"]) == [[0, 2, 4], [1, 3, 5]]
     with LRRClientSync(url, stream_key) as client:
         weights = client.get_weights()
     assert not weights[np.ix_([0, 2, 4], [1, 3, 5])].any() and weights[np.ix_([0, 2, 4], [0, 2, 4])].any()
@@ -148,7 +149,7 @@ def test_group_by_several_fields_sets_a_list_and_comma_separated_equals_repeated
     path = write_csv(tmp_path / "rec.csv", signals(), ",".join(NAMES))
     done = stream(path, shared_server.url, stream_key, "--fit", "--group-by", "bank, label", "--group-by", "x")
     assert done.returncode == 0, done.stderr
-    info = httpx.get(f"{shared_server.url}/streams/{stream_key}").json()
+    info = HTTP.get(f"{shared_server.url}/streams/{stream_key}").json()
     assert info["settings"]["channel_groups"] == ["bank", "label", "x"]
     assert group_by_setting(["bank,label", "x"]) == group_by_setting(["bank", "label", "x", "bank"])
     assert group_by_setting(["bank"]) == "bank" and group_by_setting(None) is None
@@ -160,7 +161,7 @@ def test_group_by_with_an_empty_name_is_refused_before_anything_is_sent(shared_s
     )
     assert done.returncode == 1 and done.stderr.count("\n") == 1
     assert "--group-by 'bank,': empty field name; expected FIELD or FIELD,FIELD" in done.stderr
-    assert httpx.get(f"{shared_server.url}/streams/{stream_key}").status_code == 404
+    assert HTTP.get(f"{shared_server.url}/streams/{stream_key}").status_code == 404
 
 
 def test_group_by_that_would_drop_what_append_or_transform_use_is_refused(shared_server, tmp_path, stream_key):
@@ -169,17 +170,17 @@ def test_group_by_that_would_drop_what_append_or_transform_use_is_refused(shared
     refused = stream(path, url, stream_key, "--fit", "--append", "--group-by", "label")
     assert refused.returncode == 1, refused.stderr
     assert "changes how session" in refused.stderr and "pass --reset instead of --append" in refused.stderr
-    info = httpx.get(f"{url}/streams/{stream_key}").json()
+    info = HTTP.get(f"{url}/streams/{stream_key}").json()
     assert info["n_samples"] == 600 and info["settings"]["channel_groups"] is None  # nothing changed
     same = stream(path, url, stream_key, "--fit", "--reset", "--group-by", "label")
     assert same.returncode == 0, same.stderr
-    assert httpx.get(f"{url}/streams/{stream_key}").json()["settings"]["channel_groups"] == "label"
+    assert HTTP.get(f"{url}/streams/{stream_key}").json()["settings"]["channel_groups"] == "label"
     again = stream(path, url, stream_key, "--fit", "--append", "--group-by", "label")  # no change: appends
     assert again.returncode == 0, again.stderr
-    assert httpx.get(f"{url}/streams/{stream_key}").json()["n_samples"] == 1200
+    assert HTTP.get(f"{url}/streams/{stream_key}").json()["n_samples"] == 1200
     refused = stream(path, url, stream_key, "--transform", "--group-by", "bank", "--allow-identity")
     assert refused.returncode == 1 and "drops the weights --transform would apply" in refused.stderr
-    assert httpx.get(f"{url}/streams/{stream_key}").json()["settings"]["channel_groups"] == "label"
+    assert HTTP.get(f"{url}/streams/{stream_key}").json()["settings"]["channel_groups"] == "label"
 
 
 def test_settings_with_channel_groups_keeps_the_others_and_says_when_nothing_changes():
@@ -218,20 +219,20 @@ def channels(*args: str, url: str) -> Done:
 
 def held_channels(url: str, key: str) -> dict | None:
     """What GET /streams/{key}/channels says the session holds (None: no description); 404 fails the test."""
-    response = httpx.get(f"{url}/streams/{key}/channels")
+    response = HTTP.get(f"{url}/streams/{key}/channels")
     assert response.status_code == 200, response.text
     return response.json()["channels"]
 
 
 def session_status(url: str, key: str) -> int:
-    return httpx.get(f"{url}/streams/{key}").status_code
+    return HTTP.get(f"{url}/streams/{key}").status_code
 
 
 def upload_weights(url: str, key: str, n: int) -> None:
     """Bind the session to `n` channels with uploaded weights (a zero diagonal)."""
     weights = (np.ones((n, n)) - np.eye(n)) / (n - 1)
     body = "".join(",".join(f"{w:.17g}" for w in row) + "\n" for row in weights)
-    response = httpx.put(f"{url}/streams/{key}/weights", content=body, headers={"Content-Type": "text/csv"})
+    response = HTTP.put(f"{url}/streams/{key}/weights", content=body, headers={"Content-Type": "text/csv"})
     assert response.status_code == 200, response.text
 
 
@@ -291,7 +292,7 @@ def test_grouping_by_a_field_of_a_put_description(shared_server, tmp_path, strea
     settings = run_lrr("settings", "put", "--key", stream_key, 'channel_groups="bank"', url=url)
     assert settings.returncode == 0, settings.stderr
     upload_weights(url, stream_key, 6)  # bound to 6 channels; no description yet: one group of all
-    before = httpx.get(f"{url}/streams/{stream_key}").json()["grouping"]
+    before = HTTP.get(f"{url}/streams/{stream_key}").json()["grouping"]
     assert before["source"] == "all" and "no channel description" in before["fallback"]
     put = channels("put", str(path), "--key", stream_key, url=url)
     assert put.returncode == 0, put.stderr
@@ -299,9 +300,9 @@ def test_grouping_by_a_field_of_a_put_description(shared_server, tmp_path, strea
         f"regrouped: uploaded_kept ({Regrouped.UPLOADED_KEPT.meaning})",
         "grouping: fields (2 group(s))",
     ]
-    after = httpx.get(f"{url}/streams/{stream_key}").json()["grouping"]
+    after = HTTP.get(f"{url}/streams/{stream_key}").json()["grouping"]
     assert after["source"] == "fields" and after["fallback"] is None and after["sizes"] == [3, 3]
-    assert httpx.get(f"{url}/streams/{stream_key}/channels").json()["groups"] == [[0, 2, 4], [1, 3, 5]]
+    assert HTTP.get(f"{url}/streams/{stream_key}/channels").json()["groups"] == [[0, 2, 4], [1, 3, 5]]
 
 
 def test_channels_delete_removes_the_description_and_says_how_the_session_groups_now(
@@ -343,7 +344,7 @@ def test_a_description_of_another_channel_count_than_the_bound_session_is_refuse
         f"(lrr reset --key {stream_key}) first (HTTP 409)",
     )
     assert held_channels(url, stream_key) == MONTAGE_DESCRIPTION
-    assert httpx.get(f"{url}/streams/{stream_key}").json()["n_channels"] == 6
+    assert HTTP.get(f"{url}/streams/{stream_key}").json()["n_channels"] == 6
 
 
 def test_a_description_beyond_the_server_channel_limit_is_refused_with_bad_channels(server_factory, tmp_path):
@@ -380,7 +381,7 @@ def test_a_malformed_or_unsupported_file_is_refused_before_anything_is_sent(
     path.write_text(content, encoding="utf-8")
     assert_refused(channels("put", str(path), "--key", stream_key, url=url), f"{path}: {problem}")
     assert session_status(url, stream_key) == 404  # nothing was sent: no session was made
-    assert httpx.put(f"{url}/streams/{stream_key}", json={}).status_code == 201
+    assert HTTP.put(f"{url}/streams/{stream_key}", json={}).status_code == 201
     assert_refused(channels("put", str(path), "--key", stream_key, url=url), f"{path}: {problem}")
     assert held_channels(url, stream_key) is None  # an existing session keeps having none
 

@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -23,9 +22,11 @@ from lrr_service.clients.cli import build_parser
 try:
     from cli_runner import Done
     from cli_runner import run_lrr as lrr
+    from live_server import HTTP
 except ImportError:
     from tests.cli_runner import Done
     from tests.cli_runner import run_lrr as lrr
+    from tests.live_server import HTTP
 
 LRR = str(Path(sys.executable).with_name("lrr"))
 
@@ -80,7 +81,7 @@ def recording(seed: int = 0, samples: int = 600, channels: int = 5) -> np.ndarra
 
 
 def server_weights(url: str, key: str) -> np.ndarray:
-    return np.loadtxt(httpx.get(f"{url}/streams/{key}/weights").text.splitlines(), delimiter=",")
+    return np.loadtxt(HTTP.get(f"{url}/streams/{key}/weights").text.splitlines(), delimiter=",")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -155,7 +156,7 @@ def test_stream_edf_fit_only_and_realtime_pacing(shared_server, tmp_path):
         url=shared_server.url,
     )
     assert summary["samples"] == 500 and summary["output"] is None
-    info = httpx.get(f"{shared_server.url}/streams/cli-edf").json()
+    info = HTTP.get(f"{shared_server.url}/streams/cli-edf").json()
     assert info["n_samples"] == 500 and info["n_channels"] == 4
 
 
@@ -194,7 +195,7 @@ def test_sessions_reset_and_solve(shared_server, tmp_path):
     assert any(line.split()[:3] == ["cli-admin", "3", "300"] for line in table[2:])
     reset = lrr("reset", "--key", "cli-admin", "--url", shared_server.url)
     assert reset.returncode == 0 and "reset 'cli-admin'" in reset.stdout
-    assert httpx.get(f"{shared_server.url}/streams/cli-admin").json()["n_samples"] == 0
+    assert HTTP.get(f"{shared_server.url}/streams/cli-admin").json()["n_samples"] == 0
 
 
 def test_demo_against_a_running_server_reports_a_large_artifact_reduction(shared_server):
@@ -203,7 +204,7 @@ def test_demo_against_a_running_server_reports_a_large_artifact_reduction(shared
     assert report["reduction_db"] > 15
     for channel in report["channels"]:
         assert channel["artifact_power_after"] < channel["artifact_power_before"] / 10
-    assert all(s["key"] != "lrr-demo" for s in httpx.get(f"{shared_server.url}/streams").json()["streams"])
+    assert all(s["key"] != "lrr-demo" for s in HTTP.get(f"{shared_server.url}/streams").json()["streams"])
 
 
 def test_demo_starts_its_own_server_when_no_url_is_given():
@@ -335,4 +336,4 @@ def test_weights_put_sends_the_files_bytes_and_get_writes_the_servers(shared_ser
     lrr_json("weights", "put", str(tmp_path / "crlf.csv"), "--key", "cli-bytes", url=shared_server.url)
     got = lrr_json("weights", "get", "--key", "cli-bytes", "-o", str(tmp_path / "back.csv"), url=shared_server.url)
     assert got["n_channels"] == 2
-    assert (tmp_path / "back.csv").read_bytes() == httpx.get(f"{shared_server.url}/streams/cli-bytes/weights").content
+    assert (tmp_path / "back.csv").read_bytes() == HTTP.get(f"{shared_server.url}/streams/cli-bytes/weights").content

@@ -19,8 +19,10 @@ from lrr_service.core.weights_csv import format_weights_csv
 
 try:
     from cli_runner import Done, run_lrr
+    from live_server import HTTP
 except ImportError:
     from tests.cli_runner import Done, run_lrr
+    from tests.live_server import HTTP
 
 LRR = str(Path(sys.executable).with_name("lrr"))
 N_CHANNELS = 6
@@ -49,7 +51,7 @@ def one_line_failure(done: Done, *fragments: str) -> str:
 
 
 def session(url: str, key: str) -> dict:
-    return httpx.get(f"{url}/streams/{key}").json()
+    return HTTP.get(f"{url}/streams/{key}").json()
 
 
 def test_transform_on_a_new_or_misspelt_key_is_refused_unless_identity_is_allowed(shared_server, tmp_path):
@@ -113,7 +115,7 @@ def test_a_transposed_recording_is_refused_naming_transpose_and_taken_with_it(sh
     out = tmp_path / "out.npy"
     refused = run_lrr("stream", str(wide), "--key", "transposed", "-o", str(out), url=shared_server.url)
     one_line_failure(refused, "6 samples x 300 channels", "more channels than samples", "--transpose")
-    assert httpx.get(f"{shared_server.url}/streams/transposed").status_code == 404  # nothing was sent
+    assert HTTP.get(f"{shared_server.url}/streams/transposed").status_code == 404  # nothing was sent
     taken = run_lrr("stream", str(wide), "--key", "transposed", "--transpose", "-o", str(out), url=shared_server.url)
     assert taken.returncode == 0, taken.stderr
     assert np.load(out).shape == (300, N_CHANNELS)
@@ -151,7 +153,7 @@ def test_a_nan_block_is_refused_with_its_place_in_the_file_or_skipped_with_every
     url = shared_server.url
     refused = run_lrr("stream", str(path), "--key", "nan-rig", "-o", str(out), url=url)
     one_line_failure(refused, "nan at sample 1030, channel 2", "--skip-non-finite")
-    assert httpx.get(f"{url}/streams/nan-rig").status_code == 404  # refused before anything was sent
+    assert HTTP.get(f"{url}/streams/nan-rig").status_code == 404  # refused before anything was sent
     done = run_lrr("stream", str(path), "--key", "nan-rig", "--skip-non-finite", "-o", str(out), "--json", url=url)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -160,7 +162,7 @@ def test_a_nan_block_is_refused_with_its_place_in_the_file_or_skipped_with_every
     output = np.load(out)
     assert np.isnan(output[1024:1280]).all()
     finite = np.r_[0:1024, 1280:2000]
-    weights = np.loadtxt(httpx.get(f"{url}/streams/nan-rig/weights").text.splitlines(), delimiter=",")
+    weights = np.loadtxt(HTTP.get(f"{url}/streams/nan-rig/weights").text.splitlines(), delimiter=",")
     expected = data[finite].astype(np.float64) @ (np.eye(N_CHANNELS) - weights)
     np.testing.assert_allclose(output[finite], expected, rtol=1e-4, atol=1e-3)
 
@@ -183,7 +185,7 @@ def wait_until_fitted(url: str, key: str, process: subprocess.Popen) -> None:
     """Return once session `key` holds fitted samples, while `process` (which fits it) is still running."""
     for _ in range(600):
         assert process.poll() is None, process.communicate()
-        reply = httpx.get(f"{url}/streams/{key}")
+        reply = HTTP.get(f"{url}/streams/{key}")
         if reply.status_code == 200 and reply.json()["n_samples"] > 0:
             return
         time.sleep(0.05)
@@ -218,7 +220,7 @@ def test_ctrl_c_mid_replay_says_what_the_session_holds_and_how_to_undo(process_f
     wait_until_fitted(server.url, "ctrl-c", process)  # mid-replay, whatever the start-up took
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
-    held = httpx.get(f"{server.url}/streams/ctrl-c").json()["n_samples"]
+    held = HTTP.get(f"{server.url}/streams/ctrl-c").json()["n_samples"]
     assert process.returncode == 130, stderr
     assert 0 < held < 20000
     assert f"lrr stream: interrupted: session 'ctrl-c' now holds {held} fitted samples" in stderr
@@ -233,9 +235,7 @@ def test_integer_recordings_are_converted_exactly(shared_server, tmp_path, dtype
     out = tmp_path / "out.npy"
     done = run_lrr("stream", str(path), "--key", f"ints-{dtype}", "-o", str(out), url=shared_server.url)
     assert done.returncode == 0, done.stderr
-    weights = np.loadtxt(
-        httpx.get(f"{shared_server.url}/streams/ints-{dtype}/weights").text.splitlines(), delimiter=","
-    )
+    weights = np.loadtxt(HTTP.get(f"{shared_server.url}/streams/ints-{dtype}/weights").text.splitlines(), delimiter=",")
     expected = data.astype(np.float64) @ (np.eye(N_CHANNELS) - weights)
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-2)
 
@@ -284,7 +284,7 @@ def test_a_path_prefix_behind_a_reverse_proxy_that_strips_it_works(shared_server
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/lrr/health", timeout=1)
+                HTTP.get(f"http://127.0.0.1:{port}/lrr/health", timeout=1)
                 break
             except httpx.HTTPError:
                 time.sleep(0.05)
@@ -302,7 +302,7 @@ def test_a_path_prefix_behind_a_reverse_proxy_that_strips_it_works(shared_server
 def test_a_closed_pipe_ends_quietly(shared_server):
     weights = np.random.default_rng(2).uniform(-0.01, 0.01, (200, 200))  # ~800 KB of CSV: more than a pipe holds
     np.fill_diagonal(weights, 0.0)
-    httpx.put(
+    HTTP.put(
         f"{shared_server.url}/streams/piped/weights",
         content=format_weights_csv(weights),
         headers={"content-type": "text/csv"},
@@ -368,7 +368,7 @@ def test_delete_and_settings_from_the_command_line(shared_server):
     assert session(url, key)["settings"]["ridge_lambda"] == 0.25
     deleted = run_lrr("delete", "--key", key, url=url)
     assert deleted.returncode == 0 and "deleted session 'cli-settings'" in deleted.stdout
-    assert httpx.get(f"{url}/streams/{key}").status_code == 404
+    assert HTTP.get(f"{url}/streams/{key}").status_code == 404
 
 
 def test_url_and_token_come_from_the_config_file_after_flags_and_environment(server_factory, tmp_path):

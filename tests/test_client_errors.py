@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 import msgpack
 import numpy as np
 import pytest
+from live_server import HTTP
 
 from lrr_service.clients import AsyncRestClient, LRRClient, ServerError, errors
 from lrr_service.core.vocabulary import ErrorCode
@@ -93,7 +93,7 @@ async def test_a_bad_key_is_refused_before_any_connection_with_the_servers_messa
     async with AsyncRestClient(shared_server.url) as rest:
         with pytest.raises(errors.BadKeyError) as by_rest_client:
             await rest.reset("not a key!")
-    server_says = httpx.post(f"{shared_server.url}/streams/not%20a%20key!/reset").json()["detail"]
+    server_says = HTTP.post(f"{shared_server.url}/streams/not%20a%20key!/reset").json()["detail"]
     assert server_says["code"] == "bad_key"
     assert by_client.value.message == server_says["message"]
     assert "expected 1 to 128 characters" in by_rest_client.value.message

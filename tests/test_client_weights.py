@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pytest
+from live_server import HTTP
 
 from lrr_service.clients import LRRClient, errors
 
@@ -30,6 +30,6 @@ async def test_downloaded_weights_are_the_servers_bytes(shared_server, tmp_path)
         await client.put_weights(weights)
         path = await client.download_weights(tmp_path / "w.csv")
         assert np.array_equal(await client.get_weights(), weights)
-    served = httpx.get(f"{shared_server.url}/streams/weights-download/weights").content
+    served = HTTP.get(f"{shared_server.url}/streams/weights-download/weights").content
     assert path.read_bytes() == served
     assert np.array_equal(np.loadtxt(path, delimiter=","), weights)

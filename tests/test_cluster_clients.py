@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import websockets
+from live_server import HTTP
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from lrr_service.clients import LRRClient
@@ -95,7 +95,10 @@ def test_lrr_stream_direct_rides_through_the_death_of_its_worker(cluster: Cluste
         str(tmp_path / "out.npy"),
     ]
     process = subprocess.Popen(command, env=clean_environment({}), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(1.0)  # 2 s of fitting at real time: kill its worker in the middle
+    # 2 s of fitting at real time: kill its worker in the middle, once the stream flows (a first connection
+    # that fails is reported at once, by design, and on a loaded machine lrr can take a second to start)
+    lsl.wait_for_session(cluster.url, key, lambda held: held["n_samples"] > 0, "held fitted samples")
+    assert process.poll() is None, process.communicate()
     os.kill(cluster.worker_pid(cluster.owner_index(key)), signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr.decode()
@@ -160,8 +163,8 @@ def guarded_cluster(tmp_path: Path) -> Iterator[ClusterProcess]:
 async def test_auth_and_limits_hold_through_the_proxy_and_on_the_direct_path(guarded_cluster: ClusterProcess) -> None:
     cluster = guarded_cluster
     key = "guarded"
-    assert httpx.get(f"{cluster.url}/streams").status_code == 401
-    assert httpx.get(f"{cluster.url}/streams", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert HTTP.get(f"{cluster.url}/streams").status_code == 401
+    assert HTTP.get(f"{cluster.url}/streams", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     owner = cluster.owner_index(key)
     direct_ws = cluster.worker_url(owner).replace("http", "ws")
     for base in (cluster.ws_url, direct_ws):

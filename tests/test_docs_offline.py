@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from browser import chromium_context
 from in_process import InProcessServer
+from live_server import HTTP
 from playwright.sync_api import BrowserContext, Page, Request, Route, expect
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost"})
@@ -79,7 +79,7 @@ def offline(chromium: BrowserContext) -> Iterator[OfflinePage]:
 
 def schema_of(server: InProcessServer) -> dict:
     """The server's OpenAPI document (open without the token)."""
-    return httpx.get(server.url + "/openapi.json", timeout=30).raise_for_status().json()
+    return HTTP.get(server.url + "/openapi.json", timeout=30).raise_for_status().json()
 
 
 def operation_count(schema: dict) -> int:

@@ -28,10 +28,10 @@ from lrr_service.core.weights_csv import WeightsCsvError, format_weights_csv, ma
 
 try:
     from in_process import InProcessServer
-    from live_server import LiveServer
+    from live_server import HTTP, LiveServer
 except ImportError:
     from tests.in_process import InProcessServer
-    from tests.live_server import LiveServer
+    from tests.live_server import HTTP, LiveServer
 
 MAX_CHANNELS = 16
 MAX_FRAME_BYTES = 1 << 20
@@ -84,7 +84,7 @@ def witness(server: LiveServer) -> Iterator[Witness]:
     rng = np.random.default_rng(0)
     W = rng.uniform(-0.3, 0.3, (8, 8))
     np.fill_diagonal(W, 0.0)
-    httpx.put(f"{server.url}/streams/{WITNESS_KEY}/weights", content=format_weights_csv(W)).raise_for_status()
+    HTTP.put(f"{server.url}/streams/{WITNESS_KEY}/weights", content=format_weights_csv(W)).raise_for_status()
     frames = [encode_chunk(i, rng.standard_normal((10, 8)).astype(np.float32)) for i in range(8)]
     with connect(f"{server.ws_url}/ws/{WITNESS_KEY}/transform", max_size=None) as ws:
         baseline = []

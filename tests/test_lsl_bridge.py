@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pylsl
 from pylsl.info import XMLElement
@@ -27,8 +26,10 @@ from lrr_service.core.channels import MAX_FIELDS, MAX_TEXT_CHARS
 
 try:
     from cli_runner import run_lrr
+    from live_server import HTTP
 except ImportError:
     from tests.cli_runner import run_lrr
+    from tests.live_server import HTTP
 
 LRR = str(Path(sys.executable).with_name("lrr"))
 RATE = 500.0
@@ -174,7 +175,7 @@ def bridge_recording(
 
 
 def session(url: str, key: str) -> dict:
-    return httpx.get(f"{url}/streams/{key}").json()
+    return HTTP.get(f"{url}/streams/{key}").json()
 
 
 def test_fit_seconds_then_transform_keeps_labels_rate_and_timestamps(shared_server):
@@ -190,7 +191,7 @@ def test_fit_seconds_then_transform_keeps_labels_rate_and_timestamps(shared_serv
     assert labels == LABELS
     assert run.output.shape == (500, CHANNELS)
     np.testing.assert_array_equal(run.stamps, stamps[500:])
-    weights = np.loadtxt(httpx.get(f"{shared_server.url}/streams/lsl-fit/weights").text.splitlines(), delimiter=",")
+    weights = np.loadtxt(HTTP.get(f"{shared_server.url}/streams/lsl-fit/weights").text.splitlines(), delimiter=",")
     expected = data[500:].astype(np.float64) @ (np.eye(CHANNELS) - weights)
     np.testing.assert_allclose(run.output, expected, rtol=1e-4, atol=1e-3)
     assert session(shared_server.url, "lsl-fit")["n_samples"] == 500
@@ -268,7 +269,7 @@ def wait_for_session(url: str, key: str, condition: Callable[[dict], bool], what
     """Wait (bounded by WAIT_S) until GET /streams/{key} answers with a session meeting `condition`."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        reply = httpx.get(f"{url}/streams/{key}")
+        reply = HTTP.get(f"{url}/streams/{key}")
         if reply.status_code == 200 and condition(reply.json()):
             return
         time.sleep(0.05)
@@ -335,7 +336,7 @@ def test_a_fitting_period_without_finite_chunks_stops_the_bridge_with_a_clear_er
 
 def test_a_refused_fit_stops_the_bridge_during_the_fitting_period(shared_server):
     url, key = shared_server.url, "lsl-fit-refused"
-    created = httpx.put(f"{url}/streams/{key}", json={"channel_groups": [[0, 1, 2, CHANNELS + 1]]})
+    created = HTTP.put(f"{url}/streams/{key}", json={"channel_groups": [[0, 1, 2, CHANNELS + 1]]})
     assert created.status_code == 201, created.text  # a group naming a channel the stream does not have
     data, stamps = recording(100)
     name = f"lrr-test-{uuid.uuid4().hex[:12]}"
@@ -378,7 +379,7 @@ def test_the_lsl_bridge_keeps_labels_and_groups_by_a_field_in_a_stream_descripti
     assert description.fields["location.X"] == tuple(channel["location.X"] for channel in DESCRIBED)
     assert info["settings"]["channel_groups"] == "bank"
     assert info["grouping"]["source"] == "fields" and info["grouping"]["fallback"] is None
-    resolved = httpx.get(f"{url}/streams/{key}/channels").json()["groups"]
+    resolved = HTTP.get(f"{url}/streams/{key}/channels").json()["groups"]
     bank_a, bank_b = [0, 2, 4], [1, 3, 5]
     assert sorted(resolved) == [bank_a, bank_b]
     assert not weights[np.ix_(bank_a, bank_b)].any() and not weights[np.ix_(bank_b, bank_a)].any()
@@ -389,7 +390,7 @@ def test_the_lsl_bridge_keeps_labels_and_groups_by_a_field_in_a_stream_descripti
 
 def test_group_by_a_field_the_stream_does_not_describe_warns_and_keeps_the_other_settings(shared_server):
     url, key = shared_server.url, "lsl-no-array"
-    created = httpx.put(f"{url}/streams/{key}", json={"ridge_lambda": 0.5, "block_size": 3})
+    created = HTTP.put(f"{url}/streams/{key}", json={"ridge_lambda": 0.5, "block_size": 3})
     assert created.status_code == 201, created.text
     data, stamps = recording(300)
     run = bridge_recording(url, key, data, stamps, 300, "--group-by", "array")  # the stream has labels only

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import NamedTuple
 from unittest import mock
 
-import httpx
 import pytest
-from live_server import LiveServer
+from live_server import HTTP, LiveServer
 
 from lrr_service.service.__main__ import build_parser, exposure_problem, main, settings_from_args
 from lrr_service.service.config import ServiceSettings
@@ -120,7 +119,7 @@ def test_runs_without_the_serve_word(tmp_path: Path) -> None:
     """`python -m lrr_service.service --port N --state-dir D` works like `serve`; SIGTERM stops it gracefully."""
     server = LiveServer(tmp_path / "state", subcommand=None).start()
     try:
-        assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+        assert HTTP.get(server.url + "/health").json() == {"status": "ok"}
     finally:
         assert server.stop() in (0, -signal.SIGTERM)
     assert '"event":"service_stopped"' in server.log_text()

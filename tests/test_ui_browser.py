@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 import pytest
 from browser import chromium_context
 from in_process import InProcessServer
+from live_server import HTTP
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request, Route, expect
 
 from lrr_service.clients import LRRClient
@@ -254,8 +254,8 @@ def test_the_live_view_with_a_token_shows_sessions_weights_and_quality_and_solve
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#main")).to_be_hidden()
     assert "rig-a" not in page.content()
-    assert httpx.get(server.url + "/ui/app.js", timeout=30).status_code == 200  # the page's files: no token
-    assert httpx.get(server.url + "/streams", timeout=30).status_code == 401  # its data: the token
+    assert HTTP.get(server.url + "/ui/app.js", timeout=30).status_code == 200  # the page's files: no token
+    assert HTTP.get(server.url + "/streams", timeout=30).status_code == 401  # its data: the token
 
     page.fill("#token", "not-the-token")
     page.press("#token", "Enter")
@@ -351,9 +351,9 @@ def test_the_live_view_with_a_token_shows_sessions_weights_and_quality_and_solve
 
 def test_without_a_token_the_page_opens_on_the_table(tab: Tab, server_factory: Callable[..., InProcessServer]) -> None:
     server = server_factory()
-    root = httpx.get(server.url + "/", timeout=30)
+    root = HTTP.get(server.url + "/", timeout=30)
     assert root.status_code == 307 and root.headers["location"] == "/ui"
-    served = httpx.get(server.url + "/ui", timeout=30)
+    served = HTTP.get(server.url + "/ui", timeout=30)
     assert "script-src 'self'" in served.headers["content-security-policy"]
     page = tab.page
     page.goto(server.url + "/ui")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from cli_runner import run_lrr as lrr
 from in_process import InProcessServer
-from live_server import LiveServer, exchange
+from live_server import HTTP, LiveServer, exchange
 
 from lrr_service.clients import LRRClient, LRRClientSync, errors
 from lrr_service.core.codec import ChunkReply, encode_chunk
@@ -287,7 +287,7 @@ def test_the_cli_uploads_i_minus_w_with_its_flag_and_names_the_flag_when_refused
         assert line.startswith("lrr weights: error: bad_weights: ") and words in line
         assert "?form" not in line and "form=" not in line
     assert put.returncode == 0, put.stderr
-    assert httpx.get(f"{server.url}/streams/form-cli/weights").content == format_weights_csv(MEAN_OF_OTHERS).encode()
+    assert HTTP.get(f"{server.url}/streams/form-cli/weights").content == format_weights_csv(MEAN_OF_OTHERS).encode()
     assert np.array_equal(asyncio.run(transformed(server, "form-cli", SAMPLE)), REREFERENCED)
     shown = lrr("weights", "put", "--help")
     assert "--i-minus-w" in shown.stdout and "I - W" in shown.stdout
