@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
@@ -17,7 +17,6 @@ from lrr_service.service.api_docs import install_api_docs
 from lrr_service.service.auth import TokenChecker
 from lrr_service.service.capacity import checkpoint_file_limit
 from lrr_service.service.checkpoints import Checkpointer
-from lrr_service.service.cluster import Cluster, ClusterWriter
 from lrr_service.service.config import ServiceSettings
 from lrr_service.service.context import ServiceContext
 from lrr_service.service.errors import CapacityError, SessionLimitError, install_error_handlers
@@ -31,6 +30,9 @@ from lrr_service.service.rest import router
 from lrr_service.service.solver import SolveScheduler
 from lrr_service.service.ui import router as ui_router
 from lrr_service.service.ws import router as ws_router
+
+if TYPE_CHECKING:
+    from lrr_service.service.cluster import ClusterWriter
 
 SOLVE_DRAIN_SECONDS = 10.0
 
@@ -48,6 +50,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     cluster = None
     writer: CheckpointStore | ClusterWriter = store
     if settings.store_url:
+        from lrr_service.service.cluster import Cluster, ClusterWriter  # Redis's client: a cluster's workers only
+
         cluster = Cluster(
             settings.store_url,
             settings.own_url(),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
 from lrr_service.service.auth import TokenChecker
 from lrr_service.service.checkpoints import Checkpointer
-from lrr_service.service.cluster import Cluster
 from lrr_service.service.config import ServiceSettings
 from lrr_service.service.csv_process import CsvProcess
 from lrr_service.service.events import SharedBody
@@ -17,6 +17,9 @@ from lrr_service.service.lane import StatisticsLane
 from lrr_service.service.metrics import ServiceMetrics
 from lrr_service.service.registry import SessionRegistry
 from lrr_service.service.solver import SolveScheduler
+
+if TYPE_CHECKING:  # imported by a cluster's workers only: it brings Redis's client
+    from lrr_service.service.cluster import Cluster
 
 
 @dataclass
