@@ -181,6 +181,16 @@ def test_weights_get_and_put_round_trip_bit_exactly(shared_server, tmp_path):
     assert replaced["n_channels"] == 3
 
 
+def test_solving_a_session_without_fit_data_says_which_command_fits_it(shared_server):
+    url = shared_server.url
+    assert lrr("settings", "put", "--key", "cli-unfitted", "ridge_lambda=0.5", "--url", url).returncode == 0
+    assert_one_line_failure(
+        lrr("solve", "--key", "cli-unfitted", "--url", url),
+        "lrr solve: error: no_fit_data:",
+        "no fit data accepted since the last reset; fit it (lrr stream --fit --key cli-unfitted) first",
+    )
+
+
 def test_sessions_reset_and_solve(shared_server, tmp_path):
     np.save(tmp_path / "in.npy", recording(5, samples=300, channels=3))
     lrr_json("stream", str(tmp_path / "in.npy"), "--key", "cli-admin", "--fit", url=shared_server.url)
@@ -225,7 +235,12 @@ def test_failures_exit_non_zero_with_one_line(shared_server, tmp_path):
     assert_one_line_failure(lrr("sessions", "--url", nobody), "lrr sessions: error:")
     assert_one_line_failure(lrr("stream", str(tmp_path / "missing.npy"), "--key", "k", "-o", "o.npy"), "no such file")
     assert_one_line_failure(lrr("stream", str(tmp_path / "in.npy"), "--key", "k", "-o", "out.txt"), ".npy or .csv")
-    assert_one_line_failure(lrr("reset", "--key", "never-made", "--url", shared_server.url), "unknown_session")
+    assert_one_line_failure(
+        lrr("reset", "--key", "never-made", "--url", shared_server.url),
+        "unknown_session",
+        "sessions are created by lrr stream --key never-made, lrr settings put --key never-made NAME=VALUE or "
+        "lrr weights put --key never-made",
+    )
     assert_one_line_failure(lrr("solve", "--key", "bad key", "--url", shared_server.url), "bad_key")
     assert_one_line_failure(lrr("stream", str(tmp_path / "in.npy")), "required", "--key")
     assert_one_line_failure(lrr("demo", "--channels", "2", "--url", shared_server.url), "at least 3")

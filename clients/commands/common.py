@@ -78,8 +78,15 @@ _CLI_TERMS = (
 """What the server and the library say in HTTP or Python terms, and what the command line calls it."""
 
 
-_REST_RESET = re.compile(r"POST /streams/(\S+?)/reset\b")
-"""A hint to reset a session over REST, which the command line does with `lrr reset --key K`."""
+_ROUTE_COMMANDS = (
+    (re.compile(r"POST /streams/([^\s/,]+)/reset\b"), r"lrr reset --key \1"),
+    (re.compile(r"the first chunk on /ws/([^\s/,]+)/\.\.\."), r"lrr stream --key \1"),
+    (re.compile(r"send chunks to /ws/([^\s/,]+)/fit\b"), r"fit it (lrr stream --fit --key \1)"),
+    (re.compile(r"PUT /streams/([^\s/,]+)/weights\b"), r"lrr weights put --key \1"),
+    (re.compile(r"PUT /streams/([^\s/,]+)(?![/\w])"), r"lrr settings put --key \1 NAME=VALUE"),
+)
+"""Hints that name a route of the server, and the command that does the same (in this order: the last
+one would match the start of the weights route)."""
 
 
 def in_cli_terms(message: str) -> str:
@@ -87,7 +94,9 @@ def in_cli_terms(message: str) -> str:
     arguments or routes), the weights upload's own ones (core/weights_form.py) included."""
     for phrase, flag in _CLI_TERMS:
         message = message.replace(phrase, flag)
-    return restate(_REST_RESET.sub(r"lrr reset --key \1", message), Interface.CLI)
+    for route, command in _ROUTE_COMMANDS:
+        message = route.sub(command, message)
+    return restate(message, Interface.CLI)
 
 
 def render(result: CommandResult, as_json: bool) -> str:
