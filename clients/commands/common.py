@@ -85,8 +85,7 @@ _ROUTE_COMMANDS = (
     (re.compile(r"PUT /streams/([^\s/,]+)/weights\b"), r"lrr weights put --key \1"),
     (re.compile(r"PUT /streams/([^\s/,]+)(?![/\w])"), r"lrr settings put --key \1 NAME=VALUE"),
 )
-"""Hints that name a route of the server, and the command that does the same (in this order: the last
-one would match the start of the weights route)."""
+"""Hints that name a route of the server, and the command that does the same."""
 
 
 def in_cli_terms(message: str) -> str:
