@@ -8,6 +8,9 @@ restarts on the same port. Tests that do not need a process use `InProcessServer
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -31,8 +34,12 @@ __all__ = [
     "clean_environment",
     "exchange",
     "free_loopback_port",
+    "wait_for_session",
     "wait_until_healthy",
 ]
+
+SESSION_WAIT_S = 30.0
+"""Bound on each wait for a session to reach a state: a hang fails instead of blocking."""
 
 
 async def exchange(ws: ClientConnection, frame: bytes | str) -> Reply:
@@ -42,3 +49,24 @@ async def exchange(ws: ClientConnection, frame: bytes | str) -> Reply:
     if isinstance(reply, str):
         raise AssertionError(f"the server sent a text message: {reply[:200]!r}")
     return decode_reply(reply)
+
+
+def wait_for_session(
+    url: str,
+    key: str,
+    condition: Callable[[dict], bool],
+    what: str,
+    while_running: subprocess.Popen | None = None,
+) -> None:
+    """Return once GET {url}/streams/{key} answers with a session meeting `condition`; fail saying the
+    session never `what` after SESSION_WAIT_S, or at once if `while_running` (what feeds it) has exited."""
+    deadline = time.monotonic() + SESSION_WAIT_S
+    while True:
+        if while_running is not None:
+            assert while_running.poll() is None, while_running.communicate()
+        reply = HTTP.get(f"{url}/streams/{key}")
+        if reply.status_code == 200 and condition(reply.json()):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the session {key!r} never {what}: {reply.text}")
+        time.sleep(0.05)

@@ -19,10 +19,10 @@ from lrr_service.core.weights_csv import format_weights_csv
 
 try:
     from cli_runner import Done, run_lrr
-    from live_server import HTTP
+    from live_server import HTTP, wait_for_session
 except ImportError:
     from tests.cli_runner import Done, run_lrr
-    from tests.live_server import HTTP
+    from tests.live_server import HTTP, wait_for_session
 
 LRR = str(Path(sys.executable).with_name("lrr"))
 N_CHANNELS = 6
@@ -181,17 +181,6 @@ def test_a_replay_stopped_by_bad_data_says_what_the_session_holds_and_how_to_und
     ]
 
 
-def wait_until_fitted(url: str, key: str, process: subprocess.Popen) -> None:
-    """Return once session `key` holds fitted samples, while `process` (which fits it) is still running."""
-    for _ in range(600):
-        assert process.poll() is None, process.communicate()
-        reply = HTTP.get(f"{url}/streams/{key}")
-        if reply.status_code == 200 and reply.json()["n_samples"] > 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"session {key!r} held no fitted samples after 30 s")
-
-
 def test_ctrl_c_mid_replay_says_what_the_session_holds_and_how_to_undo(process_factory, tmp_path):
     server = process_factory()
     path = save(tmp_path, "slow.npy", recording(20000))  # 20 s at 1 kHz: still replaying when interrupted
@@ -217,7 +206,8 @@ def test_ctrl_c_mid_replay_says_what_the_session_holds_and_how_to_undo(process_f
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_until_fitted(server.url, "ctrl-c", process)  # mid-replay, whatever the start-up took
+    fitted = "held fitted samples"  # mid-replay, whatever the start-up took
+    wait_for_session(server.url, "ctrl-c", lambda held: held["n_samples"] > 0, fitted, while_running=process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     held = HTTP.get(f"{server.url}/streams/ctrl-c").json()["n_samples"]

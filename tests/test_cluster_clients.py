@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import websockets
-from live_server import HTTP
+from live_server import HTTP, wait_for_session
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from lrr_service.clients import LRRClient
@@ -97,8 +97,8 @@ def test_lrr_stream_direct_rides_through_the_death_of_its_worker(cluster: Cluste
     process = subprocess.Popen(command, env=clean_environment({}), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # 2 s of fitting at real time: kill its worker in the middle, once the stream flows (a first connection
     # that fails is reported at once, by design, and on a loaded machine lrr can take a second to start)
-    lsl.wait_for_session(cluster.url, key, lambda held: held["n_samples"] > 0, "held fitted samples")
-    assert process.poll() is None, process.communicate()
+    fitted = "held fitted samples"
+    wait_for_session(cluster.url, key, lambda held: held["n_samples"] > 0, fitted, while_running=process)
     os.kill(cluster.worker_pid(cluster.owner_index(key)), signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr.decode()

@@ -26,10 +26,10 @@ from lrr_service.core.channels import MAX_FIELDS, MAX_TEXT_CHARS
 
 try:
     from cli_runner import run_lrr
-    from live_server import HTTP
+    from live_server import HTTP, wait_for_session
 except ImportError:
     from tests.cli_runner import run_lrr
-    from tests.live_server import HTTP
+    from tests.live_server import HTTP, wait_for_session
 
 LRR = str(Path(sys.executable).with_name("lrr"))
 RATE = 500.0
@@ -261,19 +261,8 @@ def test_missing_input_stream_fails_with_one_line():
 
 
 def wait_for_fitted(url: str, key: str, n_samples: int) -> None:
-    """Wait (bounded by WAIT_S) until the server's session holds `n_samples` fitted samples."""
+    """Wait until the server's session holds `n_samples` fitted samples."""
     wait_for_session(url, key, lambda held: held["n_samples"] >= n_samples, f"held {n_samples} samples")
-
-
-def wait_for_session(url: str, key: str, condition: Callable[[dict], bool], what: str) -> None:
-    """Wait (bounded by WAIT_S) until GET /streams/{key} answers with a session meeting `condition`."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        reply = HTTP.get(f"{url}/streams/{key}")
-        if reply.status_code == 200 and condition(reply.json()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the session never {what}: {reply.text}")
 
 
 def bridge_in_two_parts(
