@@ -16,7 +16,7 @@ from fastapi import FastAPI, WebSocket
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 SERVICE_WS_IMPLEMENTATION = "websockets-sansio"
-"""Must match the `ws=` of service/__main__.py, or the floor is not the service's transport."""
+"""Must match the `ws=` of service/serving.py, or the floor is not the service's transport."""
 
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

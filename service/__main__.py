@@ -13,13 +13,9 @@ import json
 import sys
 from typing import Any
 
-import uvicorn
 from pydantic import ValidationError
 
-from lrr_service.service.app import create_app
 from lrr_service.service.config import SESSION_SETTING_FIELDS, ServiceSettings
-from lrr_service.service.context import ServiceContext
-from lrr_service.service.http_protocol import guarded_http_protocol
 from lrr_service.service.launcher import ClusterLauncher, LaunchError
 from lrr_service.service.logs import configure_logging
 
@@ -104,52 +100,6 @@ def _parse_json_flag(name: str, value: str) -> object:
         raise ValueError(f"{name}: {value!r} is not JSON ({exc}); expected e.g. [[0,1,2],[3,4,5]]") from None
 
 
-def uvicorn_config(app: Any, settings: ServiceSettings) -> uvicorn.Config:
-    """How the service is served: the settings' address and limits, the guarded HTTP protocol, the websockets
-    library, no access log (the app logs what matters)."""
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="auto",
-        http=guarded_http_protocol(settings.client_timeout_seconds),  # httptools, with a deadline on request heads
-        ws="websockets-sansio",  # the websockets library, Sans-I/O; uvicorn deprecates its legacy "websockets"
-        ws_max_size=settings.max_frame_bytes,
-        ws_per_message_deflate=False,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-        # no limit_concurrency: it counts idle connections too, so they could make /health answer 503;
-        # websocket streams (LRR_MAX_CONNECTIONS) and HTTP requests (LRR_MAX_HTTP_REQUESTS) are limited by the app
-    )
-
-
-class ServiceServer(uvicorn.Server):
-    """uvicorn's server that marks the app's context as stopping the moment it is asked to exit (a signal, or
-    `should_exit` set by whoever runs it), so long responses such as GET /events end at once instead of holding
-    the graceful shutdown up (service/events.py)."""
-
-    def __init__(self, config: uvicorn.Config, context: ServiceContext) -> None:
-        self._context = context
-        super().__init__(config)
-
-    @property
-    def should_exit(self) -> bool:
-        return self._should_exit
-
-    @should_exit.setter
-    def should_exit(self, value: bool) -> None:
-        self._should_exit = value
-        if value:
-            self._context.stopping = True
-
-
-def service_server(settings: ServiceSettings) -> ServiceServer:
-    """The app of `settings` served by uvicorn as configured by `uvicorn_config`."""
-    app = create_app(settings)
-    return ServiceServer(uvicorn_config(app, settings), app.state.context)
-
-
 def split_prog(argv: list[str]) -> tuple[str, list[str]]:
     """(program name, the rest of the command line): a leading `--prog NAME` (or `--prog=NAME`) taken off."""
     if argv[:1] == ["--prog"] and len(argv) > 1:
@@ -175,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if settings.workers is not None:
         return run_cluster(settings, arguments)
+    # uvicorn and the app are imported only to serve: --help and a cluster's launcher need neither
+    from lrr_service.service.serving import service_server
+
     configure_logging(settings.log_level)
     server = service_server(settings)
     server.run()

@@ -44,7 +44,7 @@ class ServiceContext:
     """Held while a large weights upload is read and parsed, so concurrent uploads cannot pile up in memory."""
     stopping: bool = False
     """Set when the server begins to shut down, before uvicorn waits for open responses (by ServiceServer in
-    service/__main__.py): event streams end on it (service/events.py)."""
+    service/serving.py): event streams end on it (service/events.py)."""
     event_streams: int = 0
     """GET /events responses open now, bounded by `max_event_streams` (service/events.py)."""
     streams_feed: SharedBody | None = None

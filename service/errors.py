@@ -9,13 +9,15 @@ in `lrr_errors_total{code}`; on a websocket, the stream protocol sends it as an 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from typing import TYPE_CHECKING, Any
 
 from lrr_service.core.vocabulary import ErrorCode
-from lrr_service.service.metrics import ServiceMetrics
+
+if TYPE_CHECKING:  # the refusals are imported by the settings, and so by the command line, which need no web stack
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    from lrr_service.service.metrics import ServiceMetrics
 
 
 class ServiceError(Exception):
@@ -96,6 +98,7 @@ class CheckpointFailedError(ServiceError):
 
 def install_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
     """Answer every ServiceError with its documented body, and any other exception with `internal`."""
+    from fastapi.responses import JSONResponse
 
     async def refused(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)

@@ -15,7 +15,7 @@ may be event streams; beyond, GET /events answers 503 `too_many_requests`.
 
 Shutdown: uvicorn waits for open responses (up to LRR_SHUTDOWN_TIMEOUT_SECONDS) before it shuts
 the app down, and does not tell them it is stopping. The service's server (`ServiceServer` in
-service/__main__.py) sets `context.stopping` the moment it is asked to exit, and each stream checks
+service/serving.py) sets `context.stopping` the moment it is asked to exit, and each stream checks
 it every STOP_POLL_SECONDS and then ends cleanly (the response completes). Under another server
 that does not set it, a stream only delays the shutdown by the graceful timeout, after which
 uvicorn cancels it.

@@ -25,8 +25,9 @@ from types import TracebackType
 import uvicorn
 
 from lrr_service.clients.local_server import ServerAddress
-from lrr_service.service.__main__ import build_parser, service_server, settings_from_args
+from lrr_service.service.__main__ import build_parser, settings_from_args
 from lrr_service.service.logs import LOGGER_NAME, JsonLineFormatter, RedactTokens
+from lrr_service.service.serving import service_server
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0

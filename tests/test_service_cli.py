@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import NamedTuple
@@ -123,3 +125,15 @@ def test_runs_without_the_serve_word(tmp_path: Path) -> None:
     finally:
         assert server.stop() in (0, -signal.SIGTERM)
     assert '"event":"service_stopped"' in server.log_text()
+
+
+def test_the_command_line_and_the_cluster_launcher_import_no_web_stack() -> None:
+    """`--help` and `serve --workers N` (which only starts processes) load neither uvicorn, FastAPI, the app nor
+    Redis's client: a cluster's launcher stays small and `lrr serve --help` answers quickly."""
+    probe = (
+        "import sys, lrr_service.service.__main__, lrr_service.service.launcher; "
+        "print(sorted(m for m in ('uvicorn', 'fastapi', 'starlette', 'redis', 'lrr_service.service.app') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
