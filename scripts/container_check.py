@@ -26,6 +26,9 @@ FIT_CHUNKS = 5
 #: seq of the first chunk on a connection (not 0, so that an echo of a default would show)
 FIRST_SEQ = 41
 MAX_CHANNELS = 4096
+FAILOVER_S = 10.0
+"""How long a request may keep failing at the transport level right after a worker is killed: HAProxy can close
+a request it sent towards the dead worker without an answer (docs/scale.md), and the caller tries again."""
 #: Settings the image sets itself (listen on all interfaces of the container, port 8000, state in the volume),
 #: and LRR_WORKERS: the image runs one worker (it has no HAProxy or Redis); docker-compose.cluster.yml runs several.
 IMAGE_FIXED_SETTINGS = frozenset({"LRR_HOST", "LRR_PORT", "LRR_STATE_DIR", "LRR_WORKERS"})
@@ -174,9 +177,19 @@ def run_upload_and_transform(args: argparse.Namespace) -> None:
 
 
 def run_same_weights(args: argparse.Namespace) -> None:
-    """The session's weights are still the ones saved by upload-and-transform (after a restart)."""
+    """The session's weights are still the ones saved by upload-and-transform (after a restart, or after the
+    key's worker was killed: a request the proxy dropped then is tried again, for up to FAILOVER_S)."""
+    deadline = time.monotonic() + FAILOVER_S
     with httpx.Client(headers=auth(args.token), timeout=10.0) as client:
-        served = fetch_weights_csv(client, args.url, args.key)
+        while True:
+            try:
+                served = fetch_weights_csv(client, args.url, args.key)
+                break
+            except httpx.TransportError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                print(f"note: GET {weights_url(args.url, args.key)}: {type(exc).__name__}: {exc}; trying again")
+                time.sleep(0.2)
     expected = args.expect.read_bytes()
     if served != expected:
         raise CheckFailed(
